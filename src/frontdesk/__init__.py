@@ -1,0 +1,54 @@
+"""frontdesk: hybrid intent classification and routing.
+
+A fast calibrated classifier answers the routine messages; a gate sends the uncertain ones up a
+cascade of tiers (encoder, LLM, human review). The public API::
+
+    from frontdesk import Router, Dataset
+    router = Router.train(Dataset.load("path/to/banking77"), tiers=["linear"])
+    decision = router.route("I was charged twice for one coffee")
+"""
+
+__version__ = "0.1.0"
+
+from .data import Dataset, Example
+from .errors import (
+    ConfigError,
+    DataError,
+    FrontdeskError,
+    InputError,
+    ModelError,
+    NotFittedError,
+    TierError,
+)
+from .gate import GatePolicy, Objective, OperatingCurve, OperatingPoint, fit_gate
+from .router import Router, RouterSettings
+from .tiers.base import Tier, available_tiers, register_tier
+from .types import Decision, LabelScore, Message, TierResult, TierTrace
+
+__all__ = [
+    "__version__",
+    "ConfigError",
+    "DataError",
+    "Dataset",
+    "Decision",
+    "Example",
+    "FrontdeskError",
+    "GatePolicy",
+    "InputError",
+    "LabelScore",
+    "Message",
+    "ModelError",
+    "NotFittedError",
+    "Objective",
+    "OperatingCurve",
+    "OperatingPoint",
+    "Router",
+    "RouterSettings",
+    "Tier",
+    "TierError",
+    "TierResult",
+    "TierTrace",
+    "available_tiers",
+    "fit_gate",
+    "register_tier",
+]

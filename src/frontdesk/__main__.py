@@ -1,0 +1,5 @@
+"""``python -m frontdesk`` runs the CLI."""
+
+from .cli import main
+
+main()

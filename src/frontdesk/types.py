@@ -1,0 +1,115 @@
+"""The small typed values that flow through frontdesk: messages in, tier results, decisions out."""
+
+from __future__ import annotations
+
+import uuid
+from dataclasses import dataclass, field
+from datetime import datetime, timezone
+from typing import Any, Literal
+
+from pydantic import BaseModel, ConfigDict, Field
+
+Verdict = Literal["accept", "flag", "escalate", "unknown", "error", "review"]
+"""What the gate (or the router) made of one tier's answer.
+
+accept: the tier's labels stand. flag: they stand but a human should look (middle band).
+escalate: not confident enough, try the next tier. unknown: not confident and the policy maps such
+messages to the unknown label. error: the tier failed (reason says why). review: the human tier.
+"""
+
+
+class Message(BaseModel):
+    """One inbound message. Only ``text`` is required."""
+
+    model_config = ConfigDict(frozen=True)
+
+    text: str
+    sender: str | None = None
+    channel: str | None = None
+    language: str | None = None
+    metadata: dict[str, Any] = Field(default_factory=dict)
+
+
+@dataclass(slots=True)
+class TierResult:
+    """What a tier returns for one message: label scores (best first) plus what the call cost.
+
+    ``ranked`` holds (label, probability) pairs sorted by probability, at least the top few; for a
+    single-label tier the probabilities are calibrated over the whole label set.
+    """
+
+    ranked: list[tuple[str, float]]
+    cost_usd: float = 0.0
+    latency_ms: float = 0.0
+    tokens: dict[str, int] = field(default_factory=dict)
+    rationale: str | None = None
+    info: dict[str, Any] = field(default_factory=dict)
+
+
+class LabelScore(BaseModel):
+    """One label with its probability."""
+
+    model_config = ConfigDict(frozen=True)
+
+    label: str
+    score: float
+
+
+class TierTrace(BaseModel):
+    """What happened at one tier: its top-k scores, the gate's verdict and why, cost and latency."""
+
+    tier: str
+    kind: str
+    verdict: Verdict
+    labels: list[str] = Field(default_factory=list)
+    confidence: float | None = None
+    margin: float | None = None
+    top: list[LabelScore] = Field(default_factory=list)
+    reason: str = ""
+    latency_ms: float = 0.0
+    cost_usd: float = 0.0
+    tokens: dict[str, int] = Field(default_factory=dict)
+    rationale: str | None = None
+
+
+def _new_id() -> str:
+    return uuid.uuid4().hex
+
+
+def _now() -> datetime:
+    return datetime.now(timezone.utc)
+
+
+class Decision(BaseModel):
+    """The single result of routing a message (JSON-serialisable with ``model_dump_json``).
+
+    ``labels`` is what to act on. When ``tier == "human"`` no model was confident: the message
+    waits for human review and ``labels`` is the best guess of the last tier that answered.
+    ``escalated`` is true when the message went past the first tier; ``flagged`` when it was
+    accepted in the review band or handed to a human. ``reason`` says why, with the numbers.
+    """
+
+    id: str = Field(default_factory=_new_id)
+    text: str
+    labels: list[str]
+    confidence: float
+    tier: str
+    escalated: bool
+    flagged: bool
+    reason: str = ""
+    truncated: bool = False
+    trace: list[TierTrace] = Field(default_factory=list)
+    cost_usd: float = 0.0
+    latency_ms: float = 0.0
+    created_at: datetime = Field(default_factory=_now)
+    message: Message | None = None
+
+    @property
+    def label(self) -> str | None:
+        """The first (most confident) label, or None when there is none."""
+        return self.labels[0] if self.labels else None
+
+    @property
+    def needs_review(self) -> bool:
+        """True when a human should look at this decision (review band or human tier)."""
+        return self.flagged or self.tier == "human"

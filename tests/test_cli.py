@@ -1,0 +1,67 @@
+"""The CLI end to end, as a user runs it: real subprocesses, real files."""
+
+from __future__ import annotations
+
+import json
+import subprocess
+import sys
+from pathlib import Path
+
+import pytest
+
+
+def run(*args: str, stdin: str | None = None) -> subprocess.CompletedProcess[str]:
+    return subprocess.run([sys.executable, "-m", "frontdesk", *args], capture_output=True, text=True, input=stdin, timeout=300)
+
+
+@pytest.fixture(scope="module")
+def model(support_dir: Path, tmp_path_factory: pytest.TempPathFactory) -> Path:
+    out = tmp_path_factory.mktemp("cli") / "model"
+    res = run("train", "--data", str(support_dir), "--out", str(out), "--max-escalation", "0.2", "--json")
+    assert res.returncode == 0, res.stderr
+    summary = json.loads(res.stdout)
+    assert summary["labels"] >= 11 and summary["operating_point"]["linear"]["escalation_rate"] <= 0.2 + 1e-9
+    return out
+
+
+def test_eval_json_has_the_documented_keys(model: Path, support_dir: Path, tmp_path: Path) -> None:
+    res = run("eval", "--model", str(model), "--data", str(support_dir), "--json", "--report", str(tmp_path / "r.html"))
+    assert res.returncode == 0, res.stderr
+    report = json.loads(res.stdout)
+    for key in ("accuracy", "macro_f1", "ece", "escalation_rate", "accepted_accuracy", "tier_share", "latency_ms", "operating_points"):
+        assert key in report
+    assert set(report["latency_ms"]) >= {"p50", "p95", "p99"}
+    assert set(report["operating_points"][0]) >= {"escalation_rate", "accepted_accuracy", "threshold"}
+    assert (tmp_path / "r.html").stat().st_size > 10_000
+
+
+def test_route_args_and_stdin(model: Path) -> None:
+    res = run("route", "--model", str(model), "I need to reset my password, locked out")
+    assert res.returncode == 0, res.stderr
+    d = json.loads(res.stdout)
+    assert d["labels"] and d["tier"] in ("linear", "human")
+    res = run("route", "--model", str(model), stdin="where is my order\n\ncancel my plan please\n")
+    lines = [json.loads(x) for x in res.stdout.splitlines()]
+    assert res.returncode == 0 and len(lines) == 2
+
+
+def test_errors_are_one_clear_line(model: Path, tmp_path: Path) -> None:
+    res = run("route", "--model", str(tmp_path / "missing"), "hello")
+    assert res.returncode == 2 and "not a frontdesk model directory" in res.stderr and "Traceback" not in res.stderr
+    res = run("route", "--model", str(model), "   ")
+    assert res.returncode == 1 and "empty" in res.stderr
+    bad = tmp_path / "bad.jsonl"
+    bad.write_text('{"text": "x", "labels": ["a"]}\n{oops\n')
+    res = run("train", "--data", str(bad), "--out", str(tmp_path / "m"))
+    assert res.returncode == 2 and "bad.jsonl:2: invalid JSON" in res.stderr
+    res = run("train", "--data", str(bad), "--out", str(tmp_path / "m"), "--target-accuracy", "0.9", "--max-escalation", "0.1")
+    assert res.returncode == 2 and "not both" in res.stderr
+
+
+def test_demo_runs_offline() -> None:
+    res = run("demo", "--json")
+    assert res.returncode == 0, res.stderr
+    decisions = [json.loads(x) for x in res.stdout.splitlines()]
+    assert len(decisions) == 8 and all(d["labels"] for d in decisions)
+    res = run("demo")
+    assert res.returncode == 0 and "frontdesk demo" in res.stdout and "held-out test" in res.stdout
