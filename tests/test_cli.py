@@ -64,4 +64,4 @@ def test_demo_runs_offline() -> None:
     decisions = [json.loads(x) for x in res.stdout.splitlines()]
     assert len(decisions) == 8 and all(d["labels"] for d in decisions)
     res = run("demo")
-    assert res.returncode == 0 and "frontdesk demo" in res.stdout and "held-out test" in res.stdout
+    assert res.returncode == 0 and "frontdesk demo" in res.stdout and "Held-out test" in res.stdout

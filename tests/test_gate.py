@@ -33,10 +33,15 @@ def test_margin_rule_escalates_ambiguous() -> None:
 
 
 def test_multi_label_gate_accepts_every_label_over_its_threshold() -> None:
-    gate = GatePolicy(threshold=0.5, multi_label=True, label_thresholds={"b": 0.7})
+    gate = GatePolicy(threshold=0.3, flag_threshold=0.5, multi_label=True, label_thresholds={"b": 0.7})
     res = gate.judge([("a", 0.9), ("b", 0.75), ("c", 0.4)])
-    assert res.verdict == "accept" and res.labels == ["a", "b"] and res.confidence == pytest.approx(0.75)
-    assert gate.judge([("b", 0.65), ("a", 0.3)]).verdict == "escalate"
+    # set confidence = 0.9 (a in) * 0.75 (b in) * 0.6 (c out)
+    assert res.verdict == "flag" and res.labels == ["a", "b"] and res.confidence == pytest.approx(0.405)
+    assert gate.judge([("a", 0.99), ("b", 0.98), ("c", 0.01)]).verdict == "accept"
+    none = gate.judge([("b", 0.65), ("a", 0.3)])
+    assert none.verdict == "escalate" and none.reason == "no label reached its threshold: best 'b' 0.65 < 0.70"
+    low = GatePolicy(threshold=0.8, multi_label=True).judge([("a", 0.6), ("b", 0.45)])
+    assert low.verdict == "escalate" and low.labels == ["a"] and "set confidence 0.33" in low.reason
 
 
 def test_invalid_policies() -> None:

@@ -6,7 +6,7 @@ import numpy as np
 import pytest
 import scipy.sparse as sp
 
-from frontdesk import ConfigError, Dataset, ModelError, NotFittedError
+from frontdesk import Dataset, ModelError, NotFittedError
 from frontdesk.tiers.linear import LinearTier
 
 
@@ -66,9 +66,21 @@ def test_binary_labels_work() -> None:
     assert tier.predict_proba(["hello"]).shape == (1, 2)
 
 
-def test_unfitted_and_multilabel_errors() -> None:
+def test_unfitted_errors() -> None:
     with pytest.raises(NotFittedError, match="call fit"):
         LinearTier().score("hello")
-    multi = Dataset.from_examples([("a and b", ["a", "b"]), ("just a", "a")])
-    with pytest.raises(ConfigError, match="multi-label"):
-        LinearTier().fit(multi)
+
+
+def test_multi_label_one_vs_rest_with_sigmoid_calibration() -> None:
+    parts = {"refund": ["refund my order", "I want my money back", "give me a refund"],
+             "cancel": ["cancel my plan", "stop my subscription", "close my account now"],
+             "track": ["where is my parcel", "track my package", "my order has not arrived"]}
+    train = [(t, k) for k, ts in parts.items() for t in ts]
+    train += [(f"{a} and {b}", [ka, kb]) for ka, ta in parts.items() for kb, tb in parts.items() if ka < kb for a, b in zip(ta, tb)]
+    data = Dataset.from_examples(train, train[:6] + train[-3:])
+    tier = LinearTier().fit(data)
+    probs = tier.predict_proba(["refund my order and cancel my plan"])
+    assert tier.multi_label_ and probs.shape == (1, 3) and not np.isclose(probs.sum(), 1.0)
+    got = {label for label, p in tier.score("refund my order and cancel my plan").ranked if p >= 0.5}
+    assert got == {"refund", "cancel"}
+    assert tier.info()["ece_after"] <= tier.info()["ece_before"] + 1e-9

@@ -133,7 +133,7 @@ def report_from_decisions(router: Router, examples: Sequence[Example], decisions
         (ex.labels[0], d.labels[0]) for ex, d in zip(examples, decisions) if d.labels and d.labels[0] not in ex.labels
     )
 
-    first = router.tiers[0].name
+    first = router.primary.name
     t1 = [next((t for t in d.trace if t.tier == first and t.confidence is not None), None) for d in decisions]
     conf1 = np.array([t.confidence if t else 0.0 for t in t1])
     ok1 = np.array([bool(t and set(t.labels) == g) for t, g in zip(t1, gold)])

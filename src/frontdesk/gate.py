@@ -36,7 +36,13 @@ class GateResult(NamedTuple):
 
 
 class GatePolicy(BaseModel):
-    """Thresholds of one tier's gate; built from config or fitted by :func:`fit_gate`."""
+    """Thresholds of one tier's gate; built from config or fitted by :func:`fit_gate`.
+
+    Single-label: ``threshold`` / ``label_thresholds`` are escalation thresholds on the top label's
+    probability. Multi-label: ``decision_threshold`` / ``label_thresholds`` decide which labels are
+    in the set, and ``threshold`` / ``flag_threshold`` apply to the set's confidence (the product
+    of the ranked labels' certainties).
+    """
 
     model_config = ConfigDict(extra="forbid")
 
@@ -44,7 +50,11 @@ class GatePolicy(BaseModel):
     flag_threshold: float | None = Field(None, ge=0.0, le=1.0, description="accept but flag below this (review band)")
     label_thresholds: dict[str, float] = Field(default_factory=dict, description="per-label overrides of threshold")
     min_margin: float = Field(0.0, ge=0.0, le=1.0, description="escalate when top1 - top2 is below this")
-    multi_label: bool = False
+    multi_label: bool = Field(False, description="several labels per message (see decision_threshold)")
+    decision_threshold: float = Field(
+        0.5, ge=0.0, le=1.0,
+        description="multi-label only: a label is in the set when its probability reaches this (label_thresholds override it)",
+    )
 
     @model_validator(mode="after")
     def _check(self) -> GatePolicy:
@@ -72,7 +82,7 @@ class GatePolicy(BaseModel):
     def judge(self, ranked: Sequence[tuple[str, float]]) -> GateResult:
         """Apply the policy to (label, probability) pairs sorted best first."""
         if not ranked:
-            return GateResult("escalate", [], 0.0, None, "the tier returned no scores")
+            return GateResult("escalate", [], 0.0, None, "the tier proposed no label")
         if self.multi_label:
             return self._judge_multi(ranked)
         label, conf = ranked[0]
@@ -95,17 +105,26 @@ class GatePolicy(BaseModel):
         return GateResult("accept", [label], conf, margin, f"confidence {conf:.2f} for '{label}' ≥ {max(t, self.flag_threshold or 0):.2f}")
 
     def _judge_multi(self, ranked: Sequence[tuple[str, float]]) -> GateResult:
-        chosen = [(label, p) for label, p in ranked if p >= self.label_thresholds.get(label, self.threshold)]
+        # A label is in the set when its probability reaches its decision threshold; the set's
+        # confidence is the product of each ranked label's certainty (p if in, 1 - p if out).
+        dt, lt = self.decision_threshold, self.label_thresholds
+        chosen: list[str] = []
+        conf = 1.0
+        for label, p in ranked:
+            if p >= lt.get(label, dt):
+                chosen.append(label)
+                conf *= p
+            else:
+                conf *= 1.0 - p
         if not chosen:
             label, p = ranked[0]
-            t = self.threshold_for(label)
-            return GateResult("escalate", [label], p, None, f"no label reached its threshold: best '{label}' {p:.2f} < {t:.2f}")
-        labels = [label for label, _ in chosen]
-        conf = min(p for _, p in chosen)
+            return GateResult("escalate", [label], p, None, f"no label reached its threshold: best '{label}' {p:.2f} < {lt.get(label, dt):.2f}")
+        if conf < self.threshold:
+            return GateResult("escalate", chosen, conf, None, f"set confidence {conf:.2f} for {chosen} < threshold {self.threshold:.2f}")
         if self.flag_threshold is not None and conf < self.flag_threshold:
-            weakest = min(chosen, key=lambda lp: lp[1])[0]
-            return GateResult("flag", labels, conf, None, f"confidence {conf:.2f} for '{weakest}' is in the review band (< {self.flag_threshold:.2f})")
-        return GateResult("accept", labels, conf, None, f"{len(labels)} label(s) above threshold, lowest {conf:.2f}")
+            return GateResult("flag", chosen, conf, None,
+                              f"set confidence {conf:.2f} for {chosen} is in the review band [{self.threshold:.2f}, {self.flag_threshold:.2f})")
+        return GateResult("accept", chosen, conf, None, f"set confidence {conf:.2f} for {chosen} ≥ {max(self.threshold, self.flag_threshold or 0):.2f}")
 
 
 class Objective(BaseModel):
@@ -192,25 +211,27 @@ def _scores(probs: np.ndarray) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
 
 
 def fit_gate(
-    probs: np.ndarray, targets: Sequence[Sequence[str]], labels: Sequence[str], objective: Objective | None = None
+    probs: np.ndarray, targets: Sequence[Sequence[str]], labels: Sequence[str], objective: Objective | None = None,
+    *, multi_label: bool = False, top_k: int | None = None,
 ) -> tuple[GatePolicy, OperatingCurve]:
-    """Fit a single-label gate on validation ``probs`` (n, L; columns follow ``labels``)."""
+    """Fit a gate on validation ``probs`` (n, L; columns follow ``labels``).
+
+    Single-label: escalation threshold and margin to the objective. Multi-label (``multi_label``
+    or any target with several labels): per-label decision thresholds that maximise exact-match
+    on validation, then the set-confidence threshold to the objective.
+    """
     obj = objective or Objective()
     probs = np.asarray(probs, dtype=np.float64)
     n = len(probs)
     if n == 0:
         raise ConfigError("cannot fit thresholds without validation examples: add a validation split")
+    if multi_label or any(len(t) > 1 for t in targets):
+        return _fit_multi(probs, targets, labels, obj, top_k)
     pred, conf, margin = _scores(probs)
     correct = np.array([labels[p] in set(t) for p, t in zip(pred, targets)])
     thr0, esc0, acc0 = _curve(conf, correct, n)
     points = _downsample(thr0, esc0, acc0)
-    standard = []
-    for rate in STANDARD_RATES:
-        i = _pick(thr0, esc0, acc0, Objective(max_escalation=rate))
-        if i is not None:
-            standard.append(
-                OperatingPoint(threshold=float(thr0[i]), escalation_rate=float(esc0[i]), accepted_accuracy=float(acc0[i]), target_escalation=rate)
-            )
+    standard = _standard_points(thr0, esc0, acc0)
 
     best: tuple[float, float, float, float] | None = None  # (score key...), threshold, margin
     chosen: OperatingPoint | None = None
@@ -240,6 +261,82 @@ def fit_gate(
         if len(ok) and t_f[ok].min() > policy.threshold and acc0.size:
             policy = policy.model_copy(update={"flag_threshold": float(t_f[ok].min())})
     curve = OperatingCurve(points=points, standard=standard, chosen=chosen, objective=obj.describe(), note=note)
+    return policy, curve
+
+
+def _standard_points(thr: np.ndarray, esc: np.ndarray, acc: np.ndarray) -> list[OperatingPoint]:
+    out = []
+    for rate in STANDARD_RATES:
+        i = _pick(thr, esc, acc, Objective(max_escalation=rate))
+        if i is not None:
+            out.append(OperatingPoint(threshold=float(thr[i]), escalation_rate=float(esc[i]), accepted_accuracy=float(acc[i]), target_escalation=rate))
+    return out
+
+
+def multi_label_sets(probs: np.ndarray, thresholds: np.ndarray, top_k: int | None = None) -> tuple[np.ndarray, np.ndarray]:
+    """Vectorised twin of the multi-label gate: (included mask (n, L), set confidence (n,)).
+
+    Only each row's ``top_k`` labels count towards the confidence, as in ``GatePolicy.judge``.
+    """
+    inc = probs >= thresholds
+    cert = np.where(inc, probs, 1.0 - probs)
+    if top_k is not None and top_k < probs.shape[1]:
+        keep = np.zeros_like(inc)
+        np.put_along_axis(keep, np.argpartition(-probs, top_k - 1, axis=1)[:, :top_k], True, axis=1)
+        cert = np.where(keep, cert, 1.0)
+        inc &= keep
+    return inc, cert.prod(axis=1)
+
+
+def _fit_multi(
+    probs: np.ndarray, targets: Sequence[Sequence[str]], labels: Sequence[str], obj: Objective, top_k: int | None
+) -> tuple[GatePolicy, OperatingCurve]:
+    n, L = probs.shape
+    index = {label: j for j, label in enumerate(labels)}
+    Y = np.zeros((n, L), dtype=bool)
+    for i, t in enumerate(targets):
+        for label in t:
+            if label in index:
+                Y[i, index[label]] = True
+    grid = np.round(np.arange(0.05, 0.951, 0.05), 2)
+
+    def exact(th: np.ndarray) -> float:
+        inc, _ = multi_label_sets(probs, th, top_k)
+        return float(((inc == Y).all(axis=1) & inc.any(axis=1)).mean())
+
+    best_t = max(grid, key=lambda t: (exact(np.full(L, t)), -abs(t - 0.5)))
+    th = np.full(L, best_t)
+    support = Y.sum(axis=0)
+    for _ in range(2):  # coordinate ascent on the per-label decision thresholds
+        for j in np.flatnonzero(support >= obj.min_label_support):
+            scores = []
+            for t in grid:
+                trial = th.copy()
+                trial[j] = t
+                scores.append((exact(trial), -abs(t - best_t), t))
+            th[j] = max(scores)[2]
+    inc, conf = multi_label_sets(probs, th, top_k)
+    correct = (inc == Y).all(axis=1) & inc.any(axis=1)
+    conf = np.where(inc.any(axis=1), conf, 0.0)
+    thr, esc, acc = _curve(conf, correct, n)
+    i = _pick(thr, esc, acc, obj)
+    note = ""
+    if i is None:
+        i = int(np.argmax(acc))
+        note = f"objective ({obj.describe()}) not reachable on validation; chose the most accurate threshold"
+    chosen = OperatingPoint(threshold=float(thr[i]), escalation_rate=float(esc[i]), accepted_accuracy=float(acc[i]))
+    policy = GatePolicy(
+        threshold=chosen.threshold, multi_label=True, decision_threshold=float(best_t),
+        label_thresholds={labels[j]: float(th[j]) for j in range(L) if th[j] != best_t},
+    )
+    if obj.flag_accuracy is not None:
+        accepted = conf >= policy.threshold
+        t_f, _, a_f = _curve(conf[accepted], correct[accepted], n)
+        ok = np.flatnonzero(a_f >= obj.flag_accuracy)
+        if len(ok) and t_f[ok].min() > policy.threshold:
+            policy = policy.model_copy(update={"flag_threshold": float(t_f[ok].min())})
+    curve = OperatingCurve(points=_downsample(thr, esc, acc), standard=_standard_points(thr, esc, acc), chosen=chosen,
+                           objective=obj.describe() + " (set confidence; exact match of the label set)", note=note)
     return policy, curve
 
 

@@ -59,7 +59,7 @@ def write_html_report(report: EvalReport, router: Router, path: str | Path, *, t
     except ImportError as exc:
         raise ConfigError("HTML reports need the report extra: pip install 'frontdesk[report]'", field="--report") from exc
 
-    first = router.tiers[0].name
+    first = router.primary.name
     curve = router.curves.get(first)
     fig, ax = plt.subplots(figsize=(5.5, 4))
     if curve is not None:

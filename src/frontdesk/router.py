@@ -45,14 +45,13 @@ class RouterSettings(BaseModel):
 class _Pending:
     """Per-message state while it walks the cascade."""
 
-    __slots__ = ("text", "message", "truncated", "trace", "best", "candidates", "elapsed", "cost")
+    __slots__ = ("text", "message", "truncated", "trace", "best", "candidates", "started", "cost")
 
-    def __init__(self, text: str, message: Message | None, truncated: bool) -> None:
-        self.text, self.message, self.truncated = text, message, truncated
+    def __init__(self, text: str, message: Message | None, truncated: bool, started: float) -> None:
+        self.text, self.message, self.truncated, self.started = text, message, truncated, started
         self.trace: list[TierTrace] = []
         self.best: tuple[list[str], float, str] | None = None
         self.candidates: list[str] | None = None
-        self.elapsed = 0.0
         self.cost = 0.0
 
 
@@ -75,6 +74,7 @@ class Router:
         if len(set(names)) != len(names):
             raise ConfigError(f"tier names must be unique, got {names}", field="tiers")
         self.tiers = list(tiers)
+        self._position = {t.name: i for i, t in enumerate(self.tiers)}
         self.settings = settings or RouterSettings()
         self.gates: dict[str, GatePolicy] = {}
         for name, policy in (gates or {}).items():
@@ -85,8 +85,13 @@ class Router:
 
     @property
     def labels(self) -> tuple[str, ...]:
-        """The label set of the first tier (every tier of a cascade shares it)."""
-        return self.tiers[0].labels_
+        """The label set of the primary tier (every tier of a cascade shares it)."""
+        return self.primary.labels_
+
+    @property
+    def primary(self) -> Tier:
+        """The first calibrated model tier (guardrail rules before it only pre-route)."""
+        return next((t for t in self.tiers if t.calibrated), self.tiers[0])
 
     def tier(self, name: str) -> Tier:
         """The tier called ``name``."""
@@ -142,7 +147,10 @@ class Router:
             tier = tier_class(kind)(kind, params) if params is not None else tier_class(kind)(kind)
             tier.fit(dataset, progress)
             if tier.calibrated:
-                gates[tier.name], curves[tier.name] = fit_gate(tier.predict_proba(val_texts), val_targets, tier.labels_, objective)
+                gates[tier.name], curves[tier.name] = fit_gate(
+                    tier.predict_proba(val_texts), val_targets, tier.labels_, objective,
+                    multi_label=dataset.multi_label, top_k=getattr(getattr(tier, "params", None), "top_k", None),
+                )
             infos[tier.name] = tier.info()
             built.append(tier)
         meta = {
@@ -165,6 +173,7 @@ class Router:
         return self._run(items) if items else []
 
     def _prepare(self, message: str | bytes | Message) -> _Pending:
+        started = time.perf_counter()
         msg: Message | None = None
         if isinstance(message, Message):
             msg, text = message, message.text
@@ -186,7 +195,7 @@ class Router:
         truncated = len(text) > self.settings.max_chars
         if truncated:
             text = text[: self.settings.max_chars]
-        return _Pending(text, msg, truncated)
+        return _Pending(text, msg, truncated, started)
 
     def _run(self, items: list[_Pending]) -> list[Decision | None]:
         out: list[Decision | None] = [None] * len(items)
@@ -206,7 +215,6 @@ class Router:
                     still.append(i)
                     continue
                 g = gate.judge(res.ranked)
-                item.elapsed += res.latency_ms
                 item.cost += res.cost_usd
                 item.trace.append(
                     TierTrace(
@@ -229,7 +237,7 @@ class Router:
         return out
 
     def _fallback(self, item: _Pending) -> Decision:
-        why = "; ".join(f"{t.tier}: {t.reason}" for t in item.trace if t.verdict in ("escalate", "error"))
+        why = "; ".join(f"{t.tier}: {t.reason}" for t in item.trace if t.verdict == "error" or (t.verdict == "escalate" and t.labels))
         labels, conf, source = item.best or ([], 0.0, "none")
         if self.settings.fallback == "unknown" and item.best is not None:
             last = item.trace[-1]
@@ -244,10 +252,11 @@ class Router:
     def _decide(self, item: _Pending, labels: list[str], conf: float, tier: str, *, flagged: bool, reason: str) -> Decision:
         if item.truncated:
             reason = f"{reason} (text truncated to {self.settings.max_chars} characters)"
+        escalated = self._position.get(tier, len(self.tiers)) > self._position[self.primary.name]
         return Decision(
-            text=item.text, labels=labels, confidence=conf, tier=tier, escalated=tier != self.tiers[0].name,
+            text=item.text, labels=labels, confidence=conf, tier=tier, escalated=escalated,
             flagged=flagged, reason=reason, truncated=item.truncated, trace=item.trace, cost_usd=item.cost,
-            latency_ms=item.elapsed, message=item.message,
+            latency_ms=(time.perf_counter() - item.started) * 1e3, message=item.message,
         )
 
     # -- persistence ----------------------------------------------------------------------

@@ -87,6 +87,8 @@ class Decision(BaseModel):
     waits for human review and ``labels`` is the best guess of the last tier that answered.
     ``escalated`` is true when the message went past the first tier; ``flagged`` when it was
     accepted in the review band or handed to a human. ``reason`` says why, with the numbers.
+    ``latency_ms`` is wall time from receipt to decision (for a batch: from the batch's start);
+    each tier's own time is in its trace entry.
     """
 
     id: str = Field(default_factory=_new_id)

@@ -83,6 +83,7 @@ class Tier(ABC):
 
 _BUILTIN: dict[str, str] = {
     "linear": "frontdesk.tiers.linear:LinearTier",
+    "rules": "frontdesk.tiers.rules:RulesTier",
 }
 _REGISTRY: dict[str, type[Tier]] = {}
 

@@ -20,11 +20,12 @@ from typing import Any, Literal
 
 import numpy as np
 import scipy.sparse as sp
+from scipy.special import expit
 from pydantic import BaseModel, ConfigDict, Field
 
 from ..calibration import TemperatureScaler, expected_calibration_error, softmax_t
 from ..data import Dataset
-from ..errors import ConfigError, DataError, ModelError
+from ..errors import DataError, ModelError
 from ..types import TierResult
 from .base import Progress, Tier
 
@@ -41,12 +42,13 @@ class TfidfBlock(BaseModel):
     sublinear_tf: bool = True
     lowercase: bool = True
     strip_accents: Literal["unicode", "ascii"] | None = "unicode"
+    token_pattern: str = Field(r"(?u)\b\w\w+\b", description="word analyzer only (scikit-learn's default)")
     weight: float = Field(1.0, gt=0)
 
     def vectorizer(self):  # -> TfidfVectorizer
         from sklearn.feature_extraction.text import TfidfVectorizer
 
-        extra = {"token_pattern": r"(?u)\b\w+\b"} if self.analyzer == "word" else {}
+        extra = {"token_pattern": self.token_pattern} if self.analyzer == "word" else {}
         return TfidfVectorizer(
             analyzer=self.analyzer, ngram_range=self.ngram_range, min_df=self.min_df, max_features=self.max_features,
             sublinear_tf=self.sublinear_tf, lowercase=self.lowercase, strip_accents=self.strip_accents,
@@ -55,18 +57,24 @@ class TfidfBlock(BaseModel):
 
 
 class LinearParams(BaseModel):
-    """Hyper-parameters of the linear tier (defaults chosen on BANKING77 validation, see BENCHMARKS.md)."""
+    """Hyper-parameters of the linear tier.
+
+    Defaults were chosen on BANKING77 validation and 5-fold CV on train (never test): word 1–2-grams
+    plus char_wb 1–4-grams, multinomial logistic regression with C=30. LinearSVC is 4× faster to
+    train and as accurate, but its confidences rank worse (accuracy on the most confident 80 %:
+    97.5 % vs 97.6 % out-of-fold), which is what the gate lives on. See BENCHMARKS.md.
+    """
 
     model_config = ConfigDict(extra="forbid")
 
     blocks: list[TfidfBlock] = Field(
         default_factory=lambda: [
             TfidfBlock(analyzer="word", ngram_range=(1, 2)),
-            TfidfBlock(analyzer="char_wb", ngram_range=(2, 5), min_df=2),
+            TfidfBlock(analyzer="char_wb", ngram_range=(1, 4)),
         ]
     )
-    classifier: Literal["svm", "logreg"] = "svm"
-    C: float = Field(0.5, gt=0)
+    classifier: Literal["svm", "logreg"] = "logreg"
+    C: float = Field(30.0, gt=0)
     class_weight: Literal["balanced"] | None = None
     cost_per_call_usd: float = Field(0.0, ge=0)
     top_k: int = Field(10, ge=2, description="labels kept in each result (the gate and the LLM's candidates)")
@@ -100,7 +108,11 @@ class _FastBlock:
 
 
 class LinearTier(Tier):
-    """TF-IDF + linear model; ``predict_proba`` is temperature-calibrated on the validation split."""
+    """TF-IDF + linear model, calibrated on the validation split.
+
+    Single-label data: softmax over labels with a fitted temperature. Multi-label data (any example
+    with several labels): one-vs-rest per label, sigmoid probabilities with shared Platt scaling.
+    """
 
     kind = "linear"
     calibrated = True
@@ -109,6 +121,8 @@ class LinearTier(Tier):
         super().__init__(name)
         self.params = params if isinstance(params, LinearParams) else LinearParams(**(params or {}))
         self.temperature_ = 1.0
+        self.multi_label_ = False
+        self.platt_ = (1.0, 0.0)
         self._blocks: list[_FastBlock] = []
         self._W = np.zeros((0, 0), dtype=np.float32)  # (n_features, n_labels)
         self._b = np.zeros(0, dtype=np.float64)
@@ -117,30 +131,25 @@ class LinearTier(Tier):
 
     # -- training -------------------------------------------------------------------------
     def fit(self, data: Dataset, progress: Progress | None = None) -> LinearTier:
-        if data.multi_label:
-            raise ConfigError(
-                "the linear tier is single-label; this dataset has multi-label examples", field="tiers.linear"
-            )
         if not data.train:
             raise DataError("the training split is empty")
         t0 = time.perf_counter()
         step = progress or (lambda _msg, _frac: None)
-        present = {ex.labels[0] for ex in data.train}
+        self.multi_label_ = data.multi_label
+        present = {label for ex in data.train for label in (ex.labels if self.multi_label_ else ex.labels[:1])}
         self.labels_ = tuple(label for label in data.labels if label in present)
         if len(self.labels_) < 2:
             raise DataError(f"need at least 2 labels in the training split, found {list(self.labels_)}")
         index = {label: i for i, label in enumerate(self.labels_)}
         texts = [ex.text for ex in data.train]
-        y = np.array([index[ex.labels[0]] for ex in data.train])
+        y = self._targets(data.train, index, matrix=self.multi_label_)
 
         step("vectorising", 0.05)
         self._vectorizers = [blk.vectorizer() for blk in self.params.blocks]
         mats = [v.fit_transform(texts) * blk.weight for v, blk in zip(self._vectorizers, self.params.blocks)]
         X = sp.hstack(mats, format="csr")
         step(f"fitting {self.params.classifier} on {X.shape[0]} × {X.shape[1]}", 0.3)
-        clf = self._classifier().fit(X, y)
-        coef = np.asarray(clf.coef_, dtype=np.float64)
-        intercept = np.asarray(clf.intercept_, dtype=np.float64)
+        coef, intercept = self._fit_linear(X, y)
         if coef.shape[0] == 1:  # binary: one decision value → two symmetric logits
             coef = np.vstack([-coef[0] / 2, coef[0] / 2])
             intercept = np.array([-intercept[0] / 2, intercept[0] / 2])
@@ -154,10 +163,13 @@ class LinearTier(Tier):
             offset += len(vocab)
 
         step("calibrating on validation", 0.85)
-        self._info = {"n_features": int(X.shape[1]), "n_train": len(texts), "labels": len(self.labels_)}
+        self._info = {"n_features": int(X.shape[1]), "n_train": len(texts), "labels": len(self.labels_), "multi_label": self.multi_label_}
         self.temperature_ = 1.0
-        val = [ex for ex in data.validation if ex.labels[0] in index]
-        if val:
+        self.platt_ = (1.0, 0.0)
+        if self.multi_label_:
+            if data.validation:
+                self._calibrate_multi(data, index)
+        elif val := [ex for ex in data.validation if ex.labels[0] in index]:
             logits = self.decision_function([ex.text for ex in val])
             yv = np.array([index[ex.labels[0]] for ex in val])
             self.temperature_ = TemperatureScaler.fit(logits, yv).temperature_
@@ -172,6 +184,55 @@ class LinearTier(Tier):
         step("done", 1.0)
         return self
 
+    @staticmethod
+    def _targets(examples: Sequence, index: dict[str, int], *, matrix: bool) -> np.ndarray:
+        """Class indices of the first label, or (``matrix``) a 0/1 matrix over all labels."""
+        if not matrix:
+            return np.array([index[ex.labels[0]] for ex in examples])
+        Y = np.zeros((len(examples), len(index)), dtype=np.int8)
+        for i, ex in enumerate(examples):
+            for label in ex.labels:
+                if label in index:
+                    Y[i, index[label]] = 1
+        return Y
+
+    def _fit_linear(self, X: sp.csr_matrix, y: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
+        """(coef (L, F), intercept (L,)): multinomial/one-vs-rest for one label, one-vs-rest per label for many."""
+        if not self.multi_label_:
+            clf = self._classifier().fit(X, y)
+            return np.asarray(clf.coef_, dtype=np.float64), np.asarray(clf.intercept_, dtype=np.float64)
+        Y = y
+        coefs, intercepts = [], []
+        for j in range(Y.shape[1]):
+            col = Y[:, j]
+            if col.min() == col.max():  # a label on every (or no) example: a constant score
+                coefs.append(np.zeros(X.shape[1])), intercepts.append(5.0 if col[0] else -5.0)
+                continue
+            clf = self._classifier().fit(X, col)
+            coefs.append(np.asarray(clf.coef_, dtype=np.float64)[0]), intercepts.append(float(np.ravel(clf.intercept_)[0]))
+        return np.vstack(coefs), np.array(intercepts)
+
+    def _calibrate_multi(self, data: Dataset, index: dict[str, int]) -> None:
+        """Platt scaling shared by all labels: p = sigmoid(a·s + b), fitted on validation."""
+        from sklearn.linear_model import LogisticRegression
+
+        s = self.decision_function([ex.text for ex in data.validation])
+        Y = self._targets(data.validation, index, matrix=True)
+        lr = LogisticRegression(C=1e4).fit(s.reshape(-1, 1), Y.ravel())
+        self.platt_ = (float(lr.coef_[0, 0]), float(lr.intercept_[0]))
+        raw, cal = expit(s), self._sigmoid(s)
+        truth = Y.astype(bool)
+        self._info.update(
+            validation_exact_match=float(((cal >= 0.5) == truth).all(axis=1).mean()),
+            ece_before=expected_calibration_error(np.where(raw >= 0.5, raw, 1 - raw).ravel(), ((raw >= 0.5) == truth).ravel()),
+            ece_after=expected_calibration_error(np.where(cal >= 0.5, cal, 1 - cal).ravel(), ((cal >= 0.5) == truth).ravel()),
+            platt=list(self.platt_),
+        )
+
+    def _sigmoid(self, s: np.ndarray) -> np.ndarray:
+        a, b = self.platt_
+        return expit(a * s + b)
+
     def _classifier(self):
         if self.params.classifier == "svm":
             from sklearn.svm import LinearSVC
@@ -179,7 +240,7 @@ class LinearTier(Tier):
             return LinearSVC(C=self.params.C, class_weight=self.params.class_weight)
         from sklearn.linear_model import LogisticRegression
 
-        return LogisticRegression(C=self.params.C, class_weight=self.params.class_weight, max_iter=2000)
+        return LogisticRegression(C=self.params.C, class_weight=self.params.class_weight, max_iter=1000)
 
     # -- inference ------------------------------------------------------------------------
     def _features(self, text: str) -> tuple[np.ndarray, np.ndarray]:
@@ -208,23 +269,35 @@ class LinearTier(Tier):
         return np.asarray(X @ self._W, dtype=np.float64) + self._b
 
     def predict_proba(self, texts: Sequence[str]) -> np.ndarray:
-        return softmax_t(self.decision_function(texts), self.temperature_)
+        """Softmax over labels (single-label) or one calibrated sigmoid per label (multi-label)."""
+        z = self.decision_function(texts)
+        return self._sigmoid(z) if self.multi_label_ else softmax_t(z, self.temperature_)
 
     def score(self, text: str, candidates: Sequence[str] | None = None) -> TierResult:
         t0 = time.perf_counter()
         self._check_fitted()
-        z = self._logits_one(text) / self.temperature_
-        z -= z.max()
-        p = np.exp(z)
-        p /= p.sum()
+        if self.multi_label_:
+            a, b = self.platt_
+            p = 1.0 / (1.0 + np.exp(-(a * self._logits_one(text) + b)))
+        else:
+            z = self._logits_one(text) / self.temperature_
+            z -= z.max()
+            p = np.exp(z)
+            p /= p.sum()
         ranked = self._rank(p)
         return TierResult(ranked, cost_usd=self.params.cost_per_call_usd, latency_ms=(time.perf_counter() - t0) * 1e3)
 
     def score_batch(self, texts: Sequence[str], candidates: Sequence[Sequence[str] | None] | None = None) -> list[TierResult]:
         t0 = time.perf_counter()
         probs = self.predict_proba(texts)
+        k = min(self.params.top_k, probs.shape[1])
+        top = np.argpartition(-probs, k - 1, axis=1)[:, :k] if probs.shape[1] > k else np.tile(np.arange(k), (len(probs), 1))
+        top_p = np.take_along_axis(probs, top, axis=1)
+        order = np.argsort(-top_p, axis=1, kind="stable")
+        top, top_p = np.take_along_axis(top, order, axis=1).tolist(), np.take_along_axis(top_p, order, axis=1).tolist()
         per = (time.perf_counter() - t0) * 1e3 / max(1, len(texts))
-        return [TierResult(self._rank(p), cost_usd=self.params.cost_per_call_usd, latency_ms=per) for p in probs]
+        labels, cost = self.labels_, self.params.cost_per_call_usd
+        return [TierResult([(labels[i], p) for i, p in zip(ti, tp)], cost_usd=cost, latency_ms=per) for ti, tp in zip(top, top_p)]
 
     def _rank(self, p: np.ndarray) -> list[tuple[str, float]]:
         k = self.params.top_k
@@ -243,6 +316,8 @@ class LinearTier(Tier):
             "params": self.params.model_dump(mode="json"),
             "labels": list(self.labels_),
             "temperature": self.temperature_,
+            "multi_label": self.multi_label_,
+            "platt": list(self.platt_),
             "info": self._info,
         }
         (path / "linear.json").write_text(json.dumps(meta, indent=2))
@@ -262,6 +337,8 @@ class LinearTier(Tier):
             tier = cls(name, LinearParams(**meta["params"]))
             tier.labels_ = tuple(meta["labels"])
             tier.temperature_ = float(meta["temperature"])
+            tier.multi_label_ = bool(meta.get("multi_label", False))
+            tier.platt_ = tuple(meta.get("platt", (1.0, 0.0)))
             tier._info = meta.get("info", {})
             offset = 0
             for i, spec in enumerate(tier.params.blocks):
