@@ -65,3 +65,18 @@ def test_demo_runs_offline() -> None:
     assert len(decisions) == 8 and all(d["labels"] for d in decisions)
     res = run("demo")
     assert res.returncode == 0 and "frontdesk demo" in res.stdout and "Held-out test" in res.stdout
+
+
+def test_init_and_route_through_the_pipeline(model: Path, tmp_path: Path) -> None:
+    cfg = tmp_path / "frontdesk.yaml"
+    res = run("init", str(cfg))
+    assert res.returncode == 0 and cfg.exists()
+    assert run("init", str(cfg)).returncode == 2  # refuses to overwrite
+    cfg.write_text(cfg.read_text().replace("model: model", f"model: {model}"))
+    res = run("route", "--config", str(cfg), "--sender", "u1", "<p>I will <b>sue</b> you over this charge</p>")
+    assert res.returncode == 0, res.stderr
+    lines = [json.loads(x) for x in res.stdout.splitlines() if x.startswith("{")]
+    out = lines[-1]
+    assert out["decision"]["labels"] == ["legal_or_complaint"] and out["decision"]["tier"] == "guardrails"
+    assert out["targets"][0]["parent_id"] == out["decision"]["id"]
+    assert run("route", "hello").returncode == 2  # neither --model nor --config

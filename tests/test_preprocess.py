@@ -236,6 +236,28 @@ def test_a_sentence_starting_with_thanks_is_not_a_signature() -> None:
     assert strip_signature(text) == text
 
 
+@pytest.mark.parametrize(
+    "text",
+    [
+        "Hi,\nTake it back please",  # Danish sign-off "Tak" is not a prefix match
+        "Hello,\nKhalid here, my card is blocked",  # nor is Danish "Kh"
+        "The path\n/home/anna is wrong",  # nor Swedish "/Anna" inside a path
+    ],
+)
+def test_sign_off_phrases_must_be_whole_words(text: str) -> None:
+    assert strip_signature(text) == text
+
+
+def test_other_languages_sign_offs_are_removed() -> None:
+    assert strip_signature("Hola,\nno funciona.\n\nSaludos,\nAna\nEnviado desde mi iPhone") == "Hola,\nno funciona."
+    assert strip_signature("Hej,\nkortet fungerar inte.\n\n/Anna") == "Hej,\nkortet fungerar inte."
+    assert strip_signature("Bonjour,\nma carte est bloquée.\n\nCordialement,\nJean") == "Bonjour,\nma carte est bloquée."
+
+
+def test_a_quote_only_text_keeps_the_quoted_signature() -> None:
+    assert strip_signature(ONLY_A_QUOTE + "\n>\n> Kind regards,\n> Acme") == (ONLY_A_QUOTE + "\n>\n> Kind regards,\n> Acme")
+
+
 def test_hyphen_lists_are_not_signatures() -> None:
     text = "I have two problems:\n- the app crashes on login\n- my card is blocked\nPlease help."
     assert strip_signature(text) == text

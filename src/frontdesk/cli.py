@@ -22,6 +22,7 @@ from .data import Dataset
 from .errors import ConfigError, FrontdeskError, validation_message
 from .gate import Objective
 from .router import Router, RouterSettings
+from .types import Message
 from .tiers.base import available_tiers
 
 app = typer.Typer(add_completion=False, no_args_is_help=True, help="frontdesk: hybrid intent classification and routing.")
@@ -138,22 +139,50 @@ def eval_cmd(
 @app.command()
 def route(
     texts: Annotated[Optional[list[str]], typer.Argument(help="messages to route; none → one message per stdin line")] = None,
-    model: Annotated[Path, typer.Option("--model", help="model directory")] = Path("model"),
+    model: Annotated[Optional[Path], typer.Option("--model", help="model directory (classification only)")] = None,
+    config: Annotated[Optional[Path], typer.Option("--config", help="frontdesk.yaml: the full pipeline (cleanup, rules, targets, sinks)")] = None,
+    sender: Annotated[Optional[str], typer.Option(help="sender id (enables dedup with --config)")] = None,
 ) -> None:
-    """Route messages and print one decision JSON per line."""
-    router = Router.load(model)
+    """Route messages and print one decision JSON per line (with --config: decision + targets)."""
+    if (model is None) == (config is None):
+        raise ConfigError("give exactly one of --model (classify) or --config (full pipeline)", field="route")
     lines = texts if texts else (line.rstrip("\n") for line in sys.stdin)
     failed = 0
+    if config is not None:
+        from .pipeline import Pipeline
+
+        pipeline = Pipeline.from_config(config)
+        handle = lambda text: json.dumps({  # noqa: E731
+            "decision": json.loads(r.decision.model_dump_json(exclude={"message"})),
+            "targets": [json.loads(t.model_dump_json()) for t in r.targets], "delivery_errors": r.delivery_errors,
+        }, ensure_ascii=False) if (r := pipeline.route(Message(text=text, sender=sender))) else ""
+    else:
+        router = Router.load(model)  # type: ignore[arg-type]
+        handle = lambda text: router.route(text).model_dump_json(exclude={"message"})  # noqa: E731
     for text in lines:
         if not texts and not text.strip():
             continue
         try:
-            out.print(router.route(text).model_dump_json(exclude={"message"}), markup=False)
+            out.print(handle(text), markup=False)
         except FrontdeskError as exc:
             failed += 1
             console.print(f"[red]error:[/] {exc}")
     if failed:
         raise typer.Exit(1)
+
+
+@app.command()
+def init(
+    path: Annotated[Path, typer.Argument(help="where to write the starter config")] = Path("frontdesk.yaml"),
+    force: Annotated[bool, typer.Option(help="overwrite an existing file")] = False,
+) -> None:
+    """Write a commented starter frontdesk.yaml."""
+    from .config import STARTER
+
+    if path.exists() and not force:
+        raise ConfigError(f"{path} exists: pass --force to overwrite it", field="init")
+    path.write_text(STARTER, encoding="utf-8")
+    out.print(f"wrote {path} — set 'model:' to a directory from `frontdesk train`, then `frontdesk route --config {path}`")
 
 
 def example_dir() -> Path:
@@ -186,12 +215,16 @@ def demo(as_json: Annotated[bool, typer.Option("--json", help="print decisions a
     out.print(f"[bold]frontdesk demo[/] — {len(data.labels)} support intents, {len(data.train)} training examples. "
               f"Gate: escalate below {g.threshold:.2f} (fitted), flag for review below {g.flag_threshold:.2f}.")
     table = Table()
+    table.add_column("#", justify="right")
     table.add_column("message", max_width=52, no_wrap=True, overflow="ellipsis")
     table.add_column("label"), table.add_column("conf", justify="right"), table.add_column("outcome")
-    for d in decisions:
+    for n, d in enumerate(decisions, 1):
         outcome = "[red]→ human review[/]" if d.tier == "human" else ("[yellow]accepted, flagged[/]" if d.flagged else "[green]accepted[/]")
-        table.add_row(d.text, ", ".join(d.labels), f"{d.confidence:.2f}", outcome)
+        table.add_row(str(n), d.text, ", ".join(d.labels), f"{d.confidence:.2f}", outcome)
     out.print(table)
+    for n, d in enumerate(decisions, 1):
+        if d.needs_review:
+            out.print(f"  [dim]{n}.[/] {d.trace[0].reason}" + (" → human review" if d.tier == "human" else " → flagged"), markup=True)
     result, _ = evaluate(router, data.test)
     out.print(f"Held-out test ({result.n} messages): accuracy {result.accuracy:.1%}; {result.escalation_rate:.0%} sent to "
               f"human review; accuracy on the rest {result.accepted_accuracy:.1%}; p50 latency {result.latency_ms.p50:.3f} ms.")

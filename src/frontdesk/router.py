@@ -174,24 +174,7 @@ class Router:
 
     def _prepare(self, message: str | bytes | Message) -> _Pending:
         started = time.perf_counter()
-        msg: Message | None = None
-        if isinstance(message, Message):
-            msg, text = message, message.text
-        elif isinstance(message, bytes):
-            try:
-                text = message.decode("utf-8")
-            except UnicodeDecodeError as exc:
-                raise InputError(f"message is not valid UTF-8 (byte {exc.start}): send UTF-8 text") from exc
-        elif isinstance(message, str):
-            text = message
-        else:
-            raise InputError(f"message must be str, bytes or Message, got {type(message).__name__}")
-        try:
-            text.encode("utf-8")
-        except UnicodeEncodeError as exc:
-            raise InputError(f"message contains characters that are not valid Unicode (position {exc.start}): send UTF-8 text") from exc
-        if not text.strip():
-            raise InputError("message text is empty or whitespace only: there is nothing to route")
+        text, msg = coerce_message(message)
         truncated = len(text) > self.settings.max_chars
         if truncated:
             text = text[: self.settings.max_chars]
@@ -325,6 +308,29 @@ class Router:
         except (KeyError, TypeError, ValidationError) as exc:
             raise ModelError(f"{MANIFEST} is incomplete or invalid ({exc}): retrain the model", path=root) from exc
         return router
+
+
+def coerce_message(message: str | bytes | Message) -> tuple[str, Message | None]:
+    """Validate one inbound message: (text, the Message if one was given), or :class:`InputError`."""
+    msg: Message | None = None
+    if isinstance(message, Message):
+        msg, text = message, message.text
+    elif isinstance(message, bytes):
+        try:
+            text = message.decode("utf-8")
+        except UnicodeDecodeError as exc:
+            raise InputError(f"message is not valid UTF-8 (byte {exc.start}): send UTF-8 text") from exc
+    elif isinstance(message, str):
+        text = message
+    else:
+        raise InputError(f"message must be str, bytes or Message, got {type(message).__name__}")
+    try:
+        text.encode("utf-8")
+    except UnicodeEncodeError as exc:
+        raise InputError(f"message contains characters that are not valid Unicode (position {exc.start}): send UTF-8 text") from exc
+    if not text.strip():
+        raise InputError("message text is empty or whitespace only: there is nothing to route")
+    return text, msg
 
 
 def _score_many(tier: Tier, texts: list[str], cands: list[list[str] | None]) -> list[TierResult | BaseException]:

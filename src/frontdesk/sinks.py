@@ -24,9 +24,6 @@ from urllib.parse import urlsplit
 from .errors import ConfigError, FrontdeskError
 from .targets import RoutedTarget
 
-SCHEMES = ("stdout", "jsonl", "http", "https", "redis", "rediss", "unix")
-"""The URL schemes :func:`sink_from_url` understands."""
-
 
 def _require(module: str, sink: str) -> Any:
     """Import an optional client library, or say how to install it."""

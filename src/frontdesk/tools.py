@@ -250,9 +250,9 @@ class LexicalReranker:
         q = self._vec.transform([text])
         rows = [self._names.get(t.name) for t in tools]
         known = [r for r in rows if r is not None]
-        scores = dict(zip(known, (self._matrix[known] @ q.T).toarray().ravel())) if known else {}
+        scores = dict(zip(known, (self._matrix[known] @ q.T).toarray().ravel(), strict=True)) if known else {}
         out = []
-        for tool, row in zip(tools, rows):
+        for tool, row in zip(tools, rows, strict=True):
             if row is not None:
                 out.append(float(scores[row]))
             else:  # a tool outside the fitted catalogue: same vocabulary, vectorised on the fly
@@ -289,7 +289,8 @@ def schema_tokens(tools: Iterable[Tool]) -> int:
     synthetic catalogue's JSON (~4.6 on plain English prose), in line with the usual "~4 characters
     per token" rule of thumb for cl100k/o200k; it was not checked against a real BPE vocabulary
     (none is available offline). Treat absolute counts as ±25 %; ratios between two tool sets
-    (what the narrowing benchmark reports) are far more robust. Providers may render schemas differently internally (e.g. a TypeScript-like form).
+    (what the narrowing benchmark reports) are far more robust. Providers may render schemas
+    differently internally (e.g. a TypeScript-like form).
     """
     schemas = [t.schema() for t in tools]
     if not schemas:

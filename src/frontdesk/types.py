@@ -105,6 +105,9 @@ class Decision(BaseModel):
     latency_ms: float = 0.0
     created_at: datetime = Field(default_factory=_now)
     message: Message | None = None
+    language: str | None = Field(None, description="detected language (ISO 639-1) when preprocessing ran")
+    original_text: str | None = Field(None, description="the text as received, when preprocessing changed it")
+    duplicate_of: str | None = Field(None, description="id of the earlier decision this one repeats (dedup window)")
 
     @property
     def label(self) -> str | None:

@@ -1,0 +1,184 @@
+"""``frontdesk.yaml``: the runtime configuration, validated with errors that name the field.
+
+One file says which model to serve and how: gate overrides and per-label thresholds (ops retune
+them without retraining), guardrail rules that run before any model, preprocessing, where each
+label goes (queue, priority, SLA, model tier, tool cap) and which sinks receive the targets.
+Relative paths are resolved against the config file's folder. ``frontdesk init`` writes a
+commented starter file (:data:`STARTER`).
+"""
+
+from __future__ import annotations
+
+from pathlib import Path
+from typing import Any
+
+import yaml
+from pydantic import BaseModel, ConfigDict, Field, ValidationError
+
+from .errors import ConfigError, validation_message
+from .preprocess import PreprocessConfig
+from .targets import LabelTarget, QueueRoute, TargetsConfig
+from .tiers.rules import Rule
+
+
+class LabelConfig(BaseModel):
+    """Per-label settings: a description (for the LLM tier), a gate threshold and the target."""
+
+    model_config = ConfigDict(extra="forbid")
+
+    description: str | None = None
+    threshold: float | None = Field(None, ge=0.0, le=1.0, description="the primary tier's threshold for this label")
+    queue: str | None = Field(None, description="team queue; None = targets.default_queue")
+    priority: int = Field(3, ge=1, le=5, description="1 = most urgent")
+    sla_minutes: int | None = Field(None, ge=1)
+    model_tier: str | None = Field(None, description="a key of targets.model_tiers")
+    tools_max: int | None = Field(None, ge=1)
+
+    def target(self) -> LabelTarget:
+        queue = QueueRoute(queue=self.queue, priority=self.priority, sla_minutes=self.sla_minutes) if self.queue else None
+        return LabelTarget(queue=queue, model_tier=self.model_tier, tools_max=self.tools_max)
+
+
+class TargetDefaults(BaseModel):
+    """The defaults and fallbacks of :class:`~frontdesk.targets.TargetsConfig` (labels come from ``labels``)."""
+
+    model_config = ConfigDict(extra="forbid")
+
+    default_queue: QueueRoute = Field(default_factory=lambda: QueueRoute(queue="triage", priority=3))
+    review_queue: QueueRoute = Field(default_factory=lambda: QueueRoute(queue="human-review", priority=2))
+    language_queue: QueueRoute | None = Field(
+        None, description="messages in an unsupported language go here (e.g. a translation team); None = review_queue"
+    )
+    model_tiers: dict[str, str] = Field(default_factory=lambda: {"simple": "small-model", "reasoning": "large-model", "tool_use": "tool-model"})
+    default_model_tier: str = "simple"
+    most_capable_tier: str = "reasoning"
+    low_confidence: float = Field(0.6, ge=0.0, le=1.0)
+
+
+class FrontdeskConfig(BaseModel):
+    """The whole ``frontdesk.yaml``."""
+
+    model_config = ConfigDict(extra="forbid")
+
+    model: Path = Field(description="model directory written by `frontdesk train`")
+    router: dict[str, Any] = Field(default_factory=dict, description="RouterSettings overrides (max_chars, fallback, …)")
+    gates: dict[str, dict[str, Any]] = Field(default_factory=dict, description="tier name → GatePolicy overrides")
+    labels: dict[str, LabelConfig] = Field(default_factory=dict)
+    rules: list[Rule] = Field(default_factory=list, description="guardrails, checked before any model")
+    preprocess: PreprocessConfig = Field(default_factory=PreprocessConfig)
+    targets: TargetDefaults = Field(default_factory=TargetDefaults)
+    sinks: list[str] = Field(default_factory=list, description="stdout, jsonl:///path, http(s)://…, redis://…")
+    tools: Path | None = Field(None, description="tool catalogue (JSON/YAML) for tool narrowing")
+
+    def targets_config(self) -> TargetsConfig:
+        """The TargetsConfig that :func:`~frontdesk.targets.fan_out` uses."""
+        t = self.targets
+        try:
+            return TargetsConfig(
+                labels={name: lc.target() for name, lc in self.labels.items()}, default_queue=t.default_queue,
+                review_queue=t.review_queue, model_tiers=t.model_tiers, default_model_tier=t.default_model_tier,
+                most_capable_tier=t.most_capable_tier, low_confidence=t.low_confidence,
+            )
+        except ValidationError as exc:
+            raise ConfigError(validation_message(exc), field="labels/targets") from exc
+
+    def resolve(self, base: Path) -> FrontdeskConfig:
+        """Make relative paths relative to ``base`` (the config file's folder)."""
+        updates: dict[str, Any] = {}
+        if not self.model.is_absolute():
+            updates["model"] = base / self.model
+        if self.tools is not None and not self.tools.is_absolute():
+            updates["tools"] = base / self.tools
+        sinks = [f"jsonl://{base / s[len('jsonl://'):]}" if s.startswith("jsonl://") and not s.startswith("jsonl:///") else s for s in self.sinks]
+        updates["sinks"] = sinks
+        return self.model_copy(update=updates)
+
+
+def parse_config(data: Any, *, base: Path | None = None, source: str = "config") -> FrontdeskConfig:
+    """Validate a mapping (parsed YAML) into a FrontdeskConfig; errors name the field."""
+    if not isinstance(data, dict):
+        raise ConfigError(f"{source} must be a YAML mapping with at least 'model: <model directory>'")
+    try:
+        config = FrontdeskConfig(**data)
+    except ValidationError as exc:
+        raise ConfigError(f"{source}: {validation_message(exc)}") from exc
+    return config.resolve(base) if base is not None else config
+
+
+def load_config(path: str | Path) -> FrontdeskConfig:
+    """Read and validate ``frontdesk.yaml``."""
+    p = Path(path)
+    try:
+        text = p.read_text(encoding="utf-8")
+    except FileNotFoundError as exc:
+        raise ConfigError(f"no config file at {p}: create one with `frontdesk init`") from exc
+    except UnicodeDecodeError as exc:
+        raise ConfigError(f"{p} is not valid UTF-8") from exc
+    try:
+        data = yaml.safe_load(text)
+    except yaml.YAMLError as exc:
+        mark = getattr(exc, "problem_mark", None)
+        where = f" at line {mark.line + 1}, column {mark.column + 1}" if mark else ""
+        raise ConfigError(f"{p} is not valid YAML{where}: {getattr(exc, 'problem', exc)}") from exc
+    return parse_config(data, base=p.resolve().parent, source=str(p))
+
+
+STARTER = """\
+# frontdesk.yaml — runtime configuration (validated on load; errors name the field).
+# Paths are relative to this file.
+
+model: model                     # directory written by `frontdesk train --out model`
+
+router:
+  max_chars: 10000               # longer messages are truncated (the decision says truncated: true)
+  fallback: human                # no tier confident → human | unknown
+  # unknown_label: oos
+
+gates:                           # retune thresholds without retraining (tier name → overrides)
+  linear: {}
+    # threshold: 0.80            # escalate below this confidence
+    # flag_threshold: 0.90       # accept but flag for review below this
+    # min_margin: 0.05           # escalate when top-1 and top-2 are closer than this
+
+labels: {}                       # per label: description, threshold, where it goes
+  # refund_request:
+  #   description: The customer explicitly asks for their money back.
+  #   threshold: 0.85
+  #   queue: billing
+  #   priority: 2                # 1 = most urgent … 5
+  #   sla_minutes: 240
+  #   model_tier: simple         # a key of targets.model_tiers
+  #   tools_max: 10
+
+rules:                           # guardrails: checked before any model, case/diacritics-insensitive
+  - label: legal_or_complaint
+    keywords: ["lawyer*", "attorney", "sue", "lawsuit", "small claims court"]
+  # - label: abuse
+  #   patterns: ['\\bkill (you|u)\\b']
+
+preprocess:
+  html: true                     # HTML → text
+  strip_quotes: true             # drop quoted earlier messages
+  strip_signature: true          # drop signatures and "Sent from my iPhone"
+  normalize: true                # Unicode NFKC, invisible characters, whitespace
+  detect_language: true
+  supported_languages: null      # e.g. [en, de]; others go to targets.language_queue
+  dedup_window_s: 60             # same sender + same text within this → the earlier decision
+
+targets:
+  default_queue: {queue: triage, priority: 3}
+  review_queue: {queue: human-review, priority: 2}
+  # language_queue: {queue: translation, priority: 3}
+  model_tiers: {simple: small-model, reasoning: large-model, tool_use: tool-model}
+  default_model_tier: simple
+  most_capable_tier: reasoning   # low confidence or human review → this tier
+  low_confidence: 0.6
+
+sinks:                           # where routed targets are delivered
+  - stdout
+  # - jsonl://routed.jsonl
+  # - https://hooks.example.com/frontdesk
+  # - redis://localhost:6379/0
+
+# tools: tools.yaml              # tool catalogue for agent tool narrowing
+"""

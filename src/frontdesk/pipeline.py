@@ -1,0 +1,156 @@
+"""The inbound pipeline: preprocess → dedup → language → router (rules + tiers) → targets → sinks.
+
+:class:`Pipeline` is what the CLI's ``serve`` and the service run for every message; the
+:class:`~frontdesk.router.Router` alone only classifies. Every accepted message ends in a Decision:
+duplicates get the earlier decision back (no second classification or LLM call), messages in an
+unsupported language go to the language/review queue, and a sink that fails to deliver is
+reported in :attr:`Routed.delivery_errors` without losing the decision.
+"""
+
+from __future__ import annotations
+
+import logging
+import time
+import uuid
+from collections.abc import Callable, Sequence
+from dataclasses import dataclass, field
+from datetime import datetime, timezone
+from pathlib import Path
+
+from .config import FrontdeskConfig, load_config
+from .errors import ConfigError, FrontdeskError
+from .gate import GatePolicy
+from .preprocess import Deduplicator, Preprocessor
+from .router import Router, RouterSettings, coerce_message
+from .sinks import Sink, sink_from_url
+from .targets import RoutedTarget, check_labels, fan_out
+from .tiers.rules import RulesTier
+from .tools import ToolCatalog
+from .types import Decision, Message, TierTrace
+
+log = logging.getLogger("frontdesk.pipeline")
+
+
+@dataclass
+class Routed:
+    """The outcome of one message: its Decision, the targets it fanned out to, delivery problems."""
+
+    decision: Decision
+    targets: list[RoutedTarget] = field(default_factory=list)
+    delivery_errors: list[str] = field(default_factory=list)
+
+
+def configure_router(router: Router, config: FrontdeskConfig) -> Router:
+    """A new Router with the config applied: guardrail rules first, gate and label-threshold overrides,
+    router settings. The given router is not changed (reloads build a fresh one)."""
+    tiers = [t for t in router.tiers if t.kind != "rules" or not config.rules]
+    if config.rules:
+        rules = RulesTier("guardrails", {"rules": [r.model_dump() for r in config.rules]})
+        rules.labels_ = tuple(dict.fromkeys([*router.labels, *(r.label for r in config.rules)]))
+        tiers.insert(0, rules)
+    gates = dict(router.gates)
+    if config.rules:
+        gates["guardrails"] = GatePolicy(threshold=0.0)  # a matching rule always routes
+    names = {t.name for t in tiers}
+    for name, overrides in config.gates.items():
+        if name not in names:
+            raise ConfigError(f"no tier named {name!r}; tiers: {', '.join(sorted(names))}", field=f"gates.{name}")
+        gates[name] = (gates.get(name) or GatePolicy()).model_copy(update=overrides)
+        gates[name] = GatePolicy(**gates[name].model_dump())  # re-validate the merged policy
+    label_thresholds = {label: lc.threshold for label, lc in config.labels.items() if lc.threshold is not None}
+    primary = router.primary.name
+    if label_thresholds:
+        base = gates.get(primary) or GatePolicy()
+        gates[primary] = base.model_copy(update={"label_thresholds": {**base.label_thresholds, **label_thresholds}})
+    settings = RouterSettings(**{**router.settings.model_dump(), **config.router}) if config.router else router.settings
+    descriptions = {**router.descriptions, **{k: v.description for k, v in config.labels.items() if v.description}}
+    out = Router(tiers, {}, settings, curves=router.curves, descriptions=descriptions, meta=router.meta)
+    for name, policy in gates.items():
+        if name in names:
+            out.set_gate(name, policy)  # validates label thresholds against the label set
+    return out
+
+
+class Pipeline:
+    """Route inbound messages end to end. Build it with :meth:`from_config` or from a Router."""
+
+    def __init__(
+        self,
+        router: Router,
+        config: FrontdeskConfig | None = None,
+        *,
+        sinks: Sequence[Sink] | None = None,
+        catalog: ToolCatalog | None = None,
+        clock: Callable[[], float] = time.monotonic,
+    ) -> None:
+        self.config = config or FrontdeskConfig(model=Path("."))
+        self.router = configure_router(router, self.config)
+        self.targets = self.config.targets_config()
+        check_labels(self.targets, self.router.tiers[0].labels_ + self.router.labels)
+        self.preprocessor = Preprocessor(self.config.preprocess)
+        self.dedup: Deduplicator[Decision] = Deduplicator(window_s=self.config.preprocess.dedup_window_s, clock=clock)
+        self.sinks = list(sinks) if sinks is not None else [sink_from_url(u) for u in self.config.sinks]
+        self.catalog = catalog if catalog is not None else (ToolCatalog.load(self.config.tools) if self.config.tools else None)
+        if self.catalog is not None:
+            self.catalog.check_intents(self.router.labels)
+
+    @classmethod
+    def from_config(cls, config: FrontdeskConfig | str | Path, **kwargs: object) -> Pipeline:
+        """Load the model the config names and apply the config to it."""
+        cfg = config if isinstance(config, FrontdeskConfig) else load_config(config)
+        return cls(Router.load(cfg.model), cfg, **kwargs)  # type: ignore[arg-type]
+
+    def route(self, message: str | bytes | Message) -> Routed:
+        """Preprocess, dedup, classify, fan out and deliver one message."""
+        started = time.perf_counter()
+        text, msg = coerce_message(message)
+        prepared = self.preprocessor(text)
+        sender = msg.sender if msg else None
+        earlier = self.dedup.lookup(sender, prepared.text)
+        if earlier is not None:
+            decision = earlier.model_copy(update={
+                "id": uuid.uuid4().hex, "duplicate_of": earlier.id, "created_at": datetime.now(timezone.utc),
+                "latency_ms": (time.perf_counter() - started) * 1e3, "cost_usd": 0.0, "message": msg,
+                "reason": f"duplicate of {earlier.id} (same sender and text within {self.dedup.window_s:g} s): {earlier.reason}",
+            })
+            return Routed(decision)  # the earlier decision's targets were delivered already
+        routed_msg = Message(text=prepared.text, sender=sender, channel=msg.channel if msg else None,
+                             language=prepared.language, metadata=msg.metadata if msg else {})
+        if not prepared.language_supported:
+            decision = self._unsupported_language(prepared.text, prepared.language, prepared.language_confidence, started, routed_msg)
+        else:
+            decision = self.router.route(routed_msg)
+        decision = decision.model_copy(update={
+            "language": prepared.language,
+            "original_text": text if prepared.text != text else None,
+            "latency_ms": (time.perf_counter() - started) * 1e3,
+        })
+        targets = fan_out(decision, self.targets, catalog=self.catalog)
+        if not prepared.language_supported and self.config.targets.language_queue is not None:
+            q = self.config.targets.language_queue
+            targets = [t.model_copy(update={"queue": q.queue, "priority": q.priority, "sla_minutes": q.sla_minutes}) for t in targets]
+        self.dedup.remember(sender, prepared.text, decision)
+        return Routed(decision, targets, self._deliver(targets))
+
+    def _unsupported_language(self, text: str, language: str | None, confidence: float, started: float, msg: Message) -> Decision:
+        supported = ", ".join(self.config.preprocess.supported_languages or [])
+        reason = f"language '{language}' ({confidence:.2f}) is not supported (supported: {supported}) → translation / human review"
+        trace = [TierTrace(tier="language", kind="preprocess", verdict="review", reason=reason)]
+        return Decision(text=text, labels=[], confidence=0.0, tier="human", escalated=True, flagged=True, reason=reason,
+                        trace=trace, message=msg)
+
+    def _deliver(self, targets: list[RoutedTarget]) -> list[str]:
+        errors = []
+        for sink in self.sinks:
+            for target in targets:
+                try:
+                    sink.deliver(target)
+                except FrontdeskError as exc:
+                    log.error("delivery of %s to %s failed: %s", target.id, type(sink).__name__, exc)
+                    errors.append(f"{type(sink).__name__}: {exc}")
+        return errors
+
+    def close(self) -> None:
+        """Close the sinks."""
+        for sink in self.sinks:
+            sink.close()
