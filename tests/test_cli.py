@@ -28,7 +28,7 @@ def test_eval_json_has_the_documented_keys(model: Path, support_dir: Path, tmp_p
     res = run("eval", "--model", str(model), "--data", str(support_dir), "--json", "--report", str(tmp_path / "r.html"))
     assert res.returncode == 0, res.stderr
     report = json.loads(res.stdout)
-    for key in ("accuracy", "macro_f1", "ece", "escalation_rate", "accepted_accuracy", "tier_share", "latency_ms", "operating_points"):
+    for key in ("accuracy", "macro_f1", "ece", "escalation_rate", "accepted_accuracy", "tier_share", "latency_ms", "operating_points", "exact_match", "per_label_f1"):
         assert key in report
     assert set(report["latency_ms"]) >= {"p50", "p95", "p99"}
     assert set(report["operating_points"][0]) >= {"escalation_rate", "accepted_accuracy", "threshold"}

@@ -42,3 +42,18 @@ def test_html_report(router: Router, support: Dataset, tmp_path: Path) -> None:
     html = out.read_text()
     assert html.count("data:image/png;base64,") == 2
     assert "Most confused label pairs" in html and "Per-label F1" in html and "accuracy on accepted" in html
+
+
+def test_multi_intent_metrics_measure_lost_intents(router: Router) -> None:
+    from frontdesk import Decision
+    from frontdesk.evaluation import report_from_decisions
+
+    gold = [Example("a and b", ("refund_request", "cancel_subscription")), Example("a and c", ("refund_request", "shipping_status")),
+            Example("b", ("cancel_subscription",)), Example("c", ("shipping_status",))]
+    predicted = [["refund_request", "cancel_subscription"], ["refund_request"], ["cancel_subscription"], ["shipping_status", "billing_issue"]]
+    decisions = [Decision(text=g.text, labels=p, confidence=0.9, tier="linear", escalated=False, flagged=False) for g, p in zip(gold, predicted)]
+    report = report_from_decisions(router, gold, decisions)
+    assert report.exact_match == pytest.approx(0.5) and report.accuracy == report.exact_match
+    assert report.multi_intent_exact_match == pytest.approx(0.5) and report.lost_intent_rate == pytest.approx(0.5)
+    assert report.per_label_f1["refund_request"] == pytest.approx(1.0)
+    assert report.per_label_f1["shipping_status"] == pytest.approx(2 / 3)  # one of two found, no false positive

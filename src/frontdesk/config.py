@@ -10,7 +10,7 @@ commented starter file (:data:`STARTER`).
 from __future__ import annotations
 
 from pathlib import Path
-from typing import Any
+from typing import Any, Literal
 
 import yaml
 from pydantic import BaseModel, ConfigDict, Field, ValidationError
@@ -55,6 +55,41 @@ class TargetDefaults(BaseModel):
     low_confidence: float = Field(0.6, ge=0.0, le=1.0)
 
 
+Scope = Literal["route", "admin"]
+
+
+class ApiKey(BaseModel):
+    """One API key, stored as the SHA-256 of the key (``frontdesk keys create`` prints both)."""
+
+    model_config = ConfigDict(extra="forbid")
+
+    name: str = Field(min_length=1)
+    sha256: str = Field(pattern=r"^[0-9a-f]{64}$", description="hex SHA-256 of the key; the key itself is never stored")
+    scopes: list[Scope] = Field(min_length=1, description="route: the route endpoints; admin: feedback, review, reload")
+
+
+class AuthConfig(BaseModel):
+    """API-key auth. Disabled only in development mode (``frontdesk serve --model``)."""
+
+    model_config = ConfigDict(extra="forbid")
+
+    enabled: bool = True
+    keys: list[ApiKey] = Field(default_factory=list)
+
+
+class ServerConfig(BaseModel):
+    """The HTTP service."""
+
+    model_config = ConfigDict(extra="forbid")
+
+    host: str = "127.0.0.1"
+    port: int = Field(8080, ge=1, le=65535)
+    max_body_bytes: int = Field(1_000_000, ge=1024, description="larger requests get 413")
+    max_batch: int = Field(256, ge=1, description="messages per /v1/route/batch request")
+    watch_config: bool = Field(True, description="reload when frontdesk.yaml changes on disk")
+    watch_interval_s: float = Field(1.0, gt=0)
+
+
 class FrontdeskConfig(BaseModel):
     """The whole ``frontdesk.yaml``."""
 
@@ -69,6 +104,9 @@ class FrontdeskConfig(BaseModel):
     targets: TargetDefaults = Field(default_factory=TargetDefaults)
     sinks: list[str] = Field(default_factory=list, description="stdout, jsonl:///path, http(s)://…, redis://…")
     tools: Path | None = Field(None, description="tool catalogue (JSON/YAML) for tool narrowing")
+    store: str = Field("sqlite:///frontdesk.db", description="SQLAlchemy URL: sqlite:///path or postgresql+psycopg://…")
+    server: ServerConfig = Field(default_factory=ServerConfig)
+    auth: AuthConfig = Field(default_factory=AuthConfig)
 
     def targets_config(self) -> TargetsConfig:
         """The TargetsConfig that :func:`~frontdesk.targets.fan_out` uses."""
@@ -91,6 +129,9 @@ class FrontdeskConfig(BaseModel):
             updates["tools"] = base / self.tools
         sinks = [f"jsonl://{base / s[len('jsonl://'):]}" if s.startswith("jsonl://") and not s.startswith("jsonl:///") else s for s in self.sinks]
         updates["sinks"] = sinks
+        prefix = "sqlite:///"
+        if self.store.startswith(prefix) and not self.store.startswith(prefix + "/") and self.store != prefix + ":memory:":
+            updates["store"] = prefix + str(base / self.store[len(prefix):])
         return self.model_copy(update=updates)
 
 
@@ -181,4 +222,20 @@ sinks:                           # where routed targets are delivered
   # - redis://localhost:6379/0
 
 # tools: tools.yaml              # tool catalogue for agent tool narrowing
+
+store: sqlite:///frontdesk.db    # every decision, feedback and review item; or postgresql+psycopg://user@host/db
+
+server:
+  host: 127.0.0.1
+  port: 8080
+  max_body_bytes: 1000000        # larger requests get 413
+  max_batch: 256
+  watch_config: true             # edit this file → thresholds/routes reload without a restart
+
+auth:                            # API keys: `frontdesk keys create --name ops --scope admin`
+  enabled: true
+  keys: []
+  # - name: web-frontend
+  #   sha256: <64 hex chars printed by `frontdesk keys create`>
+  #   scopes: [route]
 """

@@ -68,6 +68,12 @@ class EvalReport(BaseModel):
     operating_points: list[EvalOperatingPoint] = Field(default_factory=list)
     in_scope_accuracy: float | None = None
     oos_recall: float | None = None
+    exact_match: float = Field(0.0, description="share of messages whose predicted label set equals the gold set")
+    per_label_f1: dict[str, float] = Field(default_factory=dict)
+    multi_intent_exact_match: float | None = Field(None, description="exact match on messages with ≥ 2 gold labels")
+    lost_intent_rate: float | None = Field(
+        None, description="messages with ≥ 2 gold labels whose prediction is a strict subset (an intent got lost)"
+    )
     per_label: list[LabelMetrics] = Field(default_factory=list)
     confusions: list[Confusion] = Field(default_factory=list)
     reliability: list[ReliabilityBin] = Field(default_factory=list)
@@ -165,6 +171,11 @@ def report_from_decisions(router: Router, examples: Sequence[Example], decisions
             oos_recall = float(np.mean([bool(p & unknowns) for p, o in zip(pred, is_oos) if o]))
 
     cost = float(sum(d.cost_usd for d in decisions))
+    multi_idx = [i for i, g in enumerate(gold) if len(g) > 1]
+    multi_exact = lost = None
+    if multi_idx:
+        multi_exact = float(np.mean([correct[i] for i in multi_idx]))
+        lost = float(np.mean([pred[i] < gold[i] for i in multi_idx]))
     return EvalReport(
         n=n,
         accuracy=float(correct.mean()),
@@ -181,6 +192,10 @@ def report_from_decisions(router: Router, examples: Sequence[Example], decisions
         operating_points=ops,
         in_scope_accuracy=in_scope_acc,
         oos_recall=oos_recall,
+        exact_match=float(correct.mean()),
+        per_label_f1={m.label: m.f1 for m in per_label},
+        multi_intent_exact_match=multi_exact,
+        lost_intent_rate=lost,
         per_label=per_label,
         confusions=[Confusion(true=a, predicted=b, count=c) for (a, b), c in confusions.most_common(20)],
         reliability=reliability_bins(conf1, ok1),

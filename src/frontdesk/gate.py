@@ -345,7 +345,6 @@ def _fit_per_label(
 ) -> tuple[GatePolicy, OperatingPoint]:
     """Per-label thresholds: each label with enough support gets the lowest threshold reaching the
     accuracy target; under an escalation budget the target is searched so the budget holds."""
-    n = len(conf)
 
     def thresholds_for(target: float) -> dict[str, float]:
         out = {}

@@ -18,7 +18,9 @@ from datetime import datetime, timezone
 from pathlib import Path
 
 from .config import FrontdeskConfig, load_config
-from .errors import ConfigError, FrontdeskError
+from pydantic import ValidationError
+
+from .errors import ConfigError, FrontdeskError, validation_message
 from .gate import GatePolicy
 from .preprocess import Deduplicator, Preprocessor
 from .router import Router, RouterSettings, coerce_message
@@ -55,8 +57,11 @@ def configure_router(router: Router, config: FrontdeskConfig) -> Router:
     for name, overrides in config.gates.items():
         if name not in names:
             raise ConfigError(f"no tier named {name!r}; tiers: {', '.join(sorted(names))}", field=f"gates.{name}")
-        gates[name] = (gates.get(name) or GatePolicy()).model_copy(update=overrides)
-        gates[name] = GatePolicy(**gates[name].model_dump())  # re-validate the merged policy
+        merged = {**(gates.get(name) or GatePolicy()).model_dump(), **overrides}
+        try:
+            gates[name] = GatePolicy(**merged)
+        except ValidationError as exc:
+            raise ConfigError(validation_message(exc), field=f"gates.{name}") from exc
     label_thresholds = {label: lc.threshold for label, lc in config.labels.items() if lc.threshold is not None}
     primary = router.primary.name
     if label_thresholds:
@@ -102,6 +107,12 @@ class Pipeline:
 
     def route(self, message: str | bytes | Message) -> Routed:
         """Preprocess, dedup, classify, fan out and deliver one message."""
+        routed = self.decide(message)
+        routed.delivery_errors = self.deliver(routed.targets)
+        return routed
+
+    def decide(self, message: str | bytes | Message) -> Routed:
+        """Everything but delivery: the service persists the decision first, then calls :meth:`deliver`."""
         started = time.perf_counter()
         text, msg = coerce_message(message)
         prepared = self.preprocessor(text)
@@ -130,7 +141,7 @@ class Pipeline:
             q = self.config.targets.language_queue
             targets = [t.model_copy(update={"queue": q.queue, "priority": q.priority, "sla_minutes": q.sla_minutes}) for t in targets]
         self.dedup.remember(sender, prepared.text, decision)
-        return Routed(decision, targets, self._deliver(targets))
+        return Routed(decision, targets)
 
     def _unsupported_language(self, text: str, language: str | None, confidence: float, started: float, msg: Message) -> Decision:
         supported = ", ".join(self.config.preprocess.supported_languages or [])
@@ -139,7 +150,8 @@ class Pipeline:
         return Decision(text=text, labels=[], confidence=0.0, tier="human", escalated=True, flagged=True, reason=reason,
                         trace=trace, message=msg)
 
-    def _deliver(self, targets: list[RoutedTarget]) -> list[str]:
+    def deliver(self, targets: list[RoutedTarget]) -> list[str]:
+        """Hand targets to every sink; failures are logged and returned, never raised."""
         errors = []
         for sink in self.sinks:
             for target in targets:

@@ -28,7 +28,7 @@ import os
 import threading
 import unicodedata
 from collections.abc import Iterable, Iterator, Sequence
-from contextlib import contextmanager
+from contextlib import AbstractContextManager, contextmanager
 from datetime import datetime, timezone
 from pathlib import Path
 from typing import Any, Literal
@@ -37,7 +37,7 @@ import sqlalchemy as sa
 from pydantic import BaseModel, ConfigDict, Field
 from sqlalchemy.dialects import postgresql
 from sqlalchemy.engine import URL, Connection, Dialect, Engine, make_url
-from sqlalchemy.exc import ArgumentError, IntegrityError, NoSuchModuleError, SQLAlchemyError
+from sqlalchemy.exc import ArgumentError, IntegrityError, InterfaceError, NoSuchModuleError, OperationalError
 
 from .errors import ConfigError, FrontdeskError
 from .types import Decision, TierTrace
@@ -47,6 +47,8 @@ SQLITE_BUSY_TIMEOUT_S = 30.0
 """How long a SQLite writer waits for another writer's lock before giving up."""
 _PG_MIGRATION_LOCK = 0x66726F6E74  # advisory-lock key ("front"): serialises concurrent migrators
 _CHUNK = 500  # ids per IN (...) clause
+_ALEMBIC_LOCK = threading.Lock()
+"""Alembic keeps its migration context in module globals: one migration run per process at a time."""
 
 ReviewStatus = Literal["pending", "resolved"]
 ReviewReason = Literal["human", "flagged"]
@@ -202,7 +204,7 @@ def _normalise_url(url: str | os.PathLike[str]) -> URL:
         text = "postgresql://" + text.removeprefix("postgres://")
     try:
         parsed = make_url(text)
-    except ArgumentError as exc:
+    except (ArgumentError, ValueError) as exc:
         raise StoreError(f"cannot parse store URL {text!r}: use sqlite:///path/to/frontdesk.db or "
                          "postgresql+psycopg://user:password@host/dbname") from exc
     if parsed.drivername == "postgresql":
@@ -292,7 +294,13 @@ class Store:
         return engine
 
     def _migrate(self) -> None:
-        """Bring the schema to the newest revision, holding the migration lock (see migrations/env.py)."""
+        """Bring the schema to the newest revision, holding the migration lock (see migrations/env.py).
+
+        Across processes the database lock serialises migrators (SQLite: the write lock of
+        ``BEGIN IMMEDIATE``; PostgreSQL: an advisory lock); within a process a threading lock does,
+        since Alembic's migration context is process-global. Whoever comes second finds the schema
+        at head and has nothing to do.
+        """
         from alembic import command
         from alembic.config import Config
         from alembic.util import CommandError
@@ -300,7 +308,7 @@ class Store:
         cfg = Config()
         cfg.set_main_option("script_location", "frontdesk:migrations")
         try:
-            with self._write() as conn:
+            with _ALEMBIC_LOCK, self._write() as conn:
                 if self.backend == "postgresql":
                     conn.execute(sa.text("SELECT pg_advisory_xact_lock(:key)"), {"key": _PG_MIGRATION_LOCK})
                 cfg.attributes["connection"] = conn
@@ -321,17 +329,20 @@ class Store:
             engine = self._engine.execution_options(frontdesk_write=True) if write else self._engine
             with engine.begin() as conn:
                 yield conn
-        except OperationalError as exc:
-            raise StoreError(f"database error on {self.url}: {exc.orig or exc} — "
-                             f"{'nothing was written; retry' if write else 'retry'} once the database is reachable") from exc
+        except (OperationalError, InterfaceError) as exc:
+            done = "nothing was written; " if write else ""
+            raise StoreError(f"database error on {self.url}: {exc.orig or exc} — {done}retry once the database is "
+                             "reachable and not locked by a long-running transaction") from exc
         finally:
             if lock is not None:
                 lock.release()
 
-    def _write(self) -> Any:
+    def _write(self) -> AbstractContextManager[Connection]:
+        """A write transaction (SQLite: BEGIN IMMEDIATE), committed when the block ends without error."""
         return self._connect(write=True)
 
-    def _read(self) -> Any:
+    def _read(self) -> AbstractContextManager[Connection]:
+        """A read transaction: one consistent snapshot for the block."""
         return self._connect(write=False)
 
     # -- decisions -------------------------------------------------------------------------------
@@ -372,15 +383,16 @@ class Store:
         ids = list(batch)
         existing: dict[str, str] = {}
         for part in _chunks(ids):
-            rows = conn.execute(sa.select(_decisions.c.id, _decisions.c.payload).where(_decisions.c.id.in_(part)))
-            existing.update({r.id: r.payload for r in rows})
+            found = conn.execute(sa.select(_decisions.c.id, _decisions.c.payload).where(_decisions.c.id.in_(part)))
+            existing.update({r.id: r.payload for r in found})
         for id_, payload in existing.items():
             if payload != batch[id_][1]:
                 raise StoreError(f"decision {id_!r} is already stored with different content: decisions are "
                                  "immutable; record corrections with add_feedback, or give the new decision a new id",
                                  decision_id=id_)
         stored_at = _now()
-        rows, reviews = [], []
+        rows: list[dict[str, Any]] = []
+        reviews: list[dict[str, Any]] = []
         for id_, (d, payload) in batch.items():
             if id_ in existing:
                 continue
@@ -536,15 +548,15 @@ class Store:
         """
         with self._read() as conn:
             latest: dict[str, tuple[int, list[str], str]] = {}
-            for r in conn.execute(sa.select(_feedback.c.id, _feedback.c.decision_id, _feedback.c.labels,
-                                            _feedback.c.source).order_by(_feedback.c.id)):
-                latest[r.decision_id] = (r.id, list(r.labels), r.source)
+            for fb in conn.execute(sa.select(_feedback.c.id, _feedback.c.decision_id, _feedback.c.labels,
+                                             _feedback.c.source).order_by(_feedback.c.id)):
+                latest[fb.decision_id] = (fb.id, list(fb.labels), fb.source)
             texts: dict[str, tuple[str, datetime]] = {}
             for part in _chunks(list(latest)):
-                for r in conn.execute(sa.select(_decisions.c.id, _decisions.c.payload, _decisions.c.created_at)
-                                      .where(_decisions.c.id.in_(part))):
-                    texts[r.id] = (json.loads(r.payload)["text"], r.created_at)
-            llm_rows = []
+                for row in conn.execute(sa.select(_decisions.c.id, _decisions.c.payload, _decisions.c.created_at)
+                                        .where(_decisions.c.id.in_(part))):
+                    texts[row.id] = (json.loads(row.payload)["text"], row.created_at)
+            llm_rows: Sequence[sa.Row[str, str, datetime]] = []
             if include_llm:
                 llm_rows = conn.execute(
                     sa.select(_decisions.c.id, _decisions.c.payload, _decisions.c.created_at)

@@ -1,0 +1,177 @@
+"""Load benchmark of the HTTP service on loopback: fixed request rates and saturation.
+
+Starts ``frontdesk serve --config`` (SQLite store, auth on, no sinks) as its own process, trains
+the BANKING77 model first if needed, then drives it with an open-loop asyncio + httpx client:
+requests are *scheduled* at a fixed rate whatever the server does, so queueing shows up as
+latency. Two paths: *confident* (messages tier 1 accepts) and *escalating* (messages that go to
+human review, which also writes a review item). Saturation: 32 concurrent closed-loop clients.
+Writes the table into BENCHMARKS.md (section ``load``). Client and server share the machine's cores.
+
+Run: ``python bench/load.py [--rates 50,200,500] [--requests 10000] [--saturation-s 10]``
+"""
+
+from __future__ import annotations
+
+import argparse
+import asyncio
+import os
+import signal
+import socket
+import subprocess
+import sys
+import tempfile
+import time
+from pathlib import Path
+
+import httpx
+import numpy as np
+import yaml
+
+sys.path.insert(0, os.path.dirname(__file__))
+from _common import BENCHMARKS, data_root, stamp, table, write_section  # noqa: E402
+
+from frontdesk import Dataset, Router  # noqa: E402
+from frontdesk.server.auth import hash_key  # noqa: E402
+
+KEY = "fd_load_benchmark_key"
+
+
+def free_port() -> int:
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        return s.getsockname()[1]
+
+
+def prepare(work: Path) -> tuple[Path, list[str], list[str]]:
+    data = Dataset.load(data_root() / "banking77")
+    model = work / "model"
+    router = Router.train(data)
+    router.save(model)
+    decisions = router.route_batch([ex.text for ex in data.test])
+    confident = [d.text for d in decisions if d.tier == "linear" and not d.flagged]
+    escalating = [d.text for d in decisions if d.tier == "human"]
+    config = {
+        "model": str(model), "store": f"sqlite:///{work / 'load.db'}", "sinks": [], "rules": [],
+        "preprocess": {"dedup_window_s": 0},
+        "server": {"watch_config": False},
+        "auth": {"enabled": True, "keys": [{"name": "load", "sha256": hash_key(KEY), "scopes": ["route"]}]},
+    }
+    path = work / "frontdesk.yaml"
+    path.write_text(yaml.safe_dump(config))
+    return path, confident, escalating
+
+
+async def open_loop(url: str, texts: list[str], rate: float, n: int) -> dict:
+    lat: list[float] = []
+    errors = 0
+    limits = httpx.Limits(max_connections=256, max_keepalive_connections=256)
+    async with httpx.AsyncClient(base_url=url, headers={"Authorization": f"Bearer {KEY}"}, timeout=30, limits=limits) as c:
+        async def one(i: int) -> None:
+            nonlocal errors
+            t0 = time.perf_counter()
+            try:
+                r = await c.post("/v1/route", json={"text": texts[i % len(texts)]})
+                ok = r.status_code == 200
+            except httpx.HTTPError:
+                ok = False
+            if ok:
+                lat.append((time.perf_counter() - t0) * 1e3)
+            else:
+                errors += 1
+
+        start = time.perf_counter()
+        tasks = []
+        for i in range(n):
+            delay = start + i / rate - time.perf_counter()
+            if delay > 0:
+                await asyncio.sleep(delay)
+            tasks.append(asyncio.create_task(one(i)))
+        await asyncio.gather(*tasks)
+        elapsed = time.perf_counter() - start
+    return summarise(lat, errors, elapsed, n)
+
+
+async def saturate(url: str, texts: list[str], seconds: float, concurrency: int = 32) -> dict:
+    lat: list[float] = []
+    errors = 0
+    stop = time.perf_counter() + seconds
+    async with httpx.AsyncClient(base_url=url, headers={"Authorization": f"Bearer {KEY}"}, timeout=30) as c:
+        async def worker(w: int) -> None:
+            nonlocal errors
+            i = w
+            while time.perf_counter() < stop:
+                t0 = time.perf_counter()
+                try:
+                    r = await c.post("/v1/route", json={"text": texts[i % len(texts)]})
+                    ok = r.status_code == 200
+                except httpx.HTTPError:
+                    ok = False
+                if ok:
+                    lat.append((time.perf_counter() - t0) * 1e3)
+                else:
+                    errors += 1
+                i += concurrency
+
+        start = time.perf_counter()
+        await asyncio.gather(*(worker(w) for w in range(concurrency)))
+        elapsed = time.perf_counter() - start
+    return summarise(lat, errors, elapsed, len(lat) + errors)
+
+
+def summarise(lat: list[float], errors: int, elapsed: float, n: int) -> dict:
+    a = np.asarray(lat) if lat else np.zeros(1)
+    return {"n": n, "errors": errors, "throughput": len(lat) / elapsed, "p50": float(np.percentile(a, 50)),
+            "p95": float(np.percentile(a, 95)), "p99": float(np.percentile(a, 99))}
+
+
+def main() -> None:
+    ap = argparse.ArgumentParser(description=__doc__)
+    ap.add_argument("--rates", default="50,200,500")
+    ap.add_argument("--requests", type=int, default=10_000, help="requests per fixed-rate run (capped at 60 s of traffic)")
+    ap.add_argument("--saturation-s", type=float, default=10.0)
+    args = ap.parse_args()
+    work = Path(tempfile.mkdtemp(prefix="frontdesk-load-"))
+    print("training the banking77 model …", flush=True)
+    config, confident, escalating = prepare(work)
+    port = free_port()
+    server = subprocess.Popen([sys.executable, "-m", "frontdesk", "serve", "--config", str(config), "--port", str(port),
+                               "--log-level", "warning"], stderr=subprocess.PIPE)
+    url = f"http://127.0.0.1:{port}"
+    try:
+        for _ in range(300):
+            try:
+                if httpx.get(url + "/healthz").status_code == 200:
+                    break
+            except httpx.TransportError:
+                time.sleep(0.1)
+        rows = []
+        for path, texts in (("confident", confident), ("escalating", escalating)):
+            asyncio.run(open_loop(url, texts, 100, 300))  # warm-up
+            for rate in [float(r) for r in args.rates.split(",")]:
+                n = min(args.requests, int(rate * 60))
+                res = asyncio.run(open_loop(url, texts, rate, n))
+                print(f"{path:10s} {rate:5.0f} req/s: {res}", flush=True)
+                rows.append([path, f"{rate:.0f} req/s", f"{res['n']:,}", str(res["errors"]), f"{res['throughput']:.0f}",
+                             f"{res['p50']:.2f}", f"{res['p95']:.2f}", f"{res['p99']:.2f}"])
+            res = asyncio.run(saturate(url, texts, args.saturation_s))
+            print(f"{path:10s} saturation: {res}", flush=True)
+            rows.append([path, "saturation (32 clients)", f"{res['n']:,}", str(res["errors"]), f"{res['throughput']:.0f}",
+                         f"{res['p50']:.2f}", f"{res['p95']:.2f}", f"{res['p99']:.2f}"])
+    finally:
+        server.send_signal(signal.SIGTERM)
+        server.wait(timeout=30)
+    body = f"""## HTTP service under load (`frontdesk serve`, BANKING77 model, SQLite store)
+
+{stamp('python bench/load.py')} One uvicorn worker; the open-loop client (asyncio + httpx) runs on the
+same 2-core machine. Every request is authenticated, routed, committed to SQLite (WAL, synchronous=FULL)
+before the answer, and counted in the metrics. *confident*: messages tier 1 accepts; *escalating*: messages
+sent to human review (one more row written). Latency in ms, measured by the client.
+
+{table(["path", "offered load", "requests", "errors", "achieved req/s", "p50 ms", "p95 ms", "p99 ms"], rows)}
+"""
+    write_section(BENCHMARKS, "load", body)
+    print(f"wrote {BENCHMARKS}")
+
+
+if __name__ == "__main__":
+    main()

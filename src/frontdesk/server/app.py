@@ -1,0 +1,386 @@
+"""The FastAPI application: route, batch, feedback, review queue, health, metrics, reload.
+
+Every route request is answered only after its decision is committed to the store (then the
+targets are delivered): an acknowledged decision survives a crash. Reloads swap the whole
+pipeline object at once, so in-flight requests finish on the old one and none fail.
+"""
+
+from __future__ import annotations
+
+import json
+import logging
+import threading
+import time
+from collections.abc import Callable
+from pathlib import Path
+from typing import Annotated, Any, Literal
+
+from fastapi import Depends, FastAPI, Header, Query, Request
+from fastapi.exceptions import RequestValidationError
+from fastapi.responses import JSONResponse, Response
+from prometheus_client import CONTENT_TYPE_LATEST, generate_latest
+from pydantic import BaseModel, Field
+
+from .. import __version__
+from ..config import FrontdeskConfig, Scope, load_config
+from ..errors import ConfigError, FrontdeskError, InputError
+from ..pipeline import Pipeline, Routed
+from ..store import Feedback, ReviewItem, Store, StoreError
+from ..targets import RoutedTarget
+from ..types import Decision, Message
+from .auth import KeyRing
+from .metrics import Metrics
+
+log = logging.getLogger("frontdesk.server")
+
+
+# -- request / response models ------------------------------------------------------------------
+class RouteRequest(BaseModel):
+    """One message to route."""
+
+    text: str = Field(description="the message text (longer than the router's max_chars → truncated)")
+    sender: str | None = Field(None, description="sender id: enables dedup within the window")
+    channel: str | None = None
+    metadata: dict[str, Any] = Field(default_factory=dict)
+
+
+class BatchRequest(BaseModel):
+    messages: list[RouteRequest] = Field(min_length=1)
+
+
+class RouteResponse(BaseModel):
+    decision: Decision
+    targets: list[RoutedTarget]
+    delivery_errors: list[str] = Field(default_factory=list)
+
+
+class BatchResponse(BaseModel):
+    results: list[RouteResponse]
+
+
+class FeedbackRequest(BaseModel):
+    """A human re-route or confirmation: the correct labels of a decision."""
+
+    decision_id: str
+    labels: list[str] = Field(min_length=1)
+    actor: str | None = None
+    note: str | None = None
+
+
+class ResolveRequest(BaseModel):
+    labels: list[str] = Field(min_length=1)
+    reviewer: str | None = None
+
+
+class ReviewList(BaseModel):
+    items: list[ReviewItem]
+    depth: int
+
+
+class ErrorBody(BaseModel):
+    type: str
+    message: str
+    details: Any = None
+
+
+class ErrorResponse(BaseModel):
+    error: ErrorBody
+
+
+def _error(status: int, kind: str, message: str, details: Any = None) -> JSONResponse:
+    return JSONResponse({"error": {"type": kind, "message": message, "details": details}}, status_code=status)
+
+
+class ApiError(Exception):
+    """Raised inside handlers; rendered as the JSON error body."""
+
+    def __init__(self, status: int, kind: str, message: str, details: Any = None) -> None:
+        super().__init__(message)
+        self.status, self.kind, self.message, self.details = status, kind, message, details
+
+
+# -- state ------------------------------------------------------------------------------------
+class ServiceState:
+    """The swappable pipeline and key ring, the store and the metrics of one app."""
+
+    def __init__(self, config: FrontdeskConfig, *, config_path: Path | None, store: Store | None = None) -> None:
+        self.config = config
+        self.config_path = config_path
+        self.pipeline = Pipeline.from_config(config)
+        self.keys = KeyRing(config.auth)
+        self.store = store or Store(config.store)
+        self.metrics = Metrics(self.store.review_depth)
+        self._reload_lock = threading.Lock()
+        self._stop = threading.Event()
+        self._mtime = config_path.stat().st_mtime if config_path else None
+
+    def reload(self) -> FrontdeskConfig:
+        """Re-read the config and swap in a new pipeline; on any error the old one stays."""
+        if self.config_path is None:
+            raise ConfigError("this service was started without a config file: nothing to reload", field="reload")
+        with self._reload_lock:
+            try:
+                config = load_config(self.config_path)
+                pipeline = Pipeline.from_config(config)
+            except FrontdeskError:
+                self.metrics.reloads.labels("error").inc()
+                raise
+            if config.store != self.config.store:
+                log.warning("store URL changed in %s: restart the service to use it", self.config_path)
+            self.pipeline, self.keys, self.config = pipeline, KeyRing(config.auth), config
+            self.metrics.reloads.labels("ok").inc()
+            log.info("reloaded %s", self.config_path)
+            return config
+
+    def watch(self) -> None:
+        """Poll the config file's mtime and reload on change (runs in a daemon thread)."""
+        while not self._stop.wait(self.config.server.watch_interval_s):
+            try:
+                mtime = self.config_path.stat().st_mtime  # type: ignore[union-attr]
+            except OSError:
+                continue
+            if mtime != self._mtime:
+                self._mtime = mtime
+                try:
+                    self.reload()
+                except FrontdeskError as exc:
+                    log.error("config change not applied, keeping the running config: %s", exc)
+
+    def close(self) -> None:
+        self._stop.set()
+        self.pipeline.close()
+        self.store.close()
+
+
+# -- body size limit (pure ASGI, so it also covers chunked bodies) ------------------------------
+class BodyLimit:
+    def __init__(self, app: Callable, get_limit: Callable[[], int]) -> None:
+        self.app, self.get_limit = app, get_limit
+
+    async def __call__(self, scope: dict, receive: Callable, send: Callable) -> None:
+        if scope["type"] != "http":
+            return await self.app(scope, receive, send)
+        limit = self.get_limit()
+        for name, value in scope.get("headers", []):
+            if name == b"content-length" and value.isdigit() and int(value) > limit:
+                return await _send_413(send, limit)
+        seen = 0
+        too_large = False
+
+        async def limited() -> dict:
+            nonlocal seen, too_large
+            message = await receive()
+            if message["type"] == "http.request" and not too_large:
+                seen += len(message.get("body", b""))
+                if seen > limit:  # stop reading; the app sees an end of body, its answer is replaced by 413
+                    too_large = True
+                    return {"type": "http.request", "body": b"", "more_body": False}
+            return message
+
+        async def guarded(message: dict) -> None:
+            if not too_large:
+                await send(message)
+            elif message["type"] == "http.response.start":
+                await _send_413(send, limit)
+
+        await self.app(scope, limited, guarded)
+
+
+async def _send_413(send: Callable, limit: int) -> None:
+    body = json.dumps({"error": {"type": "payload_too_large", "message": f"request body over {limit} bytes: send less per request"}}).encode()
+    await send({"type": "http.response.start", "status": 413, "headers": [(b"content-type", b"application/json")]})
+    await send({"type": "http.response.body", "body": body})
+
+
+# -- the app ------------------------------------------------------------------------------------
+def create_app(config: FrontdeskConfig | str | Path, *, store: Store | None = None, watch: bool | None = None) -> FastAPI:
+    """Build the service for ``config`` (a FrontdeskConfig or a path to frontdesk.yaml)."""
+    path = None if isinstance(config, FrontdeskConfig) else Path(config)
+    cfg = load_config(path) if path is not None else config  # type: ignore[arg-type]
+    state = ServiceState(cfg, config_path=path, store=store)
+    if not cfg.auth.enabled:
+        log.warning("AUTH IS DISABLED: every client may route, give feedback and reload. Development only.")
+
+    app = FastAPI(title="frontdesk", version=__version__,
+                  description="Hybrid intent classification and routing: route messages, give feedback, work the review queue.")
+    app.state.frontdesk = state
+    responses = {401: {"model": ErrorResponse}, 403: {"model": ErrorResponse}, 413: {"model": ErrorResponse},
+                 422: {"model": ErrorResponse}}
+
+    def require(scope: Scope) -> Callable[..., None]:
+        def check(authorization: Annotated[str | None, Header()] = None,
+                  x_api_key: Annotated[str | None, Header()] = None) -> None:
+            keys = state.keys
+            if not keys.enabled:
+                return
+            presented = x_api_key
+            if authorization and authorization.lower().startswith("bearer "):
+                presented = authorization[7:].strip()
+            if not presented:
+                raise ApiError(401, "unauthorized", "missing API key: send 'Authorization: Bearer <key>' or 'X-API-Key: <key>'")
+            key = keys.find(presented)
+            if key is None:
+                raise ApiError(401, "unauthorized", "invalid API key")
+            if not keys.allows(key, scope):
+                raise ApiError(403, "forbidden", f"key '{key.name}' lacks the '{scope}' scope (has: {', '.join(key.scopes)})")
+        return check
+
+    @app.exception_handler(ApiError)
+    async def _api_error(_: Request, exc: ApiError) -> JSONResponse:
+        return _error(exc.status, exc.kind, exc.message, exc.details)
+
+    @app.exception_handler(RequestValidationError)
+    async def _invalid(_: Request, exc: RequestValidationError) -> JSONResponse:
+        errors = exc.errors()
+        if any(e.get("type") in ("json_invalid", "json_type") for e in errors):
+            return _error(400, "invalid_json", "the body is not valid JSON (UTF-8): send a JSON object", _plain(errors))
+        where = "; ".join(".".join(str(x) for x in e.get("loc", ())[1:]) + ": " + str(e.get("msg")) for e in errors)
+        return _error(422, "invalid_request", where, _plain(errors))
+
+    @app.exception_handler(Exception)
+    async def _unexpected(_: Request, exc: Exception) -> JSONResponse:  # pragma: no cover - last resort
+        log.exception("unexpected error")
+        return _error(500, "internal", f"{type(exc).__name__}: {exc}")
+
+    @app.middleware("http")
+    async def _count(request: Request, call_next: Callable) -> Response:
+        t0 = time.perf_counter()
+        response = await call_next(request)
+        endpoint = request.scope.get("route").path if request.scope.get("route") else "unmatched"
+        state.metrics.requests.labels(endpoint, str(response.status_code)).inc()
+        state.metrics.request_latency.labels(endpoint).observe(time.perf_counter() - t0)
+        return response
+
+    def _message(req: RouteRequest) -> Message:
+        return Message(text=req.text, sender=req.sender, channel=req.channel, metadata=req.metadata)
+
+    def _commit(results: list[Routed]) -> None:
+        try:
+            if len(results) == 1:
+                state.store.save_decision(results[0].decision)
+            else:
+                state.store.save_decisions([r.decision for r in results])
+        except StoreError as exc:
+            raise ApiError(503, "store_unavailable", f"decision not stored, retry: {exc}") from exc
+
+    def _respond(results: list[Routed], pipeline: Pipeline) -> list[dict]:
+        out = []
+        for r in results:
+            r.delivery_errors = pipeline.deliver(r.targets)
+            state.metrics.observe(r.decision)
+            out.append({"decision": json.loads(r.decision.model_dump_json()),
+                        "targets": [json.loads(t.model_dump_json()) for t in r.targets],
+                        "delivery_errors": r.delivery_errors})
+        return out
+
+    @app.post("/v1/route", response_model=RouteResponse, responses=responses, dependencies=[Depends(require("route"))])
+    def route(req: RouteRequest) -> Response:
+        """Route one message. Answered after the decision is committed; targets delivered after that."""
+        pipeline = state.pipeline  # one object for the whole request, even across a reload
+        try:
+            routed = pipeline.decide(_message(req))
+        except InputError as exc:
+            raise ApiError(422, "invalid_message", str(exc)) from exc
+        _commit([routed])
+        return JSONResponse(_respond([routed], pipeline)[0])
+
+    @app.post("/v1/route/batch", response_model=BatchResponse, responses=responses, dependencies=[Depends(require("route"))])
+    def route_batch(req: BatchRequest) -> Response:
+        """Route several messages; all decisions are committed in one transaction."""
+        pipeline = state.pipeline
+        if len(req.messages) > state.config.server.max_batch:
+            raise ApiError(413, "batch_too_large", f"{len(req.messages)} messages > max_batch {state.config.server.max_batch}: split the batch")
+        results = []
+        for i, m in enumerate(req.messages):
+            try:
+                results.append(pipeline.decide(_message(m)))
+            except InputError as exc:
+                raise ApiError(422, "invalid_message", f"messages.{i}: {exc}") from exc
+        _commit(results)
+        return JSONResponse({"results": _respond(results, pipeline)})
+
+    def _check_labels(labels: list[str]) -> None:
+        router = state.pipeline.router
+        known = set(router.labels) | set(router.tiers[0].labels_)
+        unknown = sorted(set(labels) - known)
+        if unknown:
+            raise ApiError(422, "unknown_label", f"unknown label(s) {unknown}; known: {', '.join(sorted(known))}")
+
+    @app.post("/v1/feedback", response_model=Feedback, responses=responses | {404: {"model": ErrorResponse}},
+              dependencies=[Depends(require("admin"))])
+    def feedback(req: FeedbackRequest) -> Feedback:
+        """Record the correct labels of a decision (a human re-route or a confirmation)."""
+        _check_labels(req.labels)
+        if state.store.get_decision(req.decision_id) is None:
+            raise ApiError(404, "not_found", f"no decision {req.decision_id!r}")
+        return state.store.add_feedback(req.decision_id, req.labels, actor=req.actor, note=req.note)
+
+    @app.get("/v1/review", response_model=ReviewList, responses=responses, dependencies=[Depends(require("admin"))])
+    def review_list(status: Literal["pending", "resolved"] = "pending", limit: Annotated[int, Query(ge=1, le=500)] = 50,
+                    offset: Annotated[int, Query(ge=0)] = 0) -> ReviewList:
+        """The human-review queue, oldest first, each item with its decision and trace."""
+        return ReviewList(items=state.store.review_queue(status=status, limit=limit, offset=offset), depth=state.store.review_depth())
+
+    @app.post("/v1/review/{decision_id}", response_model=ReviewItem,
+              responses=responses | {404: {"model": ErrorResponse}, 409: {"model": ErrorResponse}},
+              dependencies=[Depends(require("admin"))])
+    def review_resolve(decision_id: str, req: ResolveRequest) -> ReviewItem:
+        """Resolve a review item with the correct labels (recorded as feedback too)."""
+        _check_labels(req.labels)
+        if state.store.get_decision(decision_id) is None:
+            raise ApiError(404, "not_found", f"no decision {decision_id!r}")
+        try:
+            return state.store.resolve_review(decision_id, req.labels, reviewer=req.reviewer)
+        except StoreError as exc:
+            raise ApiError(409, "conflict", str(exc)) from exc
+
+    @app.post("/v1/admin/reload", responses=responses | {400: {"model": ErrorResponse}}, dependencies=[Depends(require("admin"))])
+    def reload() -> dict[str, Any]:
+        """Re-read frontdesk.yaml: thresholds, rules, routes and keys change without a restart."""
+        try:
+            cfg = state.reload()
+        except FrontdeskError as exc:
+            raise ApiError(400, "invalid_config", f"config not applied, the running one stays: {exc}") from exc
+        return {"status": "reloaded", "gates": {n: g.model_dump() for n, g in state.pipeline.router.gates.items()},
+                "labels": len(cfg.labels)}
+
+    @app.get("/healthz")
+    def healthz() -> dict[str, str]:
+        """Liveness: the process answers."""
+        return {"status": "ok"}
+
+    @app.get("/readyz", responses={503: {"model": ErrorResponse}})
+    def readyz() -> Response:
+        """Readiness: the model is loaded and the store answers."""
+        try:
+            depth = state.store.review_depth()
+        except Exception as exc:  # noqa: BLE001
+            return _error(503, "not_ready", f"store unavailable: {exc}")
+        return JSONResponse({"status": "ready", "model": str(state.config.model), "review_depth": depth,
+                             "tiers": [t.name for t in state.pipeline.router.tiers]})
+
+    @app.get("/metrics")
+    def metrics() -> Response:
+        """Prometheus metrics."""
+        return Response(generate_latest(state.metrics.registry), media_type=CONTENT_TYPE_LATEST)
+
+    app.add_middleware(BodyLimit, get_limit=lambda: state.config.server.max_body_bytes)
+    do_watch = cfg.server.watch_config if watch is None else watch
+    if do_watch and path is not None:
+        threading.Thread(target=state.watch, name="frontdesk-config-watch", daemon=True).start()
+    return app
+
+
+def _plain(errors: list[dict]) -> list[dict]:
+    """Validation errors without unserialisable context objects."""
+    return [{k: (v if isinstance(v, (str, int, float, list, type(None))) else str(v)) for k, v in e.items() if k != "ctx"} for e in errors]
+
+
+def app_from_env() -> FastAPI:
+    """Factory for ``uvicorn --factory`` / several workers: the config path is in $FRONTDESK_CONFIG."""
+    import os
+
+    path = os.environ.get("FRONTDESK_CONFIG")
+    if not path:
+        raise ConfigError("set FRONTDESK_CONFIG to the path of frontdesk.yaml", field="FRONTDESK_CONFIG")
+    return create_app(path)

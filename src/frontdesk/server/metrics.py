@@ -1,0 +1,55 @@
+"""Prometheus metrics of the service (one registry per app, so tests can run several apps)."""
+
+from __future__ import annotations
+
+from collections.abc import Callable
+
+from prometheus_client import CollectorRegistry, Counter, Gauge, Histogram
+
+from ..types import Decision
+
+_LATENCY_BUCKETS = (0.0005, 0.001, 0.0025, 0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1.0, 2.5, 5.0, 10.0, 30.0)
+_CONF_BUCKETS = (0.1, 0.2, 0.3, 0.4, 0.5, 0.6, 0.7, 0.8, 0.9, 0.95, 0.99, 1.0)
+
+
+class Metrics:
+    """Request, tier, escalation, LLM-cost, review-queue and confidence metrics."""
+
+    def __init__(self, review_depth: Callable[[], int]) -> None:
+        self.registry = CollectorRegistry()
+        r = self.registry
+        self.requests = Counter("frontdesk_requests", "HTTP requests", ["endpoint", "status"], registry=r)
+        self.request_latency = Histogram("frontdesk_request_latency_seconds", "HTTP request latency", ["endpoint"],
+                                         buckets=_LATENCY_BUCKETS, registry=r)
+        self.tier_latency = Histogram("frontdesk_tier_latency_seconds", "time spent in each tier", ["tier"],
+                                      buckets=_LATENCY_BUCKETS, registry=r)
+        self.decisions = Counter("frontdesk_decisions", "decisions by answering tier", ["tier"], registry=r)
+        self.escalations = Counter("frontdesk_escalations", "decisions answered past the first model tier", registry=r)
+        self.flagged = Counter("frontdesk_flagged", "decisions flagged for review", registry=r)
+        self.duplicates = Counter("frontdesk_duplicates", "duplicate messages answered from the dedup window", registry=r)
+        self.llm_calls = Counter("frontdesk_llm_calls", "LLM tier calls", ["tier"], registry=r)
+        self.llm_cost = Counter("frontdesk_llm_cost_usd", "LLM cost in USD", ["tier"], registry=r)
+        self.confidence = Histogram("frontdesk_confidence", "decision confidence (mean = sum / count)",
+                                    buckets=_CONF_BUCKETS, registry=r)
+        self.reloads = Counter("frontdesk_reloads", "config reloads", ["result"], registry=r)
+        self.review_depth = Gauge("frontdesk_review_queue_depth", "pending human-review items", registry=r)
+        self.review_depth.set_function(review_depth)
+
+    def observe(self, decision: Decision) -> None:
+        """Record one decision."""
+        if decision.duplicate_of:
+            self.duplicates.inc()
+            return
+        self.decisions.labels(decision.tier).inc()
+        if decision.escalated:
+            self.escalations.inc()
+        if decision.flagged:
+            self.flagged.inc()
+        self.confidence.observe(decision.confidence)
+        for t in decision.trace:
+            if t.kind in ("human", "preprocess"):
+                continue
+            self.tier_latency.labels(t.tier).observe(t.latency_ms / 1e3)
+            if t.kind == "llm":
+                self.llm_calls.labels(t.tier).inc()
+                self.llm_cost.labels(t.tier).inc(t.cost_usd)
