@@ -7,6 +7,7 @@ pipeline object at once, so in-flight requests finish on the old one and none fa
 
 from __future__ import annotations
 
+import asyncio
 import json
 import logging
 import threading
@@ -18,6 +19,7 @@ from typing import Annotated, Any, Literal
 from fastapi import Depends, FastAPI, Header, Query, Request
 from fastapi.exceptions import RequestValidationError
 from fastapi.responses import JSONResponse, Response
+from starlette.concurrency import run_in_threadpool
 from prometheus_client import CONTENT_TYPE_LATEST, generate_latest
 from pydantic import BaseModel, Field
 
@@ -29,6 +31,7 @@ from ..store import Feedback, ReviewItem, Store, StoreError
 from ..targets import RoutedTarget
 from ..types import Decision, Message
 from .auth import KeyRing
+from .commit import GroupCommitter
 from .metrics import Metrics
 
 log = logging.getLogger("frontdesk.server")
@@ -109,6 +112,7 @@ class ServiceState:
         self.pipeline = Pipeline.from_config(config)
         self.keys = KeyRing(config.auth)
         self.store = store or Store(config.store)
+        self.committer = GroupCommitter(self.store)
         self.metrics = Metrics(self.store.review_depth)
         self._reload_lock = threading.Lock()
         self._stop = threading.Event()
@@ -148,8 +152,34 @@ class ServiceState:
 
     def close(self) -> None:
         self._stop.set()
+        self.committer.close()
         self.pipeline.close()
         self.store.close()
+
+
+# -- request metrics (pure ASGI: no per-request task or body copy) -------------------------------
+class RequestMetrics:
+    def __init__(self, app: Callable, metrics: Metrics) -> None:
+        self.app, self.metrics = app, metrics
+
+    async def __call__(self, scope: dict, receive: Callable, send: Callable) -> None:
+        if scope["type"] != "http":
+            return await self.app(scope, receive, send)
+        t0 = time.perf_counter()
+        status = [500]
+
+        async def recording(message: dict) -> None:
+            if message["type"] == "http.response.start":
+                status[0] = message["status"]
+            await send(message)
+
+        try:
+            await self.app(scope, receive, recording)
+        finally:
+            route = scope.get("route")
+            endpoint = getattr(route, "path", "unmatched")
+            self.metrics.requests.labels(endpoint, str(status[0])).inc()
+            self.metrics.request_latency.labels(endpoint).observe(time.perf_counter() - t0)
 
 
 # -- body size limit (pure ASGI, so it also covers chunked bodies) ------------------------------
@@ -208,7 +238,7 @@ def create_app(config: FrontdeskConfig | str | Path, *, store: Store | None = No
                  422: {"model": ErrorResponse}}
 
     def require(scope: Scope) -> Callable[..., None]:
-        def check(authorization: Annotated[str | None, Header()] = None,
+        async def check(authorization: Annotated[str | None, Header()] = None,
                   x_api_key: Annotated[str | None, Header()] = None) -> None:
             keys = state.keys
             if not keys.enabled:
@@ -242,62 +272,58 @@ def create_app(config: FrontdeskConfig | str | Path, *, store: Store | None = No
         log.exception("unexpected error")
         return _error(500, "internal", f"{type(exc).__name__}: {exc}")
 
-    @app.middleware("http")
-    async def _count(request: Request, call_next: Callable) -> Response:
-        t0 = time.perf_counter()
-        response = await call_next(request)
-        endpoint = request.scope.get("route").path if request.scope.get("route") else "unmatched"
-        state.metrics.requests.labels(endpoint, str(response.status_code)).inc()
-        state.metrics.request_latency.labels(endpoint).observe(time.perf_counter() - t0)
-        return response
-
     def _message(req: RouteRequest) -> Message:
         return Message(text=req.text, sender=req.sender, channel=req.channel, metadata=req.metadata)
 
-    def _commit(results: list[Routed]) -> None:
+    async def _commit(results: list[Routed]) -> None:
         try:
-            if len(results) == 1:
-                state.store.save_decision(results[0].decision)
-            else:
-                state.store.save_decisions([r.decision for r in results])
+            await asyncio.wrap_future(state.committer.submit([r.decision for r in results]))
         except StoreError as exc:
             raise ApiError(503, "store_unavailable", f"decision not stored, retry: {exc}") from exc
 
-    def _respond(results: list[Routed], pipeline: Pipeline) -> list[dict]:
+    async def _respond(results: list[Routed], pipeline: Pipeline) -> list[str]:
+        """Deliver the targets (after the commit) and build each result's JSON text."""
+        if pipeline.sinks and any(r.targets for r in results):
+            for r in results:
+                r.delivery_errors = await run_in_threadpool(pipeline.deliver, r.targets)
         out = []
         for r in results:
-            r.delivery_errors = pipeline.deliver(r.targets)
             state.metrics.observe(r.decision)
-            out.append({"decision": json.loads(r.decision.model_dump_json()),
-                        "targets": [json.loads(t.model_dump_json()) for t in r.targets],
-                        "delivery_errors": r.delivery_errors})
+            targets = ",".join(t.model_dump_json() for t in r.targets)
+            out.append(f'{{"decision":{r.decision.model_dump_json()},"targets":[{targets}],'
+                       f'"delivery_errors":{json.dumps(r.delivery_errors)}}}')
         return out
 
     @app.post("/v1/route", response_model=RouteResponse, responses=responses, dependencies=[Depends(require("route"))])
-    def route(req: RouteRequest) -> Response:
+    async def route(req: RouteRequest) -> Response:
         """Route one message. Answered after the decision is committed; targets delivered after that."""
         pipeline = state.pipeline  # one object for the whole request, even across a reload
         try:
-            routed = pipeline.decide(_message(req))
+            routed = await run_in_threadpool(pipeline.decide, _message(req))
         except InputError as exc:
             raise ApiError(422, "invalid_message", str(exc)) from exc
-        _commit([routed])
-        return JSONResponse(_respond([routed], pipeline)[0])
+        await _commit([routed])
+        return Response((await _respond([routed], pipeline))[0], media_type="application/json")
 
     @app.post("/v1/route/batch", response_model=BatchResponse, responses=responses, dependencies=[Depends(require("route"))])
-    def route_batch(req: BatchRequest) -> Response:
+    async def route_batch(req: BatchRequest) -> Response:
         """Route several messages; all decisions are committed in one transaction."""
         pipeline = state.pipeline
         if len(req.messages) > state.config.server.max_batch:
             raise ApiError(413, "batch_too_large", f"{len(req.messages)} messages > max_batch {state.config.server.max_batch}: split the batch")
-        results = []
-        for i, m in enumerate(req.messages):
-            try:
-                results.append(pipeline.decide(_message(m)))
-            except InputError as exc:
-                raise ApiError(422, "invalid_message", f"messages.{i}: {exc}") from exc
-        _commit(results)
-        return JSONResponse({"results": _respond(results, pipeline)})
+
+        def decide_all() -> list[Routed]:
+            results = []
+            for i, m in enumerate(req.messages):
+                try:
+                    results.append(pipeline.decide(_message(m)))
+                except InputError as exc:
+                    raise ApiError(422, "invalid_message", f"messages.{i}: {exc}") from exc
+            return results
+
+        results = await run_in_threadpool(decide_all)
+        await _commit(results)
+        return Response('{"results":[' + ",".join(await _respond(results, pipeline)) + "]}", media_type="application/json")
 
     def _check_labels(labels: list[str]) -> None:
         router = state.pipeline.router
@@ -365,6 +391,7 @@ def create_app(config: FrontdeskConfig | str | Path, *, store: Store | None = No
         return Response(generate_latest(state.metrics.registry), media_type=CONTENT_TYPE_LATEST)
 
     app.add_middleware(BodyLimit, get_limit=lambda: state.config.server.max_body_bytes)
+    app.add_middleware(RequestMetrics, metrics=state.metrics)
     do_watch = cfg.server.watch_config if watch is None else watch
     if do_watch and path is not None:
         threading.Thread(target=state.watch, name="frontdesk-config-watch", daemon=True).start()
