@@ -22,6 +22,7 @@ from .data import Dataset
 from .errors import ConfigError, FrontdeskError, validation_message
 from .gate import Objective
 from .router import Router, RouterSettings
+from .tiers.llm import LLMParams
 from .types import Message
 from .tiers.base import available_tiers
 
@@ -40,6 +41,22 @@ def _objective(target_accuracy: float | None, max_escalation: float | None, per_
         return Objective(target_accuracy=target_accuracy, max_escalation=max_escalation, per_label=per_label, flag_accuracy=flag_accuracy)
     except ValidationError as exc:
         raise ConfigError(validation_message(exc), field="objective") from exc
+
+
+LLMOpt = Annotated[Optional[str], typer.Option("--llm", help="add an LLM tier: local | openai | anthropic")]
+LLMModelOpt = Annotated[Optional[str], typer.Option("--llm-model", help="LLM model id (default per provider)")]
+LLMUrlOpt = Annotated[Optional[str], typer.Option("--llm-base-url", help="OpenAI-compatible / Anthropic endpoint")]
+
+
+def llm_params(provider: str | None, model: str | None, base_url: str | None, **extra: object) -> dict | None:
+    """The LLM tier settings given on the command line (None when --llm is not given)."""
+    if provider is None:
+        if model or base_url:
+            raise ConfigError("--llm-model / --llm-base-url need --llm local|openai|anthropic", field="--llm")
+        return None
+    if provider not in ("local", "openai", "anthropic"):
+        raise ConfigError(f"unknown LLM provider {provider!r}: use local, openai or anthropic", field="--llm")
+    return {"provider": provider, "model": model, "base_url": base_url, **{k: v for k, v in extra.items() if v is not None}}
 
 
 def train_router(data: Dataset, tiers: list[str], objective: Objective, settings: RouterSettings) -> Router:
@@ -105,12 +122,28 @@ def eval_cmd(
     as_json: Annotated[bool, typer.Option("--json", help="print one JSON object")] = False,
     report: Annotated[Optional[Path], typer.Option(help="write an HTML report here")] = None,
     limit: Annotated[Optional[int], typer.Option(help="evaluate only the first N examples")] = None,
+    sample: Annotated[Optional[int], typer.Option(help="evaluate a seeded random sample of N examples")] = None,
+    seed: Annotated[int, typer.Option(help="seed of --sample")] = 13,
+    llm: LLMOpt = None,
+    llm_model: LLMModelOpt = None,
+    llm_base_url: LLMUrlOpt = None,
+    llm_record: Annotated[Optional[Path], typer.Option(help="append the LLM's answers to this JSONL file")] = None,
+    llm_replay: Annotated[Optional[Path], typer.Option(help="answer from a recording instead of calling the LLM")] = None,
+    monthly_volume: Annotated[Optional[int], typer.Option(help="messages per month, for the cost projection")] = None,
 ) -> None:
-    """Route a labelled split and report accuracy, calibration, escalation and latency."""
+    """Route a labelled split and report accuracy, calibration, escalation, cost and latency."""
+    import random
+
     from .evaluation import evaluate
 
     router = Router.load(model)
-    examples = Dataset.load(data).split(split)[:limit]
+    params = llm_params(llm, llm_model, llm_base_url, record=llm_record, replay=llm_replay)
+    if params is not None:
+        router = router.with_llm(params)
+    examples = Dataset.load(data).split(split)
+    if sample is not None:
+        examples = random.Random(seed).sample(examples, min(sample, len(examples)))
+    examples = examples[:limit]
     with _progress() as bar:
         task = bar.add_task(f"routing {len(examples)} messages", total=len(examples))
         result, _ = evaluate(router, examples, progress=lambda done: bar.update(task, completed=done))
@@ -119,14 +152,26 @@ def eval_cmd(
 
         write_html_report(result, router, report, title=f"{Path(data).name} / {split}")
         console.print(f"report written to {report}")
+    payload = json.loads(result.model_dump_json(exclude={"reliability", "per_label", "confusions"}))
+    if monthly_volume is not None:
+        payload["monthly_projection"] = {"messages": monthly_volume, "cost_usd": result.cost_per_1k * monthly_volume / 1000,
+                                         "llm_calls": result.llm_call_rate * monthly_volume}
     if as_json:
-        out.print_json(result.model_dump_json(exclude={"reliability", "per_label", "confusions"}))
+        out.print_json(json.dumps(payload))
         return
     table = Table(title=f"{Path(data).name} / {split} ({result.n} messages)")
     table.add_column("metric"), table.add_column("value", justify="right")
     for k, v in result.summary().items():
         table.add_row(k, "—" if v is None else f"{v:.4f}")
     table.add_row("tier share", ", ".join(f"{t} {s:.1%}" for t, s in result.tier_share.items()))
+    if result.llm_call_rate:
+        table.add_row("LLM call rate", f"{result.llm_call_rate:.1%}")
+        table.add_row("LLM tokens (in / out)", f"{result.llm_tokens.get('input', 0):,} / {result.llm_tokens.get('output', 0):,}")
+    table.add_row("cost per 1,000 messages", f"${result.cost_per_1k:.4f}")
+    if monthly_volume is not None:
+        table.add_row(f"cost for {monthly_volume:,} messages / month", f"${payload['monthly_projection']['cost_usd']:,.2f}")
+    for tier, pct in result.latency_ms_by_tier.items():
+        table.add_row(f"latency {tier} p50 / p95 ms", f"{pct.p50:.3f} / {pct.p95:.3f}")
     out.print(table)
     ops = Table(title="operating points (validation thresholds on this split)")
     for col in ("budget", "threshold", "escalation", "accepted accuracy"):
@@ -142,22 +187,33 @@ def route(
     model: Annotated[Optional[Path], typer.Option("--model", help="model directory (classification only)")] = None,
     config: Annotated[Optional[Path], typer.Option("--config", help="frontdesk.yaml: the full pipeline (cleanup, rules, targets, sinks)")] = None,
     sender: Annotated[Optional[str], typer.Option(help="sender id (enables dedup with --config)")] = None,
+    llm: LLMOpt = None,
+    llm_model: LLMModelOpt = None,
+    llm_base_url: LLMUrlOpt = None,
 ) -> None:
     """Route messages and print one decision JSON per line (with --config: decision + targets)."""
     if (model is None) == (config is None):
         raise ConfigError("give exactly one of --model (classify) or --config (full pipeline)", field="route")
+    params = llm_params(llm, llm_model, llm_base_url)
     lines = texts if texts else (line.rstrip("\n") for line in sys.stdin)
     failed = 0
     if config is not None:
         from .pipeline import Pipeline
 
-        pipeline = Pipeline.from_config(config)
+        from .config import load_config
+
+        cfg = load_config(config)
+        if params is not None:
+            cfg = cfg.model_copy(update={"llm": LLMParams(**params)})
+        pipeline = Pipeline.from_config(cfg)
         handle = lambda text: json.dumps({  # noqa: E731
             "decision": json.loads(r.decision.model_dump_json(exclude={"message"})),
             "targets": [json.loads(t.model_dump_json()) for t in r.targets], "delivery_errors": r.delivery_errors,
         }, ensure_ascii=False) if (r := pipeline.route(Message(text=text, sender=sender))) else ""
     else:
         router = Router.load(model)  # type: ignore[arg-type]
+        if params is not None:
+            router = router.with_llm(params)
         handle = lambda text: router.route(text).model_dump_json(exclude={"message"})  # noqa: E731
     for text in lines:
         if not texts and not text.strip():
@@ -193,6 +249,9 @@ def serve(
     port: Annotated[Optional[int], typer.Option(help="port (default: config's, 8080)")] = None,
     workers: Annotated[int, typer.Option(help="worker processes (needs --config)")] = 1,
     log_level: Annotated[str, typer.Option(help="uvicorn log level")] = "info",
+    llm: LLMOpt = None,
+    llm_model: LLMModelOpt = None,
+    llm_base_url: LLMUrlOpt = None,
 ) -> None:
     """Run the HTTP service (FastAPI + uvicorn)."""
     import os
@@ -204,17 +263,23 @@ def serve(
 
     if (model is None) == (config is None):
         raise ConfigError("give exactly one of --config (production) or --model (development, no auth)", field="serve")
+    params = llm_params(llm, llm_model, llm_base_url)
     if config is not None:
         cfg = load_config(config)
         bind_host, bind_port = host or cfg.server.host, port or cfg.server.port
+        if params is not None:
+            if workers > 1:
+                raise ConfigError("with --workers, put the LLM settings in the config's llm: section", field="--llm")
+            cfg = cfg.model_copy(update={"llm": LLMParams(**params)})
         if workers > 1:
             os.environ["FRONTDESK_CONFIG"] = str(config.resolve())
             uvicorn.run("frontdesk.server.app:app_from_env", factory=True, host=bind_host, port=bind_port,
                         workers=workers, log_level=log_level, access_log=False)
             return
-        app_ = create_app(config)
+        app_ = create_app(cfg if params is not None else config)
     else:
-        cfg = FrontdeskConfig(model=model.resolve(), auth=AuthConfig(enabled=False), store="sqlite:///frontdesk-dev.db")  # type: ignore[union-attr]
+        cfg = FrontdeskConfig(model=model.resolve(), auth=AuthConfig(enabled=False), store="sqlite:///frontdesk-dev.db",  # type: ignore[union-attr]
+                              llm=LLMParams(**params) if params else None)
         bind_host, bind_port = host or "127.0.0.1", port or 8080
         console.print("[bold red]DEVELOPMENT MODE: authentication is OFF and decisions go to ./frontdesk-dev.db. "
                       "Use --config frontdesk.yaml in production.[/]")

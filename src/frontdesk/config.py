@@ -18,6 +18,7 @@ from pydantic import BaseModel, ConfigDict, Field, ValidationError
 from .errors import ConfigError, validation_message
 from .preprocess import PreprocessConfig
 from .targets import LabelTarget, QueueRoute, TargetsConfig
+from .tiers.llm import LLMParams
 from .tiers.rules import Rule
 
 
@@ -104,7 +105,12 @@ class FrontdeskConfig(BaseModel):
     targets: TargetDefaults = Field(default_factory=TargetDefaults)
     sinks: list[str] = Field(default_factory=list, description="stdout, jsonl:///path, http(s)://…, redis://…")
     tools: Path | None = Field(None, description="tool catalogue (JSON/YAML) for tool narrowing")
+    llm: LLMParams | None = Field(None, description="add an LLM tier after the model tiers (provider, model, base_url, …)")
     store: str = Field("sqlite:///frontdesk.db", description="SQLAlchemy URL: sqlite:///path or postgresql+psycopg://…")
+    store_sync: Literal["full", "normal"] = Field(
+        "full", description="SQLite only: full fsyncs every commit (survives power loss); normal survives a crashed or "
+        "killed process but not an OS crash, and commits ~100× faster",
+    )
     server: ServerConfig = Field(default_factory=ServerConfig)
     auth: AuthConfig = Field(default_factory=AuthConfig)
 
@@ -127,6 +133,10 @@ class FrontdeskConfig(BaseModel):
             updates["model"] = base / self.model
         if self.tools is not None and not self.tools.is_absolute():
             updates["tools"] = base / self.tools
+        if self.llm is not None:
+            llm_paths = {k: base / v for k in ("record", "replay") if (v := getattr(self.llm, k)) is not None and not v.is_absolute()}
+            if llm_paths:
+                updates["llm"] = self.llm.model_copy(update=llm_paths)
         sinks = [f"jsonl://{base / s[len('jsonl://'):]}" if s.startswith("jsonl://") and not s.startswith("jsonl:///") else s for s in self.sinks]
         updates["sinks"] = sinks
         prefix = "sqlite:///"
@@ -223,7 +233,21 @@ sinks:                           # where routed targets are delivered
 
 # tools: tools.yaml              # tool catalogue for agent tool narrowing
 
+# llm:                           # an LLM tier after the classifier, before human review
+#   provider: local              # local (llama.cpp, offline) | openai (any compatible endpoint) | anthropic
+#   model: qwen2.5-coder-1.5b    # e.g. gpt-4o-mini, claude-3-5-haiku-latest, llama3.1 (Ollama)
+#   base_url: null               # e.g. http://localhost:11434/v1 (Ollama), http://vllm:8000/v1
+#   api_key_env: null            # default OPENAI_API_KEY / ANTHROPIC_API_KEY; keys are never logged
+#   candidates_k: 5              # the LLM chooses among the classifier's top-5 labels
+#   timeout_s: 30
+#   retries: 2                   # timeouts, 429 and 5xx, with exponential backoff
+#   breaker_failures: 5          # then skip the LLM for breaker_cooldown_s
+#   cache_ttl_s: 3600
+#   price_input_per_1m: 0.15     # USD per 1M tokens, for cost reporting
+#   price_output_per_1m: 0.60
+
 store: sqlite:///frontdesk.db    # every decision, feedback and review item; or postgresql+psycopg://user@host/db
+store_sync: full                 # SQLite: full (fsync per commit) | normal (kill -9 safe, not power-loss safe)
 
 server:
   host: 127.0.0.1

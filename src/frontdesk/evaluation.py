@@ -65,6 +65,8 @@ class EvalReport(BaseModel):
     latency_ms_by_tier: dict[str, Percentiles] = Field(default_factory=dict)
     cost_usd: float = 0.0
     cost_per_1k: float = 0.0
+    llm_call_rate: float = Field(0.0, description="LLM tier calls (answered, failed or cached) per message")
+    llm_tokens: dict[str, int] = Field(default_factory=dict, description="input/output/total tokens of all LLM calls")
     operating_points: list[EvalOperatingPoint] = Field(default_factory=list)
     in_scope_accuracy: float | None = None
     oos_recall: float | None = None
@@ -171,6 +173,9 @@ def report_from_decisions(router: Router, examples: Sequence[Example], decisions
             oos_recall = float(np.mean([bool(p & unknowns) for p, o in zip(pred, is_oos) if o]))
 
     cost = float(sum(d.cost_usd for d in decisions))
+    llm_traces = [t for d in decisions for t in d.trace if t.kind == "llm"]
+    tok_in = sum(t.tokens.get("input", 0) for t in llm_traces)
+    tok_out = sum(t.tokens.get("output", 0) for t in llm_traces)
     multi_idx = [i for i, g in enumerate(gold) if len(g) > 1]
     multi_exact = lost = None
     if multi_idx:
@@ -189,6 +194,8 @@ def report_from_decisions(router: Router, examples: Sequence[Example], decisions
         latency_ms_by_tier={t: _pct(v) for t, v in by_tier.items()},
         cost_usd=cost,
         cost_per_1k=cost / n * 1000,
+        llm_call_rate=len(llm_traces) / n,
+        llm_tokens={"input": tok_in, "output": tok_out, "total": tok_in + tok_out},
         operating_points=ops,
         in_scope_accuracy=in_scope_acc,
         oos_recall=oos_recall,

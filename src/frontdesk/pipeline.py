@@ -52,9 +52,11 @@ def configure_router(router: Router, config: FrontdeskConfig) -> Router:
         tiers.insert(0, rules)
     gates = dict(router.gates)
     if config.rules:
-        gates["guardrails"] = GatePolicy(threshold=0.0)  # a matching rule always routes
+        gates["guardrails"] = rules.default_gate()
     names = {t.name for t in tiers}
     for name, overrides in config.gates.items():
+        if name == "llm" and config.llm is not None:
+            continue  # applied after the LLM tier is attached
         if name not in names:
             raise ConfigError(f"no tier named {name!r}; tiers: {', '.join(sorted(names))}", field=f"gates.{name}")
         merged = {**(gates.get(name) or GatePolicy()).model_dump(), **overrides}
@@ -69,10 +71,14 @@ def configure_router(router: Router, config: FrontdeskConfig) -> Router:
         gates[primary] = base.model_copy(update={"label_thresholds": {**base.label_thresholds, **label_thresholds}})
     settings = RouterSettings(**{**router.settings.model_dump(), **config.router}) if config.router else router.settings
     descriptions = {**router.descriptions, **{k: v.description for k, v in config.labels.items() if v.description}}
-    out = Router(tiers, {}, settings, curves=router.curves, descriptions=descriptions, meta=router.meta)
+    out = Router(tiers, {}, settings, curves=router.curves, descriptions=descriptions, examples=router.examples, meta=router.meta)
     for name, policy in gates.items():
         if name in names:
             out.set_gate(name, policy)  # validates label thresholds against the label set
+    if config.llm is not None:
+        out = out.with_llm(config.llm)
+        if "llm" in config.gates:
+            out.set_gate("llm", {**out.gates["llm"].model_dump(), **config.gates["llm"]})
     return out
 
 

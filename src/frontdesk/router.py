@@ -66,6 +66,7 @@ class Router:
         *,
         curves: Mapping[str, OperatingCurve] | None = None,
         descriptions: Mapping[str, str] | None = None,
+        examples: Mapping[str, Sequence[str]] | None = None,
         meta: Mapping[str, Any] | None = None,
     ) -> None:
         if not tiers:
@@ -81,6 +82,7 @@ class Router:
             self.set_gate(name, policy)
         self.curves = dict(curves or {})
         self.descriptions = dict(descriptions or {})
+        self.examples = {k: list(v) for k, v in (examples or {}).items()}
         self.meta = dict(meta or {})
 
     @property
@@ -146,6 +148,7 @@ class Router:
             params = (tier_params or {}).get(kind)
             tier = tier_class(kind)(kind, params) if params is not None else tier_class(kind)(kind)
             tier.fit(dataset, progress)
+            gates[tier.name] = tier.default_gate()
             if tier.calibrated:
                 gates[tier.name], curves[tier.name] = fit_gate(
                     tier.predict_proba(val_texts), val_targets, tier.labels_, objective,
@@ -160,7 +163,27 @@ class Router:
             "tiers": infos,
             "trained_at": datetime.now(timezone.utc).isoformat(),
         }
-        return cls(built, gates, settings, curves=curves, descriptions=dataset.descriptions, meta=meta)
+        from .tiers.llm import _examples
+
+        return cls(built, gates, settings, curves=curves, descriptions=dataset.descriptions, examples=_examples(dataset, 3), meta=meta)
+
+    def with_llm(self, params: Mapping[str, Any] | Any, *, provider: Any = None, name: str = "llm") -> Router:
+        """A copy of this router with an LLM tier after the last model tier (before human review).
+
+        The LLM sees the labels' descriptions and the training examples saved with the model.
+        Used by ``--llm`` and the ``llm:`` config section; a model trained with an LLM tier
+        already has one, which is then replaced.
+        """
+        from .tiers.llm import LLMTier
+
+        tier = LLMTier(name, params, provider=provider)
+        multi = any(g.multi_label for g in self.gates.values())
+        tier.attach(self.labels, self.descriptions, self.examples, multi_label=multi)
+        tiers = [t for t in self.tiers if t.kind != "llm"] + [tier]
+        gates = {n: g for n, g in self.gates.items() if n in {t.name for t in tiers} and n != name}
+        gates[name] = tier.default_gate()
+        return Router(tiers, gates, self.settings, curves=self.curves, descriptions=self.descriptions,
+                      examples=self.examples, meta=self.meta)
 
     # -- routing --------------------------------------------------------------------------
     def route(self, message: str | bytes | Message) -> Decision:
@@ -187,7 +210,7 @@ class Router:
         for tier in self.tiers:
             if not pending:
                 break
-            gate = self.gates.get(tier.name) or GatePolicy()
+            gate = self.gates.get(tier.name) or tier.default_gate()
             results = _score_many(tier, [items[i].text for i in pending], [items[i].candidates for i in pending])
             still = []
             for i, res in zip(pending, results):
@@ -259,6 +282,7 @@ class Router:
             "frontdesk_version": __version__,
             "labels": list(self.labels),
             "descriptions": self.descriptions,
+            "examples": self.examples,
             "settings": self.settings.model_dump(),
             "tiers": entries,
             "gates": {name: g.model_dump() for name, g in self.gates.items()},
@@ -301,6 +325,7 @@ class Router:
                 settings or RouterSettings(**manifest.get("settings", {})),
                 curves={name: OperatingCurve(**c) for name, c in manifest.get("curves", {}).items()},
                 descriptions=manifest.get("descriptions", {}),
+                examples=manifest.get("examples", {}),
                 meta=manifest.get("meta", {}),
             )
         except FrontdeskError:

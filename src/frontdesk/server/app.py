@@ -111,7 +111,7 @@ class ServiceState:
         self.config_path = config_path
         self.pipeline = Pipeline.from_config(config)
         self.keys = KeyRing(config.auth)
-        self.store = store or Store(config.store)
+        self.store = store or Store(config.store, synchronous=config.store_sync.upper())  # type: ignore[arg-type]
         self.committer = GroupCommitter(self.store)
         self.metrics = Metrics(self.store.review_depth)
         self._reload_lock = threading.Lock()

@@ -21,6 +21,7 @@ import numpy as np
 
 from ..data import Dataset
 from ..errors import ConfigError, NotFittedError
+from ..gate import GatePolicy
 from ..types import TierResult
 
 Progress = Callable[[str, float], None]
@@ -70,6 +71,10 @@ class Tier(ABC):
         """Facts worth reporting about the trained tier (calibration, sizes, training time)."""
         return {}
 
+    def default_gate(self) -> GatePolicy:
+        """The gate of a tier whose thresholds are not fitted (uncalibrated tiers)."""
+        return GatePolicy()
+
     # -- persistence ----------------------------------------------------------------------
     @abstractmethod
     def save(self, path: Path) -> None:
@@ -84,6 +89,7 @@ class Tier(ABC):
 _BUILTIN: dict[str, str] = {
     "linear": "frontdesk.tiers.linear:LinearTier",
     "rules": "frontdesk.tiers.rules:RulesTier",
+    "llm": "frontdesk.tiers.llm:LLMTier",
 }
 _REGISTRY: dict[str, type[Tier]] = {}
 

@@ -24,6 +24,7 @@ from pydantic import BaseModel, ConfigDict, Field, ValidationError, field_valida
 
 from ..data import Dataset
 from ..errors import ConfigError, ModelError, validation_message
+from ..gate import GatePolicy
 from ..types import TierResult
 from .base import Progress, Tier
 
@@ -88,6 +89,10 @@ class RulesTier(Tier):
         except ValidationError as exc:
             raise ConfigError(validation_message(exc), field=f"tiers.{self.name}") from exc
         self._compiled = [(r.label, r.confidence, r.regex()) for r in self.params.rules]
+
+    def default_gate(self) -> GatePolicy:
+        """A matching rule always routes (its confidence is the rule's own)."""
+        return GatePolicy(threshold=0.0)
 
     def fit(self, data: Dataset, progress: Progress | None = None) -> RulesTier:
         """Nothing to learn; the label set is the data's plus any label only the rules use."""

@@ -1,0 +1,243 @@
+"""The LLM tier: an LLM reads the candidate labels' definitions and returns a structured decision.
+
+It receives the message plus the top-k candidate labels the cheaper tiers proposed (namespace
+narrowing), each with its description and a few training examples, and must answer JSON
+``{labels, confidence, rationale}`` restricted to those candidates (or ``"none"`` → the next
+tier / human review / unknown). Providers: ``local`` (llama.cpp, offline, the default),
+``openai`` (any OpenAI-compatible endpoint), ``anthropic``.
+
+Faults degrade, never drop: every call has a timeout; timeouts, 429 and 5xx are retried with
+backoff; after repeated failures a circuit breaker skips the LLM for a cool-down; an invalid
+answer (outside the candidates, not JSON, empty, refusal) is a failed call. A failed call raises
+:class:`~frontdesk.llm.base.ProviderError`, which the router records in the trace before sending
+the message on to human review with the classifier's best guess.
+"""
+
+from __future__ import annotations
+
+import json
+import time
+from collections.abc import Sequence
+from pathlib import Path
+from typing import Any, Literal
+
+from pydantic import BaseModel, ConfigDict, Field, ValidationError
+
+from ..data import Dataset
+from ..errors import ConfigError, ModelError, validation_message
+from ..gate import GatePolicy
+from ..llm.base import LLMRequest, LLMResponse, Provider, ProviderError
+from ..llm.prompt import InvalidAnswer, answer_schema, build_prompt, parse_answer
+from ..llm.resilience import CircuitBreaker, Recording, TTLCache, cache_key, call_with_retries
+from ..types import TierResult
+from .base import Progress, Tier
+
+#: USD per 1M tokens (input, output) for a few well-known models; override with ``prices`` in config.
+#: Prices change — these are list prices as published when this table was written.
+DEFAULT_PRICES: dict[str, tuple[float, float]] = {
+    "gpt-4o-mini": (0.15, 0.60),
+    "gpt-4o": (2.50, 10.00),
+    "gpt-4.1-mini": (0.40, 1.60),
+    "claude-3-5-haiku-latest": (0.80, 4.00),
+    "claude-sonnet-4-0": (3.00, 15.00),
+}
+DEFAULT_MODELS = {"local": "qwen2.5-coder-1.5b", "openai": "gpt-4o-mini", "anthropic": "claude-3-5-haiku-latest"}
+
+
+class LLMParams(BaseModel):
+    """Settings of the LLM tier (``llm:`` in frontdesk.yaml, or ``--llm``/``--llm-model``/``--llm-base-url``)."""
+
+    model_config = ConfigDict(extra="forbid")
+
+    provider: Literal["local", "openai", "anthropic"] = "local"
+    model: str | None = Field(None, description="model id; default per provider (local: qwen2.5-coder-1.5b)")
+    base_url: str | None = Field(None, description="OpenAI-compatible or Anthropic endpoint (vLLM, Ollama, llama.cpp server …)")
+    api_key_env: str | None = Field(None, description="env var holding the API key (default OPENAI_API_KEY / ANTHROPIC_API_KEY)")
+    candidates_k: int = Field(5, ge=1, description="labels from earlier tiers the LLM chooses among")
+    examples_per_label: int = Field(2, ge=0, le=10)
+    max_labels: int = Field(1, ge=1, description="labels per answer (raised automatically for multi-intent data)")
+    timeout_s: float = Field(30.0, gt=0, description="per call")
+    retries: int = Field(2, ge=0, description="retries of timeouts, 429 and 5xx")
+    backoff_s: float = Field(0.5, ge=0)
+    max_backoff_s: float = Field(8.0, ge=0)
+    breaker_failures: int = Field(5, ge=1, description="consecutive failed calls that open the circuit")
+    breaker_cooldown_s: float = Field(30.0, gt=0)
+    cache_ttl_s: float = Field(3600.0, ge=0, description="exact-match answer cache; 0 disables")
+    cache_size: int = Field(10_000, ge=1)
+    record: Path | None = Field(None, description="append every real answer to this JSONL file")
+    replay: Path | None = Field(None, description="answer only from this recording (no calls)")
+    price_input_per_1m: float | None = Field(None, ge=0, description="USD per 1M input tokens (default: known price or 0)")
+    price_output_per_1m: float | None = Field(None, ge=0)
+    max_tokens: int = Field(200, ge=16)
+    n_threads: int | None = Field(None, ge=1, description="local provider: llama.cpp threads")
+
+    @property
+    def model_name(self) -> str:
+        return self.model or DEFAULT_MODELS[self.provider]
+
+    def prices(self) -> tuple[float, float]:
+        known = DEFAULT_PRICES.get(self.model_name, (0.0, 0.0))
+        return (self.price_input_per_1m if self.price_input_per_1m is not None else known[0],
+                self.price_output_per_1m if self.price_output_per_1m is not None else known[1])
+
+
+def make_provider(params: LLMParams, tier_name: str = "llm") -> Provider:
+    """The provider object for ``params`` (imports its SDK lazily)."""
+    try:
+        if params.provider == "openai":
+            from ..llm.openai_compat import OpenAIProvider
+
+            kw: dict[str, Any] = {"base_url": params.base_url, "tier_name": tier_name}
+            if params.api_key_env:
+                kw["api_key_env"] = params.api_key_env
+            return OpenAIProvider(params.model_name, **kw)
+        if params.provider == "anthropic":
+            from ..llm.anthropic_api import AnthropicProvider
+
+            kw = {"base_url": params.base_url, "tier_name": tier_name}
+            if params.api_key_env:
+                kw["api_key_env"] = params.api_key_env
+            return AnthropicProvider(params.model_name, **kw)
+        from ..llm.local import LocalProvider
+
+        return LocalProvider(params.model_name, n_threads=params.n_threads, tier_name=tier_name)
+    except ImportError as exc:
+        extra = {"local": "llm-local", "openai": "llm", "anthropic": "llm"}[params.provider]
+        raise ConfigError(f"the {params.provider} provider needs {exc.name}: pip install 'frontdesk[{extra}]'", field="llm.provider") from exc
+
+
+class LLMTier(Tier):
+    """Asks an LLM to choose among the candidate labels; see the module docstring."""
+
+    kind = "llm"
+
+    def __init__(self, name: str | None = None, params: LLMParams | dict[str, Any] | None = None, *, provider: Provider | None = None) -> None:
+        super().__init__(name)
+        try:
+            self.params = params if isinstance(params, LLMParams) else LLMParams(**(params or {}))
+        except ValidationError as exc:
+            raise ConfigError(validation_message(exc), field=f"tiers.{self.name}") from exc
+        self.descriptions: dict[str, str] = {}
+        self.examples: dict[str, list[str]] = {}
+        self._provider = provider
+        self.breaker = CircuitBreaker(self.params.breaker_failures, self.params.breaker_cooldown_s)
+        self.cache = TTLCache(self.params.cache_ttl_s, self.params.cache_size)
+        self._recording: Recording | None = None
+        if self.params.replay is not None:
+            self._recording = Recording(self.params.replay, "replay")
+        elif self.params.record is not None:
+            self._recording = Recording(self.params.record, "record")
+        self.sleep = time.sleep
+
+    @property
+    def provider(self) -> Provider:
+        if self._provider is None:
+            self._provider = make_provider(self.params, self.name)
+        return self._provider
+
+    def default_gate(self) -> GatePolicy:
+        """Accept the LLM's answer when its confidence is at least 0.5 (below: human review)."""
+        if self.params.max_labels > 1:
+            return GatePolicy(threshold=0.25, multi_label=True, decision_threshold=0.0)
+        return GatePolicy(threshold=0.5)
+
+    def fit(self, data: Dataset, progress: Progress | None = None) -> LLMTier:
+        """Nothing to train: keep the labels, their descriptions and a few examples each."""
+        self.attach(data.labels, data.descriptions, _examples(data, self.params.examples_per_label), multi_label=data.multi_label)
+        return self
+
+    def attach(self, labels: Sequence[str], descriptions: dict[str, str], examples: dict[str, list[str]], *, multi_label: bool = False) -> LLMTier:
+        """Give the tier its label set (used when an LLM tier is added to a trained model)."""
+        self.labels_ = tuple(labels)
+        self.descriptions = dict(descriptions)
+        self.examples = {k: list(v)[: self.params.examples_per_label] for k, v in examples.items()}
+        if multi_label and self.params.max_labels == 1:
+            self.params = self.params.model_copy(update={"max_labels": 3})
+        return self
+
+    def score(self, text: str, candidates: Sequence[str] | None = None) -> TierResult:
+        self._check_fitted()
+        t0 = time.perf_counter()
+        cands = tuple(c for c in (candidates or self.labels_) if c in set(self.labels_))[: self.params.candidates_k] \
+            if candidates else tuple(self.labels_)
+        if not cands:
+            raise ProviderError(self.name, "client_error", "no candidate labels to choose from")
+        key = cache_key(text, cands, self.provider_model)
+        cached = self.cache.get(key)
+        if cached is not None:
+            ranked, rationale = cached
+            return TierResult(list(ranked), latency_ms=(time.perf_counter() - t0) * 1e3, rationale=rationale,
+                              info={"cached": True, "candidates": list(cands)})
+        system, user = build_prompt(text, cands, self.descriptions, self.examples, multi_label=self.params.max_labels > 1)
+        request = LLMRequest(system, user, answer_schema(cands, max_labels=self.params.max_labels), cands,
+                             max_tokens=self.params.max_tokens, timeout_s=self.params.timeout_s)
+        response, attempts = self._call(key, request)
+        try:
+            answer = parse_answer(response.text, cands, max_labels=self.params.max_labels)
+        except InvalidAnswer as exc:
+            raise ProviderError(self.name, "bad_response", str(exc)) from None
+        conf = answer.confidence
+        if response.label_probs and answer.labels:  # log-probabilities beat self-reported confidence
+            conf = min(response.label_probs.get(label, conf) for label in answer.labels)
+        ranked = [(label, conf) for label in answer.labels]
+        rationale = answer.rationale if answer.labels else f"none of the candidates fit: {answer.rationale}"
+        self.cache.put(key, (tuple(ranked), rationale))
+        pin, pout = self.params.prices()
+        cost = (response.input_tokens * pin + response.output_tokens * pout) / 1e6
+        tokens = {"input": response.input_tokens, "output": response.output_tokens}
+        return TierResult(ranked, cost_usd=cost, latency_ms=(time.perf_counter() - t0) * 1e3, tokens=tokens,
+                          rationale=rationale, info={"attempts": attempts, "candidates": list(cands), "model": response.model})
+
+    @property
+    def provider_model(self) -> str:
+        return f"{self.params.provider}:{self.params.model_name}"
+
+    def _call(self, key: str, request: LLMRequest) -> tuple[LLMResponse, int]:
+        if self._recording is not None and self._recording.mode == "replay":
+            return self._recording.lookup(key, self.name), 1
+        if not self.breaker.allow():
+            raise ProviderError(self.name, "circuit_open",
+                                f"the LLM provider failed repeatedly; skipping it for {self.breaker.remaining_s():.0f} s more")
+        try:
+            response, attempts = call_with_retries(
+                lambda: self.provider.complete(request), retries=self.params.retries, backoff_s=self.params.backoff_s,
+                max_backoff_s=self.params.max_backoff_s, sleep=self.sleep,
+            )
+        except ProviderError:
+            self.breaker.failure()
+            raise
+        self.breaker.success()
+        if self._recording is not None:
+            self._recording.record(key, response)
+        return response, attempts
+
+    def info(self) -> dict[str, Any]:
+        return {"provider": self.params.provider, "model": self.params.model_name, "candidates_k": self.params.candidates_k}
+
+    def save(self, path: Path) -> None:
+        meta = {"params": self.params.model_dump(mode="json", exclude={"record", "replay"}), "labels": list(self.labels_),
+                "descriptions": self.descriptions, "examples": self.examples}
+        (path / "llm.json").write_text(json.dumps(meta, indent=2, ensure_ascii=False), encoding="utf-8")
+
+    @classmethod
+    def load(cls, path: Path, name: str) -> LLMTier:
+        try:
+            meta = json.loads((path / "llm.json").read_text(encoding="utf-8"))
+            tier = cls(name, meta["params"])
+            tier.attach(meta["labels"], meta.get("descriptions", {}), meta.get("examples", {}))
+        except FileNotFoundError as exc:
+            raise ModelError("llm.json is missing: re-save the model", path=path) from exc
+        except (KeyError, json.JSONDecodeError) as exc:
+            raise ModelError(f"llm.json is invalid ({exc}): re-save the model", path=path) from exc
+        return tier
+
+
+def _examples(data: Dataset, n: int) -> dict[str, list[str]]:
+    """The first ``n`` distinct short training texts of each label (deterministic)."""
+    out: dict[str, list[str]] = {}
+    for ex in sorted(data.train, key=lambda e: (len(e.text), e.text)):
+        for label in ex.labels:
+            bucket = out.setdefault(label, [])
+            if len(bucket) < n and len(ex.text) >= 12:
+                bucket.append(ex.text)
+    return out
