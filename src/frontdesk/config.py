@@ -54,6 +54,9 @@ class TargetDefaults(BaseModel):
     default_model_tier: str = "simple"
     most_capable_tier: str = "reasoning"
     low_confidence: float = Field(0.6, ge=0.0, le=1.0)
+    model_tier_router: Literal["labels", "llm"] = Field(
+        "labels", description="labels: each label's model_tier (free); llm: an LLM picks the tier per message (one extra call)"
+    )
 
 
 Scope = Literal["route", "admin"]

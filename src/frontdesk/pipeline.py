@@ -104,6 +104,15 @@ class Pipeline:
         self.catalog = catalog if catalog is not None else (ToolCatalog.load(self.config.tools) if self.config.tools else None)
         if self.catalog is not None:
             self.catalog.check_intents(self.router.labels)
+        self.model_router = None
+        if self.config.targets.model_tier_router == "llm":
+            if self.config.llm is None:
+                raise ConfigError("model_tier_router: llm needs an llm: section (the provider to ask)", field="targets.model_tier_router")
+            from .llm.tier_router import LLMModelRouter
+            from .tiers.llm import make_provider
+
+            self.model_router = LLMModelRouter(make_provider(self.config.llm, "llm-router"), self.config.targets.model_tiers,
+                                               timeout_s=self.config.llm.timeout_s)
 
     @classmethod
     def from_config(cls, config: FrontdeskConfig | str | Path, **kwargs: object) -> Pipeline:
@@ -143,11 +152,23 @@ class Pipeline:
             "latency_ms": (time.perf_counter() - started) * 1e3,
         })
         targets = fan_out(decision, self.targets, catalog=self.catalog)
+        if self.model_router is not None and targets and decision.tier != "human":
+            targets = self._llm_model_tier(decision.text, targets)
         if not prepared.language_supported and self.config.targets.language_queue is not None:
             q = self.config.targets.language_queue
             targets = [t.model_copy(update={"queue": q.queue, "priority": q.priority, "sla_minutes": q.sla_minutes}) for t in targets]
         self.dedup.remember(sender, prepared.text, decision)
         return Routed(decision, targets)
+
+    def _llm_model_tier(self, text: str, targets: list[RoutedTarget]) -> list[RoutedTarget]:
+        """Let the LLM router pick the model tier; on failure keep the label mapping (logged)."""
+        try:
+            choice = self.model_router.choose(text)  # type: ignore[union-attr]
+        except FrontdeskError as exc:
+            log.warning("LLM model-tier router failed, keeping the label mapping: %s", exc)
+            return targets
+        model = self.targets.model_tiers[choice.tier]
+        return [t.model_copy(update={"model_tier": choice.tier, "model": model}) for t in targets]
 
     def _unsupported_language(self, text: str, language: str | None, confidence: float, started: float, msg: Message) -> Decision:
         supported = ", ".join(self.config.preprocess.supported_languages or [])
