@@ -356,6 +356,16 @@ def demo(as_json: Annotated[bool, typer.Option("--json", help="print decisions a
               "`frontdesk demo --json` shows each decision's full trace and reasons.")
 
 
+def _register_commands() -> None:
+    """Commands that live in their own modules (the feedback loop, monitoring, local models)."""
+    from . import cli_loop
+
+    cli_loop.register(app)
+
+
+_register_commands()
+
+
 def main() -> None:
     """Console entry point: frontdesk errors become one red line and exit code 2."""
     try:
