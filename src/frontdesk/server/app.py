@@ -25,7 +25,7 @@ from pydantic import BaseModel, Field
 
 from .. import __version__
 from ..config import FrontdeskConfig, Scope, load_config
-from ..errors import ConfigError, FrontdeskError, InputError
+from ..errors import ConfigError, FrontdeskError, InputError, ModelError
 from ..pipeline import Pipeline, Routed
 from ..store import Feedback, ReviewItem, Store, StoreError
 from ..targets import RoutedTarget
@@ -125,7 +125,11 @@ class ServiceState:
         with self._reload_lock:
             try:
                 config = load_config(self.config_path)
-                pipeline = Pipeline.from_config(config)
+                try:
+                    pipeline = Pipeline.from_config(config)
+                except ModelError:  # a `frontdesk promote` swapping the directory mid-read: read again
+                    time.sleep(0.2)
+                    pipeline = Pipeline.from_config(config)
             except FrontdeskError:
                 self.metrics.reloads.labels("error").inc()
                 raise
