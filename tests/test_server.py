@@ -212,7 +212,7 @@ def test_health_metrics_openapi(service: Running) -> None:
         ready = c.get("/readyz").json()
         assert ready["status"] == "ready" and "linear" in ready["tiers"]
         metrics = c.get("/metrics").text
-        for name in ("frontdesk_requests_total", "frontdesk_tier_latency_seconds_bucket", "frontdesk_review_queue_depth",
+        for name in ("frontdesk_requests_total", "frontdesk_tier_latency_seconds_bucket", "frontdesk_review_queue_depth", "frontdesk_drift_unknown_rate",
                      "frontdesk_confidence_sum", "frontdesk_escalations_total", "frontdesk_decisions_total"):
             assert name in metrics
         spec = c.get("/openapi.json").json()

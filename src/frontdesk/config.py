@@ -16,6 +16,7 @@ import yaml
 from pydantic import BaseModel, ConfigDict, Field, ValidationError
 
 from .errors import ConfigError, validation_message
+from .monitor import DriftConfig
 from .preprocess import PreprocessConfig
 from .targets import LabelTarget, QueueRoute, TargetsConfig
 from .tiers.llm import LLMParams
@@ -115,6 +116,7 @@ class FrontdeskConfig(BaseModel):
         "killed process but not an OS crash, and commits ~100× faster",
     )
     server: ServerConfig = Field(default_factory=ServerConfig)
+    drift: DriftConfig = Field(default_factory=DriftConfig, description="drift monitoring of the service (window, alert thresholds, webhook)")
     auth: AuthConfig = Field(default_factory=AuthConfig)
 
     def targets_config(self) -> TargetsConfig:
@@ -258,6 +260,12 @@ server:
   max_body_bytes: 1000000        # larger requests get 413
   max_batch: 256
   watch_config: true             # edit this file → thresholds/routes reload without a restart
+
+drift:                           # rolling monitors on /metrics; alerts to the log (+ webhook_url)
+  window: 500                    # decisions per rolling window
+  unknown_rate_alert: 0.03       # alert when more than 3% are unknown / out of scope
+  confidence_drop_alert: 0.05    # alert when mean tier-1 confidence falls this much below the baseline
+  # webhook_url: https://hooks.example.com/frontdesk-alerts
 
 auth:                            # API keys: `frontdesk keys create --name ops --scope admin`
   enabled: true

@@ -26,6 +26,7 @@ from pydantic import BaseModel, Field
 from .. import __version__
 from ..config import FrontdeskConfig, Scope, load_config
 from ..errors import ConfigError, FrontdeskError, InputError, ModelError
+from ..monitor import DriftMonitor
 from ..pipeline import Pipeline, Routed
 from ..store import Feedback, ReviewItem, Store, StoreError
 from ..targets import RoutedTarget
@@ -114,6 +115,9 @@ class ServiceState:
         self.store = store or Store(config.store, synchronous=config.store_sync.upper())  # type: ignore[arg-type]
         self.committer = GroupCommitter(self.store)
         self.metrics = Metrics(self.store.review_depth)
+        self.monitor = DriftMonitor.from_router(self.pipeline.router, config.drift)
+        self.monitor.register(self.metrics.registry)
+        self.monitor.start(15.0)
         self._reload_lock = threading.Lock()
         self._stop = threading.Event()
         self._mtime = config_path.stat().st_mtime if config_path else None
@@ -135,7 +139,10 @@ class ServiceState:
                 raise
             if config.store != self.config.store:
                 log.warning("store URL changed in %s: restart the service to use it", self.config_path)
+            model_changed = pipeline.router.labels != self.pipeline.router.labels or config.model != self.config.model
             self.pipeline, self.keys, self.config = pipeline, KeyRing(config.auth), config
+            if model_changed:
+                self.monitor.reset(labels=pipeline.router.labels, primary_tier=pipeline.router.primary.name)
             self.metrics.reloads.labels("ok").inc()
             log.info("reloaded %s", self.config_path)
             return config
@@ -156,6 +163,7 @@ class ServiceState:
 
     def close(self) -> None:
         self._stop.set()
+        self.monitor.close()
         self.committer.close()
         self.pipeline.close()
         self.store.close()
@@ -293,6 +301,7 @@ def create_app(config: FrontdeskConfig | str | Path, *, store: Store | None = No
         out = []
         for r in results:
             state.metrics.observe(r.decision)
+            state.monitor.observe(r.decision)
             targets = ",".join(t.model_dump_json() for t in r.targets)
             out.append(f'{{"decision":{r.decision.model_dump_json()},"targets":[{targets}],'
                        f'"delivery_errors":{json.dumps(r.delivery_errors)}}}')
@@ -341,9 +350,12 @@ def create_app(config: FrontdeskConfig | str | Path, *, store: Store | None = No
     def feedback(req: FeedbackRequest) -> Feedback:
         """Record the correct labels of a decision (a human re-route or a confirmation)."""
         _check_labels(req.labels)
-        if state.store.get_decision(req.decision_id) is None:
+        decision = state.store.get_decision(req.decision_id)
+        if decision is None:
             raise ApiError(404, "not_found", f"no decision {req.decision_id!r}")
-        return state.store.add_feedback(req.decision_id, req.labels, actor=req.actor, note=req.note)
+        fb = state.store.add_feedback(req.decision_id, req.labels, actor=req.actor, note=req.note)
+        state.monitor.observe_feedback(decision, req.labels)
+        return fb
 
     @app.get("/v1/review", response_model=ReviewList, responses=responses, dependencies=[Depends(require("admin"))])
     def review_list(status: Literal["pending", "resolved"] = "pending", limit: Annotated[int, Query(ge=1, le=500)] = 50,
@@ -357,12 +369,15 @@ def create_app(config: FrontdeskConfig | str | Path, *, store: Store | None = No
     def review_resolve(decision_id: str, req: ResolveRequest) -> ReviewItem:
         """Resolve a review item with the correct labels (recorded as feedback too)."""
         _check_labels(req.labels)
-        if state.store.get_decision(decision_id) is None:
+        decision = state.store.get_decision(decision_id)
+        if decision is None:
             raise ApiError(404, "not_found", f"no decision {decision_id!r}")
         try:
-            return state.store.resolve_review(decision_id, req.labels, reviewer=req.reviewer)
+            item = state.store.resolve_review(decision_id, req.labels, reviewer=req.reviewer)
         except StoreError as exc:
             raise ApiError(409, "conflict", str(exc)) from exc
+        state.monitor.observe_feedback(decision, req.labels)
+        return item
 
     @app.post("/v1/admin/reload", responses=responses | {400: {"model": ErrorResponse}}, dependencies=[Depends(require("admin"))])
     def reload() -> dict[str, Any]:
