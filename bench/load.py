@@ -61,61 +61,63 @@ def prepare(work: Path, sync: str = "full") -> tuple[Path, list[str], list[str]]
     return path, confident, escalating
 
 
-async def open_loop(url: str, texts: list[str], rate: float, n: int) -> dict:
-    lat: list[float] = []
-    errors = 0
-    limits = httpx.Limits(max_connections=256, max_keepalive_connections=256)
-    async with httpx.AsyncClient(base_url=url, headers={"Authorization": f"Bearer {KEY}"}, timeout=30, limits=limits) as c:
-        async def one(i: int) -> None:
-            nonlocal errors
-            t0 = time.perf_counter()
-            try:
-                r = await c.post("/v1/route", json={"text": texts[i % len(texts)]})
-                ok = r.status_code == 200
-            except httpx.HTTPError:
-                ok = False
-            if ok:
-                lat.append((time.perf_counter() - t0) * 1e3)
-            else:
-                errors += 1
+class Recorder:
+    """Sends one request and records its latency (ms) or counts it as an error."""
 
+    def __init__(self, client: httpx.AsyncClient, texts: list[str]) -> None:
+        self.client, self.texts = client, texts
+        self.lat: list[float] = []
+        self.errors = 0
+
+    async def send(self, i: int) -> None:
+        t0 = time.perf_counter()
+        try:
+            ok = (await self.client.post("/v1/route", json={"text": self.texts[i % len(self.texts)]})).status_code == 200
+        except httpx.HTTPError:
+            ok = False
+        if ok:
+            self.lat.append((time.perf_counter() - t0) * 1e3)
+        else:
+            self.errors += 1
+
+
+def _client(url: str) -> httpx.AsyncClient:
+    limits = httpx.Limits(max_connections=256, max_keepalive_connections=256)
+    return httpx.AsyncClient(base_url=url, headers={"Authorization": f"Bearer {KEY}"}, timeout=30, limits=limits)
+
+
+async def open_loop(url: str, texts: list[str], rate: float, n: int) -> dict:
+    """Schedule ``n`` requests at ``rate`` per second whatever the server does (open loop)."""
+    async with _client(url) as c:
+        rec = Recorder(c, texts)
         start = time.perf_counter()
         tasks = []
         for i in range(n):
             delay = start + i / rate - time.perf_counter()
             if delay > 0:
                 await asyncio.sleep(delay)
-            tasks.append(asyncio.create_task(one(i)))
+            tasks.append(asyncio.create_task(rec.send(i)))
         await asyncio.gather(*tasks)
         elapsed = time.perf_counter() - start
-    return summarise(lat, errors, elapsed, n)
+    return summarise(rec.lat, rec.errors, elapsed, n)
 
 
 async def saturate(url: str, texts: list[str], seconds: float, concurrency: int = 32) -> dict:
-    lat: list[float] = []
-    errors = 0
+    """``concurrency`` closed-loop clients sending back to back for ``seconds``."""
     stop = time.perf_counter() + seconds
-    async with httpx.AsyncClient(base_url=url, headers={"Authorization": f"Bearer {KEY}"}, timeout=30) as c:
+    async with _client(url) as c:
+        rec = Recorder(c, texts)
+
         async def worker(w: int) -> None:
-            nonlocal errors
             i = w
             while time.perf_counter() < stop:
-                t0 = time.perf_counter()
-                try:
-                    r = await c.post("/v1/route", json={"text": texts[i % len(texts)]})
-                    ok = r.status_code == 200
-                except httpx.HTTPError:
-                    ok = False
-                if ok:
-                    lat.append((time.perf_counter() - t0) * 1e3)
-                else:
-                    errors += 1
+                await rec.send(i)
                 i += concurrency
 
         start = time.perf_counter()
         await asyncio.gather(*(worker(w) for w in range(concurrency)))
         elapsed = time.perf_counter() - start
-    return summarise(lat, errors, elapsed, len(lat) + errors)
+    return summarise(rec.lat, rec.errors, elapsed, len(rec.lat) + rec.errors)
 
 
 def summarise(lat: list[float], errors: int, elapsed: float, n: int) -> dict:
