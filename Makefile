@@ -2,7 +2,7 @@
 # environment on first use, installs the package with every extra at the versions pinned in
 # constraints.txt (re-installing only when pyproject.toml or constraints.txt change; pip's cache is
 # reused), and fetches the offline LLM (cached and sha256-verified in ~/.cache/frontdesk/models).
-# On a fresh machine the first install compiles llama.cpp (llama-cpp-python): ~18 minutes on 2 cores.
+# On a fresh machine the first install compiles llama.cpp (llama-cpp-python): 8–18 minutes on 2 cores.
 PYTHON ?= python3
 VENV   ?= .venv
 BIN    := $(VENV)/bin
@@ -24,6 +24,7 @@ model: $(STAMP)
 
 $(STAMP): pyproject.toml constraints.txt
 	test -x $(BIN)/python || $(PYTHON) -m venv $(VENV)
+	@echo "installing frontdesk[all] (the first time this compiles llama.cpp: 8-18 minutes on 2 cores) ..."
 	$(BIN)/python -m pip install --quiet --disable-pip-version-check -c constraints.txt -e '.[all]'
 	touch $(STAMP)
 

@@ -314,53 +314,92 @@ def example_dir() -> Path:
     return Path(str(resources.files("frontdesk") / "examples" / "support"))
 
 
+def _local_llm_ready() -> str | None:
+    """None when the offline LLM can run here, else why not (and how to fix it)."""
+    import importlib.util
+
+    if importlib.util.find_spec("llama_cpp") is None:  # not imported here: the provider sets OpenMP options first
+        return "llama-cpp-python is not installed (pip install 'frontdesk[llm-local]', or `make demo`)"
+    from .llm.models import is_installed
+
+    if not is_installed():
+        return "the local model is not fetched (frontdesk models fetch, or `make demo`)"
+    return None
+
+
 @app.command()
-def demo(as_json: Annotated[bool, typer.Option("--json", help="print decisions as JSON lines")] = False) -> None:
+def demo(
+    as_json: Annotated[bool, typer.Option("--json", help="print decisions as JSON lines")] = False,
+    llm: Annotated[str, typer.Option("--llm", help="auto: use the offline LLM tier when it is installed | off")] = "auto",
+) -> None:
     """Train on the bundled customer-support examples and route a few messages (offline, no keys).
 
     The escalation threshold is fitted for ≤ 25% escalation on the example validation split; the
     review band follows seed 003 (accepted below 0.80 → flagged for review), set by hand the way
-    ops would set it in config.
+    ops would set it in config. When the offline LLM (llama.cpp + Qwen2.5-Coder-1.5B) is installed,
+    escalated messages go to it before human review.
     """
     from .evaluation import evaluate
 
     root = example_dir()
     data = Dataset.load(root)
-    router = train_router(data, ["linear"], Objective(max_escalation=0.25), RouterSettings())
-    fitted = router.gates["linear"]
-    router.set_gate("linear", fitted.model_copy(update={"flag_threshold": max(0.8, fitted.threshold)}))
+    base = train_router(data, ["linear"], Objective(max_escalation=0.25), RouterSettings())
+    fitted = base.gates["linear"]
+    base.set_gate("linear", fitted.model_copy(update={"flag_threshold": max(0.8, fitted.threshold)}))
+    why_not = _local_llm_ready() if llm == "auto" else "switched off (--llm off)"
+    router = base.with_llm({"provider": "local", "timeout_s": 120}) if why_not is None else base
     messages = [m.strip() for m in (root / "demo_messages.txt").read_text(encoding="utf-8").splitlines() if m.strip()]
-    decisions = router.route_batch(messages)
+    with console.status("routing (the LLM takes a few seconds per escalated message)…") if why_not is None else _null():
+        decisions = router.route_batch(messages)
     if as_json:
         for d in decisions:
             out.print(d.model_dump_json(exclude={"message"}), markup=False)
         return
     g = router.gates["linear"]
-    out.print(f"[bold]frontdesk demo[/] — {len(data.labels)} support intents, {len(data.train)} training examples. "
-              f"Gate: escalate below {g.threshold:.2f} (fitted), flag for review below {g.flag_threshold:.2f}.")
+    cascade = "linear → local LLM → human review" if why_not is None else "linear → human review"
+    out.print(f"[bold]frontdesk demo[/] — {len(data.labels)} support intents, {len(data.train)} training examples; "
+              f"cascade: {cascade}. Gate: escalate below {g.threshold:.2f} (fitted), flag for review below {g.flag_threshold:.2f}.")
     table = Table()
     table.add_column("#", justify="right")
     table.add_column("message", max_width=52, no_wrap=True, overflow="ellipsis")
     table.add_column("label"), table.add_column("conf", justify="right"), table.add_column("outcome")
     for n, d in enumerate(decisions, 1):
-        outcome = "[red]→ human review[/]" if d.tier == "human" else ("[yellow]accepted, flagged[/]" if d.flagged else "[green]accepted[/]")
+        outcome = ("[red]→ human review[/]" if d.tier == "human" else "[cyan]LLM[/]" if d.tier == "llm"
+                   else "[yellow]accepted, flagged[/]" if d.flagged else "[green]accepted[/]")
         table.add_row(str(n), d.text, ", ".join(d.labels), f"{d.confidence:.2f}", outcome)
     out.print(table)
     for n, d in enumerate(decisions, 1):
-        if d.needs_review:
-            out.print(f"  [dim]{n}.[/] {d.trace[0].reason}" + (" → human review" if d.tier == "human" else " → flagged"), markup=True)
-    result, _ = evaluate(router, data.test)
-    out.print(f"Held-out test ({result.n} messages): accuracy {result.accuracy:.1%}; {result.escalation_rate:.0%} sent to "
-              f"human review; accuracy on the rest {result.accepted_accuracy:.1%}; p50 latency {result.latency_ms.p50:.3f} ms.")
-    out.print("Without an LLM tier, uncertain messages go to human review with the best guess attached — never dropped. "
-              "`frontdesk demo --json` shows each decision's full trace and reasons.")
+        if d.needs_review or d.escalated:
+            line = f"  [dim]{n}.[/] {d.trace[0].reason}"
+            for t in d.trace[1:]:
+                line += f" → {t.tier}: " + (t.rationale or t.reason if t.tier == "llm" else "review")
+            if d.flagged and d.tier != "human":
+                line += " → flagged"
+            out.print(line, markup=True)
+    result, _ = evaluate(base, data.test)
+    out.print(f"Held-out test ({result.n} messages, linear tier alone): accuracy {result.accuracy:.1%}; "
+              f"{result.escalation_rate:.0%} escalated; accuracy on the rest {result.accepted_accuracy:.1%}; "
+              f"p50 latency {result.latency_ms.p50:.3f} ms.")
+    if why_not is not None:
+        out.print(f"No LLM tier: {why_not}. Uncertain messages go to human review with the best guess attached — never dropped.")
+    out.print("`frontdesk demo --json` shows each decision's full trace, reasons and the LLM's rationale.")
+
+
+class _null:
+    def __enter__(self) -> None:
+        return None
+
+    def __exit__(self, *exc: object) -> None:
+        return None
 
 
 def _register_commands() -> None:
     """Commands that live in their own modules (the feedback loop, monitoring, local models)."""
-    from . import cli_loop
+    from . import cli_loop, cli_models, cli_monitor
 
     cli_loop.register(app)
+    cli_monitor.register(app)
+    cli_models.register(app)
 
 
 _register_commands()

@@ -62,7 +62,7 @@ def answer_schema(candidates: Sequence[str], *, max_labels: int = 1) -> dict[str
         "properties": {
             "labels": {"type": "array", "items": {"type": "string", "enum": [*candidates, NONE]}, "minItems": 1, "maxItems": max_labels},
             "confidence": {"type": "number", "minimum": 0, "maximum": 1},
-            "rationale": {"type": "string"},
+            "rationale": {"type": "string", "maxLength": 160},
         },
         "required": ["labels", "confidence", "rationale"],
         "additionalProperties": False,
