@@ -1,6 +1,9 @@
-"""Shared fixtures: the bundled example dataset and a small trained router."""
+"""Shared fixtures: the bundled example dataset, a small trained router, real databases, the CLI."""
 
 from __future__ import annotations
+
+import subprocess
+import sys
 
 from pathlib import Path
 
@@ -91,3 +94,9 @@ def store_url(request: pytest.FixtureRequest, tmp_path: Path) -> Iterator[str]:
         yield url
     finally:
         pg_drop(server, name)
+
+
+def frontdesk_cli(*args: str, timeout: float = 300) -> tuple[int, str, str]:
+    """Run ``frontdesk ARGS`` as a real subprocess: (exit code, stdout, stderr)."""
+    p = subprocess.run([sys.executable, "-m", "frontdesk", *args], capture_output=True, text=True, timeout=timeout)
+    return p.returncode, p.stdout, p.stderr

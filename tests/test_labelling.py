@@ -8,8 +8,6 @@ on PostgreSQL via ``store_url``).
 from __future__ import annotations
 
 import json
-import subprocess
-import sys
 import xml.etree.ElementTree as ET
 from collections import Counter
 from collections.abc import Iterator
@@ -17,11 +15,9 @@ from datetime import datetime, timedelta, timezone
 from pathlib import Path
 
 import pytest
-import typer
-from typer.testing import CliRunner
+from conftest import frontdesk_cli
 
 from frontdesk import Dataset, Decision, FrontdeskError, Router
-from frontdesk.cli_loop import register
 from frontdesk.labelling import (
     LabelledItem,
     _allocate,
@@ -256,25 +252,8 @@ def test_importers_read_json_min_and_reject_garbage(tmp_path: Path) -> None:
 
 
 # -- the CLI ----------------------------------------------------------------------------------
-def _wired() -> bool:
-    from frontdesk.cli import app
-
-    return any(c.name == "sample" for c in app.registered_commands)
-
-
 def cli(*args: str) -> tuple[int, str, str]:
-    """Run ``frontdesk ARGS``: a real subprocess once cli.py wires register(), else CliRunner on an app of our own."""
-    if _wired():
-        p = subprocess.run([sys.executable, "-m", "frontdesk", *args], capture_output=True, text=True, timeout=300)
-        return p.returncode, p.stdout, p.stderr
-    app = typer.Typer(add_completion=False)
-    register(app)
-    result = CliRunner().invoke(app, list(args))
-    if isinstance(result.exception, FrontdeskError):
-        return 2, result.stdout, f"error: {result.exception}"
-    if result.exception is not None and not isinstance(result.exception, SystemExit):
-        raise result.exception
-    return result.exit_code, result.stdout, result.stderr
+    return frontdesk_cli(*args)
 
 
 @pytest.mark.parametrize("fmt", ["label-studio", "argilla"])

@@ -10,18 +10,14 @@ import itertools
 import json
 import random
 import shutil
-import subprocess
-import sys
 import threading
 from collections.abc import Iterator
 from pathlib import Path
 
 import pytest
-import typer
-from typer.testing import CliRunner
+from conftest import frontdesk_cli
 
 from frontdesk import Dataset, Decision, FrontdeskError, Router, TierTrace
-from frontdesk.cli_loop import register
 from frontdesk.store import Store, normalise_text
 from frontdesk.training import (
     REPORT_FILE,
@@ -305,25 +301,8 @@ def test_retrain_refuses_to_overwrite_the_serving_model(loop: dict[str, Path], s
 
 
 # -- the CLI ----------------------------------------------------------------------------------
-def _wired() -> bool:
-    from frontdesk.cli import app
-
-    return any(c.name == "retrain" for c in app.registered_commands)
-
-
 def cli(*args: str) -> tuple[int, str, str]:
-    """Run ``frontdesk ARGS``: a real subprocess once cli.py wires register(), else CliRunner on an app of our own."""
-    if _wired():
-        p = subprocess.run([sys.executable, "-m", "frontdesk", *args], capture_output=True, text=True, timeout=300)
-        return p.returncode, p.stdout, p.stderr
-    app = typer.Typer(add_completion=False)
-    register(app)
-    result = CliRunner().invoke(app, list(args))
-    if isinstance(result.exception, FrontdeskError):
-        return 2, result.stdout, f"error: {result.exception}"
-    if result.exception is not None and not isinstance(result.exception, SystemExit):
-        raise result.exception
-    return result.exit_code, result.stdout, result.stderr
+    return frontdesk_cli(*args)
 
 
 def test_cli_retrain_and_promote(loop: dict[str, Path], support_dir: Path, tmp_path: Path) -> None:
