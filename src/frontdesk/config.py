@@ -112,8 +112,9 @@ class FrontdeskConfig(BaseModel):
     llm: LLMParams | None = Field(None, description="add an LLM tier after the model tiers (provider, model, base_url, …)")
     store: str = Field("sqlite:///frontdesk.db", description="SQLAlchemy URL: sqlite:///path or postgresql+psycopg://…")
     store_sync: Literal["full", "normal"] = Field(
-        "full", description="SQLite only: full fsyncs every commit (survives power loss); normal survives a crashed or "
-        "killed process but not an OS crash, and commits ~100× faster",
+        "normal", description="SQLite only: normal (default) survives a crashed or killed process — every acknowledged "
+        "decision is in the WAL — but not an OS crash or power loss; full also fsyncs every commit (power-loss safe, "
+        "~2 ms per commit batch: p95 19.5 ms instead of 4.9 ms at 200 req/s here)",
     )
     server: ServerConfig = Field(default_factory=ServerConfig)
     drift: DriftConfig = Field(default_factory=DriftConfig, description="drift monitoring of the service (window, alert thresholds, webhook)")
@@ -252,7 +253,7 @@ sinks:                           # where routed targets are delivered
 #   price_output_per_1m: 0.60
 
 store: sqlite:///frontdesk.db    # every decision, feedback and review item; or postgresql+psycopg://user@host/db
-store_sync: full                 # SQLite: full (fsync per commit) | normal (kill -9 safe, not power-loss safe)
+store_sync: normal               # SQLite: normal (kill -9 safe, not power-loss safe) | full (fsync per commit, slower)
 
 server:
   host: 127.0.0.1
