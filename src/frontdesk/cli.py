@@ -8,6 +8,7 @@ from __future__ import annotations
 
 import json
 import sys
+from contextlib import nullcontext
 from importlib import resources
 from pathlib import Path
 from typing import Annotated, Optional
@@ -349,7 +350,7 @@ def demo(
     why_not = _local_llm_ready() if llm == "auto" else "switched off (--llm off)"
     router = base.with_llm({"provider": "local", "timeout_s": 120}) if why_not is None else base
     messages = [m.strip() for m in (root / "demo_messages.txt").read_text(encoding="utf-8").splitlines() if m.strip()]
-    with console.status("routing (the LLM takes a few seconds per escalated message)…") if why_not is None else _null():
+    with console.status("routing (the LLM takes a few seconds per escalated message)…") if why_not is None else nullcontext():
         decisions = router.route_batch(messages)
     if as_json:
         for d in decisions:
@@ -383,14 +384,6 @@ def demo(
     if why_not is not None:
         out.print(f"No LLM tier: {why_not}. Uncertain messages go to human review with the best guess attached — never dropped.")
     out.print("`frontdesk demo --json` shows each decision's full trace, reasons and the LLM's rationale.")
-
-
-class _null:
-    def __enter__(self) -> None:
-        return None
-
-    def __exit__(self, *exc: object) -> None:
-        return None
 
 
 def _register_commands() -> None:

@@ -255,13 +255,19 @@ def fit_gate(
     if obj.per_label:
         policy, chosen = _fit_per_label(pred, conf, correct, labels, obj, policy)
     if obj.flag_accuracy is not None:
-        accepted = (conf >= policy.threshold) & (margin >= policy.min_margin)
-        t_f, _, a_f = _curve(conf[accepted], correct[accepted], n)
-        ok = np.flatnonzero(a_f >= obj.flag_accuracy)
-        if len(ok) and t_f[ok].min() > policy.threshold and acc0.size:
-            policy = policy.model_copy(update={"flag_threshold": float(t_f[ok].min())})
+        policy = _with_review_band(policy, conf, correct, (conf >= policy.threshold) & (margin >= policy.min_margin), obj.flag_accuracy)
     curve = OperatingCurve(points=points, standard=standard, chosen=chosen, objective=obj.describe(), note=note)
     return policy, curve
+
+
+def _with_review_band(policy: GatePolicy, conf: np.ndarray, correct: np.ndarray, accepted: np.ndarray, flag_accuracy: float) -> GatePolicy:
+    """Add the review band: the lowest ``flag_threshold`` above which accepted messages reach ``flag_accuracy``
+    (no band when the accepted messages already do, or never do)."""
+    t_f, _, a_f = _curve(conf[accepted], correct[accepted], len(conf))
+    ok = np.flatnonzero(a_f >= flag_accuracy)
+    if len(ok) and t_f[ok].min() > policy.threshold:
+        return policy.model_copy(update={"flag_threshold": float(t_f[ok].min())})
+    return policy
 
 
 def _standard_points(thr: np.ndarray, esc: np.ndarray, acc: np.ndarray) -> list[OperatingPoint]:
@@ -330,11 +336,7 @@ def _fit_multi(
         label_thresholds={labels[j]: float(th[j]) for j in range(L) if th[j] != best_t},
     )
     if obj.flag_accuracy is not None:
-        accepted = conf >= policy.threshold
-        t_f, _, a_f = _curve(conf[accepted], correct[accepted], n)
-        ok = np.flatnonzero(a_f >= obj.flag_accuracy)
-        if len(ok) and t_f[ok].min() > policy.threshold:
-            policy = policy.model_copy(update={"flag_threshold": float(t_f[ok].min())})
+        policy = _with_review_band(policy, conf, correct, conf >= policy.threshold, obj.flag_accuracy)
     curve = OperatingCurve(points=_downsample(thr, esc, acc), standard=_standard_points(thr, esc, acc), chosen=chosen,
                            objective=obj.describe() + " (set confidence; exact match of the label set)", note=note)
     return policy, curve

@@ -135,8 +135,6 @@ class Router:
                 field="data",
             )
         settings = settings or RouterSettings()
-        if settings.fallback == "unknown" and settings.unknown_label not in dataset.labels:
-            pass  # the label need not be trained; it is only assigned by the fallback
         objective = objective or Objective()
         built: list[Tier] = []
         gates: dict[str, GatePolicy] = {}
