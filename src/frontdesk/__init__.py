@@ -11,6 +11,7 @@ cascade of tiers (encoder, LLM, human review). The public API::
 __version__ = "0.1.0"
 
 from .data import Dataset, Example
+from .distill import distill_dataset
 from .errors import (
     ConfigError,
     DataError,
@@ -23,6 +24,7 @@ from .errors import (
 from .gate import GatePolicy, Objective, OperatingCurve, OperatingPoint, fit_gate
 from .router import Router, RouterSettings
 from .tiers.base import Tier, available_tiers, register_tier
+from .tiers.ensemble import EnsembleParams, EnsembleTier
 from .types import Decision, LabelScore, Message, TierResult, TierTrace
 
 __all__ = [
@@ -31,6 +33,8 @@ __all__ = [
     "DataError",
     "Dataset",
     "Decision",
+    "EnsembleParams",
+    "EnsembleTier",
     "Example",
     "FrontdeskError",
     "GatePolicy",
@@ -49,6 +53,7 @@ __all__ = [
     "TierResult",
     "TierTrace",
     "available_tiers",
+    "distill_dataset",
     "fit_gate",
     "register_tier",
 ]

