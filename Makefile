@@ -36,6 +36,8 @@ bench: $(STAMP)
 	$(BIN)/python bench/load.py
 	$(BIN)/python bench/llm.py
 	$(BIN)/python bench/simulation.py
+	$(BIN)/python bench/cascade.py
+	$(BIN)/python bench/distill.py --teacher runs/bench-models/banking77-int8
 
 clean:
 	rm -rf $(VENV) build dist src/*.egg-info .pytest_cache

@@ -196,3 +196,12 @@ def test_cli_rejects_bad_tier_params(support_dir: Path, tmp_path: Path) -> None:
     assert rc == 2 and "head" in err and "logreg" in err
     rc, _, err = frontdesk_cli("export", "--model", str(tmp_path / "nothing"))
     assert rc == 2 and "frontdesk.json" in err
+
+
+def test_an_exported_model_saves_and_reloads(logreg_model: Path, tmp_path: Path, support: Dataset) -> None:
+    dst, _ = export_model(logreg_model, tmp_path / "int8", int8=True)
+    router = Router.load(dst)
+    copy = router.save(tmp_path / "copy")  # e.g. promote / a config round trip of an ONNX-only model
+    assert (copy / "tiers/encoder/onnx/model.int8.onnx").is_file()
+    texts = [ex.text for ex in support.test[:10]]
+    np.testing.assert_allclose(Router.load(copy).tier("encoder").predict_proba(texts), router.tier("encoder").predict_proba(texts))

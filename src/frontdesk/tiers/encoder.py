@@ -82,6 +82,7 @@ class EncoderTier(Tier):
         self._bank_labels = np.zeros(0, dtype=np.int64)
         self._torch: TorchEncoder | None = None
         self._onnx: OnnxEncoder | None = None
+        self._source: Path | None = None  # the directory a loaded tier came from (its ONNX files live there)
         self._info: dict[str, Any] = {}
 
     # -- training -------------------------------------------------------------------------
@@ -232,7 +233,7 @@ class EncoderTier(Tier):
         self._check_fitted()
         if self._torch is not None:
             self._torch.save(path / BACKBONE_DIR)
-        elif self._onnx_file(self._source) is not None and self._source != path:
+        elif self._source is not None and self._source.resolve() != path.resolve():  # an ONNX-only tier: copy its files
             shutil.copytree(self._source / ONNX_DIR, path / ONNX_DIR, dirs_exist_ok=True)
         self._write_meta(path)
 
@@ -273,8 +274,6 @@ class EncoderTier(Tier):
         tier._source = path
         tier._open_runtime(path)
         return tier
-
-    _source: Path = Path()
 
     def _open_runtime(self, path: Path) -> None:
         """Pick the backend: torch needs ``backbone/``, onnx needs ``onnx/model*.onnx``."""
