@@ -24,11 +24,14 @@ from .errors import (
 from .gate import GatePolicy, Objective, OperatingCurve, OperatingPoint, fit_gate
 from .router import Router, RouterSettings
 from .tiers.base import Tier, available_tiers, register_tier
+from .tiers.clauses import ClauseParams, ClauseTier
 from .tiers.ensemble import EnsembleParams, EnsembleTier
 from .types import Decision, LabelScore, Message, TierResult, TierTrace
 
 __all__ = [
     "__version__",
+    "ClauseParams",
+    "ClauseTier",
     "ConfigError",
     "DataError",
     "Dataset",

@@ -92,6 +92,7 @@ _BUILTIN: dict[str, str] = {
     "llm": "frontdesk.tiers.llm:LLMTier",
     "encoder": "frontdesk.tiers.encoder:EncoderTier",
     "ensemble": "frontdesk.tiers.ensemble:EnsembleTier",
+    "clauses": "frontdesk.tiers.clauses:ClauseTier",
 }
 _REGISTRY: dict[str, type[Tier]] = {}
 
