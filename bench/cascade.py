@@ -246,7 +246,8 @@ seeded sample; local Qwen2.5-Coder-1.5B-Instruct Q4_K_M, 2 threads. Training tim
     if "banking77" in facts:
         write_section(BENCHMARKS, "encoder", f"""## Encoder variants on BANKING77: heads, torch vs ONNX, fp32 vs INT8
 
-{stamp('python bench/cascade.py')} Test accuracy of the tier alone (argmax, no gate). Size: weights on disk.
+{stamp('python bench/cascade.py')} Test accuracy of the tier alone (argmax of `predict_proba` in batches of 64, no gate;
+INT8 results shift slightly with padding — see the cascade table for one message at a time). Size: weights on disk.
 INT8: ONNX Runtime dynamic quantization, per-channel. Latency: `tier.score` one message at a time, one thread,
 first 500 test messages.
 
