@@ -45,6 +45,18 @@ class TemperatureScaler:
         return softmax_t(logits, self.temperature_)
 
 
+def calibrate_temperature(logits: np.ndarray, y: np.ndarray) -> tuple[float, dict[str, float]]:
+    """Fit T on validation ``logits`` / targets ``y``; also the facts a tier reports (accuracy, ECE before/after)."""
+    temperature = TemperatureScaler.fit(logits, y).temperature_
+    before, after = softmax_t(logits, 1.0), softmax_t(logits, temperature)
+    correct = before.argmax(1) == np.asarray(y)
+    return temperature, {
+        "validation_accuracy": float(correct.mean()),
+        "ece_before": expected_calibration_error(before.max(1), correct),
+        "ece_after": expected_calibration_error(after.max(1), correct),
+    }
+
+
 def expected_calibration_error(confidence: np.ndarray, correct: np.ndarray, n_bins: int = 15) -> float:
     """ECE: the mean |accuracy − confidence| over equal-width confidence bins, weighted by bin size."""
     bins = reliability_bins(confidence, correct, n_bins)

@@ -28,7 +28,7 @@ from typing import Any, Literal
 import numpy as np
 from pydantic import BaseModel, ConfigDict, Field
 
-from ..calibration import TemperatureScaler, expected_calibration_error, softmax_t
+from ..calibration import calibrate_temperature, softmax_t
 from ..data import Dataset
 from ..encoders import OnnxEncoder, TorchEncoder, resolve_model, set_threads
 from ..errors import ConfigError, DataError, ModelError
@@ -131,16 +131,9 @@ class EncoderTier(Tier):
                       "n_train": len(texts), "labels": len(self.labels_)}
         self.temperature_ = 1.0
         if val := [ex for ex in data.validation if ex.labels[0] in index]:
-            logits = self.logits([ex.text for ex in val])
             yv = np.array([index[ex.labels[0]] for ex in val])
-            self.temperature_ = TemperatureScaler.fit(logits, yv).temperature_
-            before, after = softmax_t(logits, 1.0), softmax_t(logits, self.temperature_)
-            correct = before.argmax(1) == yv
-            self._info.update(
-                validation_accuracy=float(correct.mean()),
-                ece_before=expected_calibration_error(before.max(1), correct),
-                ece_after=expected_calibration_error(after.max(1), correct),
-            )
+            self.temperature_, facts = calibrate_temperature(self.logits([ex.text for ex in val]), yv)
+            self._info.update(facts)
         self._info.update(temperature=self.temperature_, train_seconds=round(time.perf_counter() - t0, 1))
         step("done", 1.0)
         return self

@@ -32,7 +32,7 @@ from typing import Any, Literal
 import numpy as np
 from pydantic import BaseModel, ConfigDict, Field, ValidationError, model_validator
 
-from ..calibration import TemperatureScaler, expected_calibration_error, softmax_t
+from ..calibration import calibrate_temperature, softmax_t
 from ..data import Dataset
 from ..errors import ConfigError, DataError, FrontdeskError, ModelError, validation_message
 from ..types import TierResult
@@ -188,9 +188,7 @@ class EnsembleTier(Tier):
 
         s, consulted, _, _ = self._combine(lambda i, rows: probs[i][rows], len(texts))
         logits = np.log(np.clip(s, _EPS, None))
-        self.temperature_ = TemperatureScaler.fit(logits, y).temperature_
-        before, after = softmax_t(logits, 1.0), softmax_t(logits, self.temperature_)
-        correct = before.argmax(1) == y
+        self.temperature_, facts = calibrate_temperature(logits, y)
         self._info = {
             "members": [m.name for m in members],
             "voting": self.params.voting,
@@ -201,9 +199,7 @@ class EnsembleTier(Tier):
             "member_costs": self.costs_,
             "member_validation_accuracy": {m.name: float((p.argmax(1) == y).mean()) for m, p in zip(members, probs)},
             "validation_members_consulted_mean": float(consulted.mean()),
-            "validation_accuracy": float(correct.mean()),
-            "ece_before": expected_calibration_error(before.max(1), correct),
-            "ece_after": expected_calibration_error(after.max(1), correct),
+            **facts,
             "temperature": self.temperature_,
             "member_info": {m.name: m.info() for m in members},
             **({"n_features": sum(m.info()["n_features"] for m in members)} if all("n_features" in m.info() for m in members) else {}),

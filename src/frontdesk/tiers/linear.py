@@ -23,7 +23,7 @@ import scipy.sparse as sp
 from scipy.special import expit
 from pydantic import BaseModel, ConfigDict, Field
 
-from ..calibration import TemperatureScaler, expected_calibration_error, softmax_t
+from ..calibration import calibrate_temperature, expected_calibration_error, softmax_t
 from ..data import Dataset
 from ..errors import DataError, ModelError
 from ..types import TierResult
@@ -173,16 +173,9 @@ class LinearTier(Tier):
             if data.validation:
                 self._calibrate_multi(data, index)
         elif val := [ex for ex in data.validation if ex.labels[0] in index]:
-            logits = self.decision_function([ex.text for ex in val])
             yv = np.array([index[ex.labels[0]] for ex in val])
-            self.temperature_ = TemperatureScaler.fit(logits, yv).temperature_
-            before, after = softmax_t(logits, 1.0), softmax_t(logits, self.temperature_)
-            correct = before.argmax(1) == yv
-            self._info.update(
-                validation_accuracy=float(correct.mean()),
-                ece_before=expected_calibration_error(before.max(1), correct),
-                ece_after=expected_calibration_error(after.max(1), correct),
-            )
+            self.temperature_, facts = calibrate_temperature(self.decision_function([ex.text for ex in val]), yv)
+            self._info.update(facts)
         self._info.update(temperature=self.temperature_, train_seconds=round(time.perf_counter() - t0, 3))
         step("done", 1.0)
         return self
