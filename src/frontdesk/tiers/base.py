@@ -15,17 +15,30 @@ import importlib
 from abc import ABC, abstractmethod
 from collections.abc import Callable, Sequence
 from pathlib import Path
-from typing import Any, ClassVar
+from typing import Any, ClassVar, TypeVar
 
 import numpy as np
+from pydantic import BaseModel, ValidationError
 
 from ..data import Dataset
-from ..errors import ConfigError, NotFittedError
+from ..errors import ConfigError, NotFittedError, validation_message
 from ..gate import GatePolicy
 from ..types import TierResult
 
 Progress = Callable[[str, float], None]
 """Callback for long work: ``progress(step_description, fraction_done)``."""
+
+P = TypeVar("P", bound=BaseModel)
+
+
+def parse_params(model: type[P], params: P | dict[str, Any] | None, tier_name: str) -> P:
+    """A tier's settings as its pydantic model; invalid settings are a ConfigError that names the tier."""
+    if isinstance(params, model):
+        return params
+    try:
+        return model(**(params or {}))
+    except ValidationError as exc:
+        raise ConfigError(validation_message(exc), field=f"tier_params.{tier_name}") from exc
 
 
 class Tier(ABC):

@@ -54,7 +54,7 @@ from ..calibration import expected_calibration_error
 from ..data import Dataset, Example
 from ..errors import ConfigError, DataError, FrontdeskError, ModelError, validation_message
 from ..types import TierResult
-from .base import Progress, Tier, tier_class
+from .base import Progress, Tier, parse_params, tier_class
 from .linear import LinearTier
 
 DEFAULT_JOINERS = ("and", ",", ";", "and then", "and also", "then", "also", "plus", "as well as")
@@ -207,10 +207,7 @@ class ClauseTier(Tier):
 
     def __init__(self, name: str | None = None, params: ClauseParams | dict[str, Any] | None = None) -> None:
         super().__init__(name)
-        try:
-            self.params = params if isinstance(params, ClauseParams) else ClauseParams(**(params or {}))
-        except ValidationError as exc:
-            raise ConfigError(validation_message(exc), field=f"tier_params.{self.name}") from exc
+        self.params = parse_params(ClauseParams, params, self.name)
         self.multi_label_ = True
         self.splitter = Splitter(self.params.joiners)
         self.clause_tier_: Tier | None = None
@@ -613,6 +610,8 @@ def _member(cls: type[Any], name: str, params: dict[str, Any] | None, field: str
     """A member tier built from its params; invalid params become a ConfigError naming the field."""
     try:
         return cls(name, params) if params is not None else cls(name)
+    except ConfigError as exc:  # the member's own settings check: re-name the field after this tier's
+        raise ConfigError(str(exc).removeprefix(f"{exc.field}: "), field=f"clauses.{field}") from exc
     except ValidationError as exc:
         raise ConfigError(validation_message(exc), field=f"clauses.{field}") from exc
 

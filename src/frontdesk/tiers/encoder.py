@@ -33,7 +33,7 @@ from ..data import Dataset
 from ..encoders import OnnxEncoder, TorchEncoder, resolve_model, set_threads
 from ..errors import ConfigError, DataError, ModelError
 from ..types import TierResult
-from .base import Progress, Tier
+from .base import Progress, Tier, parse_params
 
 BACKBONE_DIR = "backbone"
 ONNX_DIR = "onnx"
@@ -74,7 +74,7 @@ class EncoderTier(Tier):
 
     def __init__(self, name: str | None = None, params: EncoderParams | dict[str, Any] | None = None) -> None:
         super().__init__(name)
-        self.params = params if isinstance(params, EncoderParams) else EncoderParams(**(params or {}))
+        self.params = parse_params(EncoderParams, params, self.name)
         self.temperature_ = 1.0
         self._W = np.zeros((0, 0), dtype=np.float32)  # (dim, labels) for finetune / logreg
         self._b = np.zeros(0, dtype=np.float32)

@@ -30,13 +30,13 @@ from pathlib import Path
 from typing import Any, Literal
 
 import numpy as np
-from pydantic import BaseModel, ConfigDict, Field, ValidationError, model_validator
+from pydantic import BaseModel, ConfigDict, Field, model_validator
 
 from ..calibration import calibrate_temperature, softmax_t
 from ..data import Dataset
-from ..errors import ConfigError, DataError, FrontdeskError, ModelError, validation_message
+from ..errors import ConfigError, DataError, FrontdeskError, ModelError
 from ..types import TierResult
-from .base import Progress, Tier, tier_class
+from .base import Progress, Tier, parse_params, tier_class
 
 #: grid resolutions tried for the weight simplex (finest first); the first with ≤ _MAX_GRID points is used
 _GRID_STEPS = (20, 10, 5, 4, 2, 1)
@@ -112,10 +112,7 @@ class EnsembleTier(Tier):
 
     def __init__(self, name: str | None = None, params: EnsembleParams | dict[str, Any] | None = None) -> None:
         super().__init__(name)
-        try:
-            self.params = params if isinstance(params, EnsembleParams) else EnsembleParams(**(params or {}))
-        except ValidationError as exc:
-            raise ConfigError(validation_message(exc), field=f"tier_params.{self.name}") from exc
+        self.params = parse_params(EnsembleParams, params, self.name)
         self.members_: list[Tier] = []
         self.weights_ = np.zeros(0)
         self.order_: list[int] = []

@@ -27,7 +27,7 @@ from ..calibration import calibrate_temperature, expected_calibration_error, sof
 from ..data import Dataset
 from ..errors import DataError, ModelError
 from ..types import TierResult
-from .base import Progress, Tier
+from .base import Progress, Tier, parse_params
 
 
 class TfidfBlock(BaseModel):
@@ -119,7 +119,7 @@ class LinearTier(Tier):
 
     def __init__(self, name: str | None = None, params: LinearParams | dict[str, Any] | None = None) -> None:
         super().__init__(name)
-        self.params = params if isinstance(params, LinearParams) else LinearParams(**(params or {}))
+        self.params = parse_params(LinearParams, params, self.name)
         self.temperature_ = 1.0
         self.multi_label_ = False
         self.platt_ = (1.0, 0.0)

@@ -21,16 +21,16 @@ from collections.abc import Sequence
 from pathlib import Path
 from typing import Any, Literal
 
-from pydantic import BaseModel, ConfigDict, Field, ValidationError
+from pydantic import BaseModel, ConfigDict, Field
 
 from ..data import Dataset
-from ..errors import ConfigError, ModelError, validation_message
+from ..errors import ConfigError, ModelError
 from ..gate import GatePolicy
 from ..llm.base import LLMRequest, LLMResponse, Provider, ProviderError
 from ..llm.prompt import InvalidAnswer, answer_schema, build_prompt, parse_answer
 from ..llm.resilience import CircuitBreaker, Recording, TTLCache, cache_key, call_with_retries
 from ..types import TierResult
-from .base import Progress, Tier
+from .base import Progress, Tier, parse_params
 
 #: USD per 1M tokens (input, output) for a few well-known models; override with ``prices`` in config.
 #: Prices change — these are list prices as published when this table was written.
@@ -113,10 +113,7 @@ class LLMTier(Tier):
 
     def __init__(self, name: str | None = None, params: LLMParams | dict[str, Any] | None = None, *, provider: Provider | None = None) -> None:
         super().__init__(name)
-        try:
-            self.params = params if isinstance(params, LLMParams) else LLMParams(**(params or {}))
-        except ValidationError as exc:
-            raise ConfigError(validation_message(exc), field=f"tiers.{self.name}") from exc
+        self.params = parse_params(LLMParams, params, self.name)
         self.descriptions: dict[str, str] = {}
         self.examples: dict[str, list[str]] = {}
         self._provider = provider

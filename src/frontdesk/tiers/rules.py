@@ -23,10 +23,10 @@ from typing import Any
 from pydantic import BaseModel, ConfigDict, Field, ValidationError, field_validator
 
 from ..data import Dataset
-from ..errors import ConfigError, ModelError, validation_message
+from ..errors import ConfigError, ModelError
 from ..gate import GatePolicy
 from ..types import TierResult
-from .base import Progress, Tier
+from .base import Progress, Tier, parse_params
 
 
 def fold(text: str) -> str:
@@ -84,10 +84,7 @@ class RulesTier(Tier):
 
     def __init__(self, name: str | None = None, params: RulesParams | dict[str, Any] | None = None) -> None:
         super().__init__(name)
-        try:
-            self.params = params if isinstance(params, RulesParams) else RulesParams(**(params or {}))
-        except ValidationError as exc:
-            raise ConfigError(validation_message(exc), field=f"tiers.{self.name}") from exc
+        self.params = parse_params(RulesParams, params, self.name)
         self._compiled = [(r.label, r.confidence, r.regex()) for r in self.params.rules]
 
     def default_gate(self) -> GatePolicy:
