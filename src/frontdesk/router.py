@@ -22,7 +22,7 @@ from . import __version__
 from .data import Dataset
 from .errors import ConfigError, FrontdeskError, InputError, ModelError, TierError, validation_message
 from .gate import GatePolicy, Objective, OperatingCurve, fit_gate
-from .tiers.base import Progress, Tier, tier_class
+from .tiers.base import Progress, Tier, load_tier, save_tier, tier_class
 from .types import Decision, LabelScore, Message, TierResult, TierTrace
 
 MODEL_FORMAT = "frontdesk-model"
@@ -268,12 +268,7 @@ class Router:
         """Write the model directory: ``frontdesk.json`` plus one sub-directory per tier."""
         root = Path(path)
         root.mkdir(parents=True, exist_ok=True)
-        entries = []
-        for tier in self.tiers:
-            sub = root / "tiers" / tier.name
-            sub.mkdir(parents=True, exist_ok=True)
-            tier.save(sub)
-            entries.append({"name": tier.name, "kind": tier.kind, "path": f"tiers/{tier.name}"})
+        entries = [save_tier(tier, root, f"tiers/{tier.name}") for tier in self.tiers]
         manifest = {
             "format": MODEL_FORMAT,
             "format_version": MODEL_FORMAT_VERSION,
@@ -311,12 +306,7 @@ class Router:
                 path=root,
             )
         try:
-            tiers = []
-            for entry in manifest["tiers"]:
-                sub = root / entry["path"]
-                if not sub.is_dir():
-                    raise ModelError(f"tier directory {entry['path']} is missing: copy the whole model directory", path=root)
-                tiers.append(tier_class(entry["kind"]).load(sub, entry["name"]))
+            tiers = [load_tier(entry, root) for entry in manifest["tiers"]]
             router = cls(
                 tiers,
                 {name: GatePolicy(**g) for name, g in manifest.get("gates", {}).items()},

@@ -21,7 +21,7 @@ import numpy as np
 from pydantic import BaseModel, ValidationError
 
 from ..data import Dataset
-from ..errors import ConfigError, NotFittedError, validation_message
+from ..errors import ConfigError, ModelError, NotFittedError, validation_message
 from ..gate import GatePolicy
 from ..types import TierResult
 
@@ -125,6 +125,21 @@ def tier_class(kind: str) -> type[Tier]:
         module, attr = target.split(":")
         _REGISTRY[kind] = getattr(importlib.import_module(module), attr)
     return _REGISTRY[kind]
+
+
+def save_tier(tier: Tier, root: Path, rel: str) -> dict[str, str]:
+    """Save ``tier`` into ``root/rel``; returns the manifest entry that :func:`load_tier` reads back."""
+    (root / rel).mkdir(parents=True, exist_ok=True)
+    tier.save(root / rel)
+    return {"name": tier.name, "kind": tier.kind, "path": rel}
+
+
+def load_tier(entry: dict[str, Any], root: Path, what: str = "tier") -> Tier:
+    """The tier described by a :func:`save_tier` entry, loaded by its kind from ``root/entry["path"]``."""
+    sub = root / entry["path"]
+    if not sub.is_dir():
+        raise ModelError(f"{what} directory {entry['path']} is missing: copy the whole model directory", path=root)
+    return tier_class(entry["kind"]).load(sub, entry["name"])
 
 
 def available_tiers() -> list[str]:

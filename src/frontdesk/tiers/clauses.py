@@ -54,7 +54,7 @@ from ..calibration import expected_calibration_error
 from ..data import Dataset, Example
 from ..errors import ConfigError, DataError, FrontdeskError, ModelError, validation_message
 from ..types import TierResult
-from .base import Progress, Tier, parse_params, tier_class
+from .base import Progress, Tier, load_tier, parse_params, save_tier, tier_class
 from .linear import LinearTier
 
 DEFAULT_JOINERS = ("and", ",", ";", "and then", "and also", "then", "also", "plus", "as well as")
@@ -550,10 +550,7 @@ class ClauseTier(Tier):
         entries = []
         for role, member in (("clause", self.clause_tier_), ("message", self.message_tier_)):
             assert member is not None
-            rel = f"members/{role}"
-            (path / rel).mkdir(parents=True, exist_ok=True)
-            member.save(path / rel)
-            entries.append({"role": role, "name": member.name, "kind": member.kind, "path": rel})
+            entries.append({"role": role, **save_tier(member, path, f"members/{role}")})
         features = [""] * len(self._bvocab)
         for f, i in self._bvocab.items():
             features[i] = f
@@ -576,12 +573,7 @@ class ClauseTier(Tier):
             meta = json.loads((path / "clauses.json").read_text())
             tier = cls(name, ClauseParams(**meta["params"]))
             tier.labels_ = tuple(meta["labels"])
-            members: dict[str, Tier] = {}
-            for entry in meta["members"]:
-                sub = path / entry["path"]
-                if not sub.is_dir():
-                    raise ModelError(f"member directory {entry['path']} is missing: copy the whole model directory", path=path)
-                members[entry["role"]] = tier_class(entry["kind"]).load(sub, entry["name"])
+            members: dict[str, Tier] = {entry["role"]: load_tier(entry, path, "member") for entry in meta["members"]}
             tier.clause_tier_ = members["clause"]
             message = members["message"]
             if not isinstance(message, LinearTier):

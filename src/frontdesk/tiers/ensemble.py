@@ -36,7 +36,7 @@ from ..calibration import calibrate_temperature, softmax_t
 from ..data import Dataset
 from ..errors import ConfigError, DataError, FrontdeskError, ModelError
 from ..types import TierResult
-from .base import Progress, Tier, parse_params, tier_class
+from .base import Progress, Tier, load_tier, parse_params, save_tier, tier_class
 
 #: grid resolutions tried for the weight simplex (finest first); the first with ≤ _MAX_GRID points is used
 _GRID_STEPS = (20, 10, 5, 4, 2, 1)
@@ -343,12 +343,7 @@ class EnsembleTier(Tier):
     def save(self, path: Path) -> None:
         """``ensemble.json`` plus one sub-directory per member (``members/<i>-<name>``)."""
         self._check_fitted()
-        entries = []
-        for i, member in enumerate(self.members_):
-            rel = f"members/{i}-{re.sub(r'[^A-Za-z0-9_.-]', '-', member.name)}"
-            (path / rel).mkdir(parents=True, exist_ok=True)
-            member.save(path / rel)
-            entries.append({"name": member.name, "kind": member.kind, "path": rel})
+        entries = [save_tier(m, path, f"members/{i}-{re.sub(r'[^A-Za-z0-9_.-]', '-', m.name)}") for i, m in enumerate(self.members_)]
         meta = {
             "params": self.params.model_dump(mode="json"),
             "labels": list(self.labels_),
@@ -366,12 +361,7 @@ class EnsembleTier(Tier):
         try:
             meta = json.loads((path / "ensemble.json").read_text())
             tier = cls(name, EnsembleParams(**meta["params"]))
-            members = []
-            for entry in meta["members"]:
-                sub = path / entry["path"]
-                if not sub.is_dir():
-                    raise ModelError(f"member directory {entry['path']} is missing: copy the whole model directory", path=path)
-                members.append(tier_class(entry["kind"]).load(sub, entry["name"]))
+            members = [load_tier(entry, path, "member") for entry in meta["members"]]
             tier._attach(members, path)
             if tuple(meta["labels"]) != tier.labels_:
                 raise ModelError("the saved label list does not match the members' labels: retrain the ensemble", path=path)
