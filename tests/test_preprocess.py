@@ -529,3 +529,43 @@ def test_dedup_is_thread_safe() -> None:
         t.join()
     assert not errors
     assert len(dedup) == 500
+
+
+def test_claim_confirm_release() -> None:
+    """A claimed message is remembered only once confirmed; a released claim leaves nothing behind."""
+    clock = FakeClock()
+    dedup: Deduplicator[str] = Deduplicator(window_s=60, clock=clock)
+    owner = object()
+    assert dedup.claim("anna", "Where is my refund?", owner) == (None, dedup.key("anna", "Where is my refund?"))
+    key = dedup.key("anna", "Where is my refund?")
+    dedup.settle(key, "d1")
+    assert dedup.lookup("anna", "where is my refund") is None, "not committed yet"
+    assert dedup.claim("anna", "Where is my refund?", owner) == ("d1", None), "a copy in the same batch"
+    dedup.release(key)
+    assert dedup.lookup("anna", "Where is my refund?") is None and len(dedup) == 0
+    earlier, key2 = dedup.claim("anna", "Where is my refund?", object())
+    assert earlier is None and key2 == key
+    dedup.settle(key2, "d2")
+    dedup.confirm(key2)
+    assert dedup.lookup("anna", "Where is my refund?") == "d2"
+    assert dedup.claim("anna", "Where is my refund?", object()) == ("d2", None)
+    assert dedup.claim(None, "Where is my refund?", object()) == (None, None)
+
+
+def test_a_concurrent_copy_waits_for_the_outcome() -> None:
+    dedup: Deduplicator[str] = Deduplicator(window_s=60, wait_s=5)
+    _, key = dedup.claim("tom", "hi", "request-1")
+    results: list[tuple[str | None, bytes | None]] = []
+    waiter = threading.Thread(target=lambda: results.append(dedup.claim("tom", "hi", "request-2")))
+    waiter.start()
+    dedup.settle(key, "d1")
+    dedup.confirm(key)
+    waiter.join(timeout=5)
+    assert results == [("d1", None)]
+    # and when the first request fails, the waiting copy takes the claim and is decided itself
+    _, key = dedup.claim("tom", "bye", "request-3")
+    waiter = threading.Thread(target=lambda: results.append(dedup.claim("tom", "bye", "request-4")))
+    waiter.start()
+    dedup.release(key)
+    waiter.join(timeout=5)
+    assert results[1] == (None, dedup.key("tom", "bye"))

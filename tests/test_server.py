@@ -287,3 +287,81 @@ def test_dev_mode_has_no_auth(saved_model: Path, tmp_path: Path) -> None:
         server.should_exit = True
         thread.join()
         app.state.frontdesk.close()
+
+
+def _stored(service: Running, decision_id: str) -> bool:
+    return service.app.state.frontdesk.store.get_decision(decision_id) is not None
+
+
+def test_a_rejected_batch_leaves_no_dedup_memory(service: Running) -> None:
+    """The hostile probe's repro: a batch refused with 422 must not make its first message a duplicate."""
+    first = {"text": "I need to close my account please", "sender": "s1"}
+    with service.client() as c:
+        bad = c.post("/v1/route/batch", json={"messages": [first, {"text": "   "}]})
+        assert bad.status_code == 422
+        again = c.post("/v1/route", json=first)
+        assert again.status_code == 200, again.text
+        d = again.json()["decision"]
+        assert d["duplicate_of"] is None and again.json()["targets"], "decided afresh, with its targets"
+        assert _stored(service, d["id"])
+        dup = c.post("/v1/route", json=first).json()["decision"]  # now it was committed: a true duplicate
+    assert dup["duplicate_of"] == d["id"] and _stored(service, dup["id"])
+
+
+def test_a_failed_commit_leaves_no_dedup_memory(service: Running, monkeypatch: pytest.MonkeyPatch) -> None:
+    """Store unavailable → 503, not acknowledged; the retry is processed normally, never 'duplicate of' a ghost."""
+    from frontdesk.store import StoreError
+
+    store = service.app.state.frontdesk.store
+    real = store.save_decisions
+    failures = [1, 1]  # the group commit retries a failed batch job by job: fail both attempts
+
+    def flaky(decisions):  # the first commit fails the way a locked or unreachable database does
+        if failures:
+            failures.pop()
+            raise StoreError("database is locked")
+        return real(decisions)
+
+    monkeypatch.setattr(store, "save_decisions", flaky)
+    msg = {"text": "my card was charged twice for one coffee", "sender": "s2"}
+    with service.client() as c:
+        r = c.post("/v1/route", json=msg)
+        assert r.status_code == 503 and r.json()["error"]["type"] == "store_unavailable"
+        retry = c.post("/v1/route", json=msg)
+    assert retry.status_code == 200, retry.text
+    d = retry.json()["decision"]
+    assert d["duplicate_of"] is None and _stored(service, d["id"])
+
+
+def test_copies_in_one_batch_commit_together(service: Running) -> None:
+    msg = {"text": "Where is my parcel? Order 8812", "sender": "s3"}
+    with service.client() as c:
+        r = c.post("/v1/route/batch", json={"messages": [msg, msg]})
+    assert r.status_code == 200, r.text
+    first, second = (x["decision"] for x in r.json()["results"])
+    assert first["duplicate_of"] is None and second["duplicate_of"] == first["id"]
+    assert _stored(service, first["id"]) and _stored(service, second["id"])
+
+
+def test_concurrent_copies_are_decided_once(service: Running) -> None:
+    """Single flight: copies sent at the same moment get one decision and duplicates of it, all stored."""
+    msg = {"text": "please send me a new card, mine is broken", "sender": "s4"}
+    barrier = threading.Barrier(6)
+    out: list[dict] = []
+
+    def send() -> None:
+        with service.client() as c:
+            barrier.wait()
+            r = c.post("/v1/route", json=msg)
+            assert r.status_code == 200, r.text
+            out.append(r.json()["decision"])
+
+    threads = [threading.Thread(target=send) for _ in range(6)]
+    for t in threads:
+        t.start()
+    for t in threads:
+        t.join()
+    originals = [d for d in out if d["duplicate_of"] is None]
+    assert len(out) == 6 and len(originals) == 1
+    assert all(d["duplicate_of"] == originals[0]["id"] for d in out if d is not originals[0])
+    assert all(_stored(service, d["id"]) for d in out)

@@ -22,7 +22,7 @@ from pydantic import ValidationError
 
 from .errors import ConfigError, FrontdeskError, validation_message
 from .gate import GatePolicy
-from .preprocess import Deduplicator, Preprocessor
+from .preprocess import Deduplicator, Prepared, Preprocessor
 from .router import Router, RouterSettings, coerce_message
 from .sinks import Sink, sink_from_url
 from .targets import RoutedTarget, check_labels, fan_out
@@ -40,6 +40,54 @@ class Routed:
     decision: Decision
     targets: list[RoutedTarget] = field(default_factory=list)
     delivery_errors: list[str] = field(default_factory=list)
+    dedup_key: bytes | None = field(default=None, repr=False)
+    """The dedup claim this message holds until its decision is committed (see :class:`Deduplicator`)."""
+
+
+class Uncommitted:
+    """The decisions of one request that are not committed yet, and the dedup claims they hold.
+
+    Use one per request (or per batch)::
+
+        with pipeline.uncommitted() as batch:
+            routed = [batch.decide(m) for m in messages]
+            store.save_decisions([r.decision for r in routed])
+            batch.committed()
+        # leaving the block without committed() releases the claims: a retry is decided afresh
+
+    Copies of a message inside the same batch are duplicates of its first copy (they commit in the
+    same transaction); copies from other requests wait until this one is committed or abandoned.
+    """
+
+    def __init__(self, pipeline: Pipeline) -> None:
+        self.pipeline = pipeline
+        self.routed: list[Routed] = []
+        self._done = False
+
+    def decide(self, message: str | bytes | Message) -> Routed:
+        """Decide one message of this batch (everything but delivery)."""
+        routed = self.pipeline._decide(message, owner=self)
+        self.routed.append(routed)
+        return routed
+
+    def committed(self) -> None:
+        """Every decision of the batch is durable: duplicates may now point at them."""
+        for r in self.routed:
+            self.pipeline.dedup.confirm(r.dedup_key)
+        self._done = True
+
+    def abandon(self) -> None:
+        """Nothing of the batch was stored: release its claims."""
+        if not self._done:
+            for r in self.routed:
+                self.pipeline.dedup.release(r.dedup_key)
+            self._done = True
+
+    def __enter__(self) -> Uncommitted:
+        return self
+
+    def __exit__(self, *exc: object) -> None:
+        self.abandon()
 
 
 def configure_router(router: Router, config: FrontdeskConfig) -> Router:
@@ -121,18 +169,29 @@ class Pipeline:
         return cls(Router.load(cfg.model), cfg, **kwargs)  # type: ignore[arg-type]
 
     def route(self, message: str | bytes | Message) -> Routed:
-        """Preprocess, dedup, classify, fan out and deliver one message."""
-        routed = self.decide(message)
+        """Preprocess, dedup, classify, fan out and deliver one message (library use: no store, so the
+        decision counts as committed once it is returned)."""
+        with self.uncommitted() as batch:
+            routed = batch.decide(message)
+            batch.committed()
         routed.delivery_errors = self.deliver(routed.targets)
         return routed
 
+    def uncommitted(self) -> Uncommitted:
+        """A batch of decisions whose dedup claims are confirmed only once the caller has stored them."""
+        return Uncommitted(self)
+
     def decide(self, message: str | bytes | Message) -> Routed:
-        """Everything but delivery: the service persists the decision first, then calls :meth:`deliver`."""
+        """Everything but delivery and dedup memory: the decision is not remembered for dedup (use
+        :meth:`uncommitted` to remember decisions once they are stored)."""
+        return self._decide(message, owner=None)
+
+    def _decide(self, message: str | bytes | Message, *, owner: object | None) -> Routed:
         started = time.perf_counter()
         text, msg = coerce_message(message)
         prepared = self.preprocessor(text)
         sender = msg.sender if msg else None
-        earlier = self.dedup.lookup(sender, prepared.text)
+        earlier, key = self.dedup.claim(sender, prepared.text, owner) if owner is not None else (None, None)
         if earlier is not None:
             decision = earlier.model_copy(update={
                 "id": uuid.uuid4().hex, "duplicate_of": earlier.id, "created_at": datetime.now(timezone.utc),
@@ -140,6 +199,17 @@ class Pipeline:
                 "reason": f"duplicate of {earlier.id} (same sender and text within {self.dedup.window_s:g} s): {earlier.reason}",
             })
             return Routed(decision)  # the earlier decision's targets were delivered already
+        try:
+            decision, targets = self._classify(text, msg, prepared, started)
+        except BaseException:
+            self.dedup.release(key)
+            raise
+        self.dedup.settle(key, decision)
+        return Routed(decision, targets, dedup_key=key)
+
+    def _classify(self, text: str, msg: Message | None, prepared: Prepared, started: float) -> tuple[Decision, list[RoutedTarget]]:
+        """Language check, the cascade, fan-out to targets (one message that is not a duplicate)."""
+        sender = msg.sender if msg else None
         routed_msg = Message(text=prepared.text, sender=sender, channel=msg.channel if msg else None,
                              language=prepared.language, metadata=msg.metadata if msg else {})
         if not prepared.language_supported:
@@ -157,8 +227,7 @@ class Pipeline:
         if not prepared.language_supported and self.config.targets.language_queue is not None:
             q = self.config.targets.language_queue
             targets = [t.model_copy(update={"queue": q.queue, "priority": q.priority, "sla_minutes": q.sla_minutes}) for t in targets]
-        self.dedup.remember(sender, prepared.text, decision)
-        return Routed(decision, targets)
+        return decision, targets
 
     def _llm_model_tier(self, text: str, targets: list[RoutedTarget]) -> list[RoutedTarget]:
         """Let the LLM router pick the model tier; on failure keep the label mapping (logged)."""

@@ -27,7 +27,7 @@ from .. import __version__
 from ..config import FrontdeskConfig, Scope, load_config
 from ..errors import ConfigError, FrontdeskError, InputError, ModelError
 from ..monitor import DriftMonitor
-from ..pipeline import Pipeline, Routed
+from ..pipeline import Pipeline, Routed, Uncommitted
 from ..store import Feedback, ReviewItem, Store, StoreError
 from ..targets import RoutedTarget
 from ..types import Decision, Message
@@ -311,11 +311,13 @@ def create_app(config: FrontdeskConfig | str | Path, *, store: Store | None = No
     async def route(req: RouteRequest) -> Response:
         """Route one message. Answered after the decision is committed; targets delivered after that."""
         pipeline = state.pipeline  # one object for the whole request, even across a reload
-        try:
-            routed = await run_in_threadpool(pipeline.decide, _message(req))
-        except InputError as exc:
-            raise ApiError(422, "invalid_message", str(exc)) from exc
-        await _commit([routed])
+        with pipeline.uncommitted() as batch:  # dedup remembers the decision only once it is committed
+            try:
+                routed = await run_in_threadpool(batch.decide, _message(req))
+            except InputError as exc:
+                raise ApiError(422, "invalid_message", str(exc)) from exc
+            await _commit([routed])
+            batch.committed()
         return Response((await _respond([routed], pipeline))[0], media_type="application/json")
 
     @app.post("/v1/route/batch", response_model=BatchResponse, responses=responses, dependencies=[Depends(require("route"))])
@@ -325,17 +327,19 @@ def create_app(config: FrontdeskConfig | str | Path, *, store: Store | None = No
         if len(req.messages) > state.config.server.max_batch:
             raise ApiError(413, "batch_too_large", f"{len(req.messages)} messages > max_batch {state.config.server.max_batch}: split the batch")
 
-        def decide_all() -> list[Routed]:
+        def decide_all(batch: Uncommitted) -> list[Routed]:
             results = []
             for i, m in enumerate(req.messages):
                 try:
-                    results.append(pipeline.decide(_message(m)))
+                    results.append(batch.decide(_message(m)))
                 except InputError as exc:
                     raise ApiError(422, "invalid_message", f"messages.{i}: {exc}") from exc
             return results
 
-        results = await run_in_threadpool(decide_all)
-        await _commit(results)
+        with pipeline.uncommitted() as batch:  # all or nothing: a bad message releases the others' claims
+            results = await run_in_threadpool(decide_all, batch)
+            await _commit(results)
+            batch.committed()
         return Response('{"results":[' + ",".join(await _respond(results, pipeline)) + "]}", media_type="application/json")
 
     def _check_labels(labels: list[str]) -> None:
