@@ -36,7 +36,7 @@ sys.path.insert(0, os.path.dirname(__file__))
 from _common import BENCHMARKS, ROOT, data_root, stamp, table, write_section  # noqa: E402
 
 from frontdesk import Dataset, Objective, Router  # noqa: E402
-from frontdesk.evaluation import evaluate  # noqa: E402
+from frontdesk.evaluation.evaluate import evaluate  # noqa: E402
 from frontdesk.tiers.encoder import EncoderTier, export_model  # noqa: E402
 
 
@@ -186,7 +186,7 @@ def encoder_variants(b77: dict, models: Path, args: argparse.Namespace) -> str:
 
 def ensembles(b77: dict) -> str:
     """Ensemble voting (linear + INT8 encoder) against the linear → encoder cascade on BANKING77."""
-    from frontdesk.gate import fit_gate
+    from frontdesk.gating.gate import fit_gate
     from frontdesk.tiers.ensemble import EnsembleTier
 
     data, router = b77["data"], b77["router"]

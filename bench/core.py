@@ -22,7 +22,7 @@ sys.path.insert(0, os.path.dirname(__file__))
 from _common import BENCHMARKS, README, data_root, stamp, table, write_section  # noqa: E402
 
 from frontdesk import Dataset, Objective, Router, RouterSettings  # noqa: E402
-from frontdesk.evaluation import evaluate  # noqa: E402
+from frontdesk.evaluation.evaluate import evaluate  # noqa: E402
 
 
 def pct(a: list[float], q: float) -> float:

@@ -31,9 +31,9 @@ sys.path.insert(0, os.path.dirname(__file__))
 from _common import BENCHMARKS, data_root, stamp, table, write_section  # noqa: E402
 
 from frontdesk import Dataset, Objective, Router  # noqa: E402
-from frontdesk.data import write_jsonl  # noqa: E402
-from frontdesk.distill import distill  # noqa: E402
-from frontdesk.evaluation import EvalReport, report_from_decisions  # noqa: E402
+from frontdesk.data.dataset import write_jsonl  # noqa: E402
+from frontdesk.loop.distill import distill  # noqa: E402
+from frontdesk.evaluation.evaluate import EvalReport, report_from_decisions  # noqa: E402
 
 
 def half_split(data: Dataset, seed: int) -> tuple[Dataset, list[str]]:

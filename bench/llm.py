@@ -28,7 +28,7 @@ sys.path.insert(0, os.path.dirname(__file__))
 from _common import BENCHMARKS, data_root, stamp, table, write_section  # noqa: E402
 
 from frontdesk import Dataset, GatePolicy, Router  # noqa: E402
-from frontdesk.evaluation import evaluate  # noqa: E402
+from frontdesk.evaluation.evaluate import evaluate  # noqa: E402
 from frontdesk.tiers.llm import DEFAULT_PRICES  # noqa: E402
 
 

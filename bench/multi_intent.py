@@ -30,7 +30,7 @@ sys.path.insert(0, os.path.dirname(__file__))
 from _common import BENCHMARKS, data_root, stamp, table, write_section  # noqa: E402
 
 from frontdesk import Dataset, Router  # noqa: E402
-from frontdesk.evaluation import EvalReport, evaluate  # noqa: E402
+from frontdesk.evaluation.evaluate import EvalReport, evaluate  # noqa: E402
 
 #: the encoder as clause classifier: training on both cores, inference on one (as bench/cascade.py)
 ENCODER_DEFAULTS = {"train_threads": 2, "threads": 1}

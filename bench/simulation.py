@@ -12,9 +12,9 @@ the benchmark, and the baseline the monitor compares with is the model's validat
 sensitivity table replays other compositions and orders through fresh monitors (same decisions).
 
 Reported: (a) when the unknown-rate alert fires, and that nothing fired before the new intents;
-(b) clusters from ``frontdesk.discovery`` over the unknown/escalated decisions, with purity and the
+(b) clusters from ``frontdesk.loop.discovery`` over the unknown/escalated decisions, with purity and the
 held-out intents found; (c) recovery: true labels for up to 20 escalated/unknown messages per new
-intent go in as feedback (``store.add_feedback``), ``frontdesk.training.retrain`` trains a candidate,
+intent go in as feedback (``store.add_feedback``), ``frontdesk.loop.retrain.retrain`` trains a candidate,
 and both models are scored on the rest of the test split. Writes BENCHMARKS.md (section
 ``simulation``) and ``bench/simulation.png``. Run: ``python bench/simulation.py`` (2–4 minutes).
 """
@@ -39,11 +39,11 @@ sys.path.insert(0, os.path.dirname(__file__))
 from _common import BENCHMARKS, ROOT, data_root, stamp, table, write_section  # noqa: E402
 
 from frontdesk import Dataset, Decision, Message, Router, RouterSettings  # noqa: E402
-from frontdesk.data import Example  # noqa: E402
-from frontdesk.discovery import candidates_from_store, discover  # noqa: E402
-from frontdesk.monitor import Alert, Baseline, DriftConfig, DriftMonitor, primary_confidence  # noqa: E402
+from frontdesk.data.dataset import Example  # noqa: E402
+from frontdesk.loop.discovery import candidates_from_store, discover  # noqa: E402
+from frontdesk.loop.drift import Alert, Baseline, DriftConfig, DriftMonitor, primary_confidence  # noqa: E402
 from frontdesk.pipeline import Pipeline  # noqa: E402
-from frontdesk.store import Store, normalise_text  # noqa: E402
+from frontdesk.store.store import Store, normalise_text  # noqa: E402
 
 PLOT = Path(__file__).resolve().parent / "simulation.png"
 MONITOR = {"window": 1000, "min_window": 1000, "unknown_rate_alert": None, "unknown_rate_rise_alert": 0.03,
@@ -259,11 +259,11 @@ def main() -> None:
         data = Dataset(reduced.train, reduced.validation, rest, descriptions=reduced.descriptions, name=reduced.name)
         t0 = time.perf_counter()
         try:
-            from frontdesk.training import retrain
+            from frontdesk.loop.retrain import retrain
 
             report = retrain(model_dir, store, tmpdir / "candidate", data=data, holdout=0.0)
             new_router = Router.load(tmpdir / "candidate")
-            how = (f"`frontdesk.training.retrain` (training set: {report.sizes.get('original', '?')} original + "
+            how = (f"`frontdesk.loop.retrain.retrain` (training set: {report.sizes.get('original', '?')} original + "
                    f"{report.sizes.get('feedback', '?')} feedback examples for training, "
                    f"{report.sizes.get('feedback_validation', 0)} to validation)")
         except ImportError:

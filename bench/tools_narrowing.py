@@ -8,7 +8,7 @@ by TF-IDF similarity to a synthetic message). Writes the table into BENCHMARKS.m
 
     python bench/tools_narrowing.py [--decisions 200] [--cap 10] [--seed 0]
 
-Token counts are :func:`frontdesk.tools.schema_tokens`'s offline approximation (~4 chars/token);
+Token counts are :func:`frontdesk.routing.tools.schema_tokens`'s offline approximation (~4 chars/token);
 the reduction factor is a ratio and does not depend much on it.
 """
 
@@ -25,7 +25,7 @@ from pathlib import Path
 sys.path.insert(0, str(Path(__file__).resolve().parent))
 from _common import BENCHMARKS, ROOT, stamp, table, write_section  # noqa: E402
 
-from frontdesk.tools import schema_tokens, synthetic_catalog  # noqa: E402
+from frontdesk.routing.tools import schema_tokens, synthetic_catalog  # noqa: E402
 
 SIZES = (300, 741)
 PHRASES = [
@@ -94,7 +94,7 @@ def main(argv: list[str] | None = None) -> None:
         "### Tool narrowing: schema tokens per request",
         f"Synthetic catalogues over the {source} (~5 % general `*` tools, the rest spread over the labels, "
         f"2–6 parameters each); {args.decisions} seeded decisions ({n_multi} with 2 labels), cap N={args.cap}. "
-        "Tokens: `frontdesk.tools.schema_tokens`, an offline approximation (~4 chars/token, no tiktoken); "
+        "Tokens: `frontdesk.routing.tools.schema_tokens`, an offline approximation (~4 chars/token, no tiktoken); "
         "the reduction factor is a ratio and barely depends on it. `select` latency includes re-ranking.",
         md,
         stamp(cmd),

@@ -2,7 +2,7 @@ from __future__ import annotations
 
 import numpy as np
 
-from frontdesk.calibration import TemperatureScaler, expected_calibration_error, reliability_bins, softmax_t
+from frontdesk.gating.calibration import TemperatureScaler, expected_calibration_error, reliability_bins, softmax_t
 
 
 def _toy(n: int = 4000, k: int = 5, seed: int = 0) -> tuple[np.ndarray, np.ndarray]:

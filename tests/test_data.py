@@ -6,7 +6,7 @@ from pathlib import Path
 import pytest
 
 from frontdesk import DataError, Dataset
-from frontdesk.data import read_examples
+from frontdesk.data.dataset import read_examples
 
 
 def _write(path: Path, rows: list[dict]) -> Path:

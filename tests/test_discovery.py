@@ -13,9 +13,9 @@ import typer
 from typer.testing import CliRunner
 
 from frontdesk import ConfigError, Decision, LabelScore, TierTrace
-from frontdesk.cli_monitor import register
-from frontdesk.discovery import Cluster, candidates_from_store, discover
-from frontdesk.store import Store
+from frontdesk.cli.monitor import register
+from frontdesk.loop.discovery import Cluster, candidates_from_store, discover
+from frontdesk.store.store import Store
 
 T0 = datetime(2025, 3, 1, 12, 0, tzinfo=timezone.utc)
 

@@ -12,8 +12,8 @@ import numpy as np
 import pytest
 
 from frontdesk import ConfigError, DataError, Dataset, Example, Router, distill_dataset
-from frontdesk.data import read_examples, write_jsonl
-from frontdesk.distill import SOFT_FLOOR, distill, read_texts
+from frontdesk.data.dataset import read_examples, write_jsonl
+from frontdesk.loop.distill import SOFT_FLOOR, distill, read_texts
 from frontdesk.tiers.linear import LinearTier
 
 NEW_TEXTS = [

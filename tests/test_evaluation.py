@@ -5,9 +5,9 @@ from pathlib import Path
 import pytest
 
 from frontdesk import Dataset, GatePolicy, Router, RouterSettings
-from frontdesk.data import Example
-from frontdesk.evaluation import evaluate
-from frontdesk.report import write_html_report
+from frontdesk.data.dataset import Example
+from frontdesk.evaluation.evaluate import evaluate
+from frontdesk.evaluation.report import write_html_report
 
 
 def test_report_numbers_are_consistent(router: Router, support: Dataset) -> None:
@@ -46,7 +46,7 @@ def test_html_report(router: Router, support: Dataset, tmp_path: Path) -> None:
 
 def test_multi_intent_metrics_measure_lost_intents(router: Router) -> None:
     from frontdesk import Decision
-    from frontdesk.evaluation import report_from_decisions
+    from frontdesk.evaluation.evaluate import report_from_decisions
 
     gold = [Example("a and b", ("refund_request", "cancel_subscription")), Example("a and c", ("refund_request", "shipping_status")),
             Example("b", ("cancel_subscription",)), Example("c", ("shipping_status",))]

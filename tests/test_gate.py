@@ -5,7 +5,7 @@ import pytest
 from pydantic import ValidationError
 
 from frontdesk import ConfigError, GatePolicy, Objective, fit_gate
-from frontdesk.gate import apply_threshold
+from frontdesk.gating.gate import apply_threshold
 
 
 def test_three_bands() -> None:

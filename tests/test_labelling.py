@@ -18,7 +18,7 @@ import pytest
 from conftest import frontdesk_cli
 
 from frontdesk import Dataset, Decision, FrontdeskError, Router
-from frontdesk.labelling import (
+from frontdesk.loop.labelling import (
     LabelledItem,
     _allocate,
     argilla_settings,
@@ -32,7 +32,7 @@ from frontdesk.labelling import (
     to_argilla,
     to_label_studio,
 )
-from frontdesk.store import Store
+from frontdesk.store.store import Store
 
 WEEK1 = datetime(2025, 3, 4, 9, 0, tzinfo=timezone.utc)   # a Tuesday (ISO week starting Monday 3 March)
 WEEK2 = datetime(2025, 3, 12, 9, 0, tzinfo=timezone.utc)  # the Wednesday after

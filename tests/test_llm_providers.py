@@ -36,9 +36,9 @@ from fake_llm_servers import (  # noqa: E402
 )
 
 from frontdesk.errors import ConfigError  # noqa: E402
-from frontdesk.llm.anthropic_api import AnthropicProvider  # noqa: E402
+from frontdesk.llm.providers.anthropic_api import AnthropicProvider  # noqa: E402
 from frontdesk.llm.base import LLMRequest, LLMResponse, Provider, ProviderError  # noqa: E402
-from frontdesk.llm.openai_compat import (  # noqa: E402
+from frontdesk.llm.providers.openai_compat import (  # noqa: E402
     LOCAL_PLACEHOLDER_KEY,
     OpenAIProvider,
     is_local_url,

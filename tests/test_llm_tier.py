@@ -26,7 +26,7 @@ from fake_llm_servers import (
 from frontdesk import GatePolicy, Router, RouterSettings
 from frontdesk.config import parse_config
 from frontdesk.pipeline import Pipeline
-from frontdesk.store import Store
+from frontdesk.store.store import Store
 
 TEXT = "I was charged twice for my order and want the extra payment back"
 

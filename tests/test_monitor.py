@@ -20,8 +20,8 @@ from pydantic import ValidationError
 from typer.testing import CliRunner
 
 from frontdesk import ConfigError, Decision, Router, TierTrace
-from frontdesk.cli_monitor import register
-from frontdesk.monitor import (
+from frontdesk.cli.monitor import register
+from frontdesk.loop.drift import (
     Alert,
     Baseline,
     DriftConfig,
@@ -32,7 +32,7 @@ from frontdesk.monitor import (
     psi,
     psi_noise,
 )
-from frontdesk.store import Store
+from frontdesk.store.store import Store
 
 T0 = datetime(2025, 3, 1, 12, 0, tzinfo=timezone.utc)
 
@@ -306,7 +306,7 @@ def test_background_checker_logs(caplog: pytest.LogCaptureFixture) -> None:
     m = DriftMonitor(DriftConfig(window=100, min_window=100))
     for _ in range(100):
         m.observe(dec("oos"))
-    with caplog.at_level(logging.WARNING, logger="frontdesk.monitor"):
+    with caplog.at_level(logging.WARNING, logger="frontdesk.loop.drift"):
         m.start(interval_s=0.02)
         deadline = threading.Event()
         for _ in range(200):
@@ -380,7 +380,7 @@ def receiver() -> Iterator[tuple[str, list[dict]]]:
 def test_webhook_receives_alerts(receiver: tuple[str, list[dict]], caplog: pytest.LogCaptureFixture) -> None:
     url, received = receiver
     m = DriftMonitor(DriftConfig(window=100, min_window=100, webhook_url=url, psi_alert=None))
-    with caplog.at_level(logging.WARNING, logger="frontdesk.monitor"):
+    with caplog.at_level(logging.WARNING, logger="frontdesk.loop.drift"):
         stream(m, [dec("oos" if i % 10 == 0 else "a") for i in range(100)])  # 10 % → fires
         stream(m, [dec("a") for _ in range(100)])  # clears
     assert [r["body"]["alert"]["state"] for r in received] == ["firing", "cleared"]
@@ -401,7 +401,7 @@ def test_webhook_failure_is_logged_not_raised(caplog: pytest.LogCaptureFixture) 
     m = DriftMonitor(DriftConfig(window=100, min_window=100, webhook_url=f"http://127.0.0.1:{port}/", webhook_timeout_s=0.5))
     for _ in range(100):
         m.observe(dec("oos"))
-    with caplog.at_level(logging.WARNING, logger="frontdesk.monitor"):
+    with caplog.at_level(logging.WARNING, logger="frontdesk.loop.drift"):
         events = m.check()
     assert [e.kind for e in events] == ["unknown_rate"]
     errors = [r for r in caplog.records if r.levelno == logging.ERROR]

@@ -11,7 +11,7 @@ import yaml
 from frontdesk import ConfigError, Dataset, Message, Router
 from frontdesk.config import STARTER, load_config, parse_config
 from frontdesk.pipeline import Pipeline
-from frontdesk.sinks import JsonlSink, WebhookSink
+from frontdesk.routing.sinks import JsonlSink, WebhookSink
 
 HTML_EMAIL = """<html><head><style>p { color: red }</style></head><body>
 <p>Hi team,</p><p>I was charged <b>twice</b> for order #4411 this month, please fix the invoice.</p>

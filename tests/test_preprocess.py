@@ -9,7 +9,7 @@ import threading
 import pytest
 
 from frontdesk import ConfigError, InputError
-from frontdesk.preprocess import (
+from frontdesk.intake.preprocess import (
     Deduplicator,
     PreprocessConfig,
     Prepared,
@@ -309,7 +309,7 @@ def test_detect_language_without_letters() -> None:
 
 
 def test_detect_language_never_touches_the_network(monkeypatch: pytest.MonkeyPatch) -> None:
-    import frontdesk.preprocess as pp
+    import frontdesk.intake.preprocess as pp
 
     def no_network(*args: object, **kwargs: object) -> None:
         raise AssertionError("language detection tried to open a network connection")

@@ -20,7 +20,7 @@ import yaml
 
 from frontdesk.config import STARTER
 from frontdesk.server import create_app, hash_key
-from frontdesk.store import Store
+from frontdesk.store.store import Store
 
 ROUTE_KEY, ADMIN_KEY = "fd_route_test_key", "fd_admin_test_key"
 
@@ -310,7 +310,7 @@ def test_a_rejected_batch_leaves_no_dedup_memory(service: Running) -> None:
 
 def test_a_failed_commit_leaves_no_dedup_memory(service: Running, monkeypatch: pytest.MonkeyPatch) -> None:
     """Store unavailable → 503, not acknowledged; the retry is processed normally, never 'duplicate of' a ghost."""
-    from frontdesk.store import StoreError
+    from frontdesk.store.store import StoreError
 
     store = service.app.state.frontdesk.store
     real = store.save_decisions

@@ -16,8 +16,8 @@ from pathlib import Path
 import pytest
 
 from frontdesk import ConfigError, Decision, FrontdeskError
-from frontdesk.sinks import DeliveryError, JsonlSink, RedisStreamSink, Sink, StdoutSink, WebhookSink, sink_from_url
-from frontdesk.targets import LabelTarget, QueueRoute, RoutedTarget, TargetsConfig, fan_out
+from frontdesk.routing.sinks import DeliveryError, JsonlSink, RedisStreamSink, Sink, StdoutSink, WebhookSink, sink_from_url
+from frontdesk.routing.targets import LabelTarget, QueueRoute, RoutedTarget, TargetsConfig, fan_out
 
 T0 = datetime(2025, 3, 1, 12, 0, tzinfo=timezone.utc)
 

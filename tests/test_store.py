@@ -29,7 +29,7 @@ from sqlalchemy.engine import make_url
 from frontdesk import ConfigError, Decision, FrontdeskError, LabelScore, Message, TierTrace
 from frontdesk.types import Verdict
 from conftest import pg_database, pg_drop
-from frontdesk.store import Feedback, ReviewItem, Store, StoreError, normalise_text
+from frontdesk.store.store import Feedback, ReviewItem, Store, StoreError, normalise_text
 
 T0 = datetime(2025, 3, 1, 12, 0, tzinfo=timezone.utc)
 BACKENDS = ["sqlite", "postgresql"]
@@ -340,7 +340,7 @@ def test_concurrent_writers(store_url: str) -> None:
 
 CHILD = textwrap.dedent("""
     import sys
-    from frontdesk.store import Store
+    from frontdesk.store.store import Store
     from frontdesk.types import Decision
 
     store = Store(sys.argv[1])

@@ -8,8 +8,8 @@ import pytest
 from pydantic import ValidationError
 
 from frontdesk import ConfigError, Decision, LabelScore, Router, TierTrace
-from frontdesk.targets import LabelTarget, QueueRoute, RoutedTarget, TargetsConfig, check_labels, fan_out
-from frontdesk.tools import Tool, ToolCatalog
+from frontdesk.routing.targets import LabelTarget, QueueRoute, RoutedTarget, TargetsConfig, check_labels, fan_out
+from frontdesk.routing.tools import Tool, ToolCatalog
 
 T0 = datetime(2025, 3, 1, 12, 0, tzinfo=timezone.utc)
 

@@ -8,7 +8,7 @@ import pytest
 import yaml
 
 from frontdesk import ConfigError
-from frontdesk.tools import (
+from frontdesk.routing.tools import (
     ANY_INTENT,
     Tool,
     ToolCatalog,

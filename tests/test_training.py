@@ -18,8 +18,8 @@ import pytest
 from conftest import frontdesk_cli
 
 from frontdesk import Dataset, Decision, FrontdeskError, Router, TierTrace
-from frontdesk.store import Store, normalise_text
-from frontdesk.training import (
+from frontdesk.store.store import Store, normalise_text
+from frontdesk.loop.retrain import (
     REPORT_FILE,
     PromotionError,
     RetrainReport,
@@ -278,7 +278,7 @@ def test_promotion_refuses_without_a_report_and_never_a_broken_model(loop: dict[
 
 def test_promotion_without_an_atomic_exchange_uses_two_renames(loop: dict[str, Path], tmp_path: Path,
                                                                monkeypatch: pytest.MonkeyPatch) -> None:
-    import frontdesk.training as training
+    import frontdesk.loop.retrain as training
 
     monkeypatch.setattr(training, "_exchange", lambda a, b: False)   # e.g. not Linux
     target = tmp_path / "model"

@@ -10,9 +10,9 @@ cascade of tiers (encoder, LLM, human review). The public API::
 
 __version__ = "0.1.0"
 
-from .data import Dataset, Example
-from .distill import distill_dataset
-from .errors import (
+from frontdesk.data.dataset import Dataset, Example
+from frontdesk.loop.distill import distill_dataset
+from frontdesk.errors import (
     ConfigError,
     DataError,
     FrontdeskError,
@@ -21,12 +21,12 @@ from .errors import (
     NotFittedError,
     TierError,
 )
-from .gate import GatePolicy, Objective, OperatingCurve, OperatingPoint, fit_gate
-from .router import Router, RouterSettings
-from .tiers.base import Tier, available_tiers, register_tier
-from .tiers.clauses import ClauseParams, ClauseTier
-from .tiers.ensemble import EnsembleParams, EnsembleTier
-from .types import Decision, LabelScore, Message, TierResult, TierTrace
+from frontdesk.gating.gate import GatePolicy, Objective, OperatingCurve, OperatingPoint, fit_gate
+from frontdesk.cascade.router import Router, RouterSettings
+from frontdesk.tiers.base import Tier, available_tiers, register_tier
+from frontdesk.tiers.clauses import ClauseParams, ClauseTier
+from frontdesk.tiers.ensemble import EnsembleParams, EnsembleTier
+from frontdesk.types import Decision, LabelScore, Message, TierResult, TierTrace
 
 __all__ = [
     "__version__",

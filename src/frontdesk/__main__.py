@@ -1,5 +1,5 @@
 """``python -m frontdesk`` runs the CLI."""
 
-from .cli import main
+from frontdesk.cli.main import main
 
 main()

@@ -15,12 +15,12 @@ from typing import Any, Literal
 import yaml
 from pydantic import BaseModel, ConfigDict, Field, ValidationError
 
-from .errors import ConfigError, validation_message
-from .monitor import DriftConfig
-from .preprocess import PreprocessConfig
-from .targets import LabelTarget, QueueRoute, TargetsConfig
-from .tiers.llm import LLMParams
-from .tiers.rules import Rule
+from frontdesk.errors import ConfigError, validation_message
+from frontdesk.loop.drift import DriftConfig
+from frontdesk.intake.preprocess import PreprocessConfig
+from frontdesk.routing.targets import LabelTarget, QueueRoute, TargetsConfig
+from frontdesk.tiers.llm import LLMParams
+from frontdesk.tiers.rules import Rule
 
 
 class LabelConfig(BaseModel):
@@ -42,7 +42,7 @@ class LabelConfig(BaseModel):
 
 
 class TargetDefaults(BaseModel):
-    """The defaults and fallbacks of :class:`~frontdesk.targets.TargetsConfig` (labels come from ``labels``)."""
+    """The defaults and fallbacks of :class:`~frontdesk.routing.targets.TargetsConfig` (labels come from ``labels``)."""
 
     model_config = ConfigDict(extra="forbid")
 
@@ -121,7 +121,7 @@ class FrontdeskConfig(BaseModel):
     auth: AuthConfig = Field(default_factory=AuthConfig)
 
     def targets_config(self) -> TargetsConfig:
-        """The TargetsConfig that :func:`~frontdesk.targets.fan_out` uses."""
+        """The TargetsConfig that :func:`~frontdesk.routing.targets.fan_out` uses."""
         t = self.targets
         try:
             return TargetsConfig(

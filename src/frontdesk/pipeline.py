@@ -1,7 +1,7 @@
 """The inbound pipeline: preprocess → dedup → language → router (rules + tiers) → targets → sinks.
 
 :class:`Pipeline` is what the CLI's ``serve`` and the service run for every message; the
-:class:`~frontdesk.router.Router` alone only classifies. Every accepted message ends in a Decision:
+:class:`~frontdesk.cascade.router.Router` alone only classifies. Every accepted message ends in a Decision:
 duplicates get the earlier decision back (no second classification or LLM call), messages in an
 unsupported language go to the language/review queue, and a sink that fails to deliver is
 reported in :attr:`Routed.delivery_errors` without losing the decision.
@@ -17,18 +17,18 @@ from dataclasses import dataclass, field
 from datetime import datetime, timezone
 from pathlib import Path
 
-from .config import FrontdeskConfig, load_config
+from frontdesk.config import FrontdeskConfig, load_config
 from pydantic import ValidationError
 
-from .errors import ConfigError, FrontdeskError, validation_message
-from .gate import GatePolicy
-from .preprocess import Deduplicator, Prepared, Preprocessor
-from .router import Router, RouterSettings, coerce_message
-from .sinks import Sink, sink_from_url
-from .targets import RoutedTarget, check_labels, fan_out
-from .tiers.rules import RulesTier
-from .tools import ToolCatalog
-from .types import Decision, Message, TierTrace
+from frontdesk.errors import ConfigError, FrontdeskError, validation_message
+from frontdesk.gating.gate import GatePolicy
+from frontdesk.intake.preprocess import Deduplicator, Prepared, Preprocessor
+from frontdesk.cascade.router import Router, RouterSettings, coerce_message
+from frontdesk.routing.sinks import Sink, sink_from_url
+from frontdesk.routing.targets import RoutedTarget, check_labels, fan_out
+from frontdesk.tiers.rules import RulesTier
+from frontdesk.routing.tools import ToolCatalog
+from frontdesk.types import Decision, Message, TierTrace
 
 log = logging.getLogger("frontdesk.pipeline")
 
@@ -156,8 +156,8 @@ class Pipeline:
         if self.config.targets.model_tier_router == "llm":
             if self.config.llm is None:
                 raise ConfigError("model_tier_router: llm needs an llm: section (the provider to ask)", field="targets.model_tier_router")
-            from .llm.tier_router import LLMModelRouter
-            from .tiers.llm import make_provider
+            from frontdesk.llm.model_tier_router import LLMModelRouter
+            from frontdesk.tiers.llm import make_provider
 
             self.model_router = LLMModelRouter(make_provider(self.config.llm, "llm-router"), self.config.targets.model_tiers,
                                                timeout_s=self.config.llm.timeout_s)

@@ -3,6 +3,6 @@
 The tier that uses them is :class:`frontdesk.tiers.llm.LLMTier`.
 """
 
-from .base import LLMRequest, LLMResponse, Provider, ProviderError
+from frontdesk.llm.base import LLMRequest, LLMResponse, Provider, ProviderError
 
 __all__ = ["LLMRequest", "LLMResponse", "Provider", "ProviderError"]

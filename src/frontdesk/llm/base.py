@@ -12,7 +12,7 @@ from __future__ import annotations
 from dataclasses import dataclass, field
 from typing import Any, Literal, Protocol, runtime_checkable
 
-from ..errors import TierError
+from frontdesk.errors import TierError
 
 FailureKind = Literal["timeout", "rate_limit", "server_error", "client_error", "connection", "bad_response", "refusal", "circuit_open", "not_recorded"]
 RETRYABLE: frozenset[str] = frozenset({"timeout", "rate_limit", "server_error", "connection"})

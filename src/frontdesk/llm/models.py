@@ -40,7 +40,7 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import IO, Any
 
-from ..errors import ModelError
+from frontdesk.errors import ModelError
 
 DEFAULT_MODEL = "qwen2.5-coder-1.5b"
 ENV_DIR = "FRONTDESK_MODELS"

@@ -13,7 +13,7 @@ from collections.abc import Callable
 from pathlib import Path
 from typing import Any
 
-from .base import LLMResponse, ProviderError
+from frontdesk.llm.base import LLMResponse, ProviderError
 
 
 class CircuitBreaker:

@@ -1,6 +1,6 @@
 """The HTTP service: FastAPI app, API-key auth, Prometheus metrics, hot reload."""
 
-from .app import create_app
-from .auth import hash_key, new_key
+from frontdesk.server.app import create_app
+from frontdesk.server.auth import hash_key, new_key
 
 __all__ = ["create_app", "hash_key", "new_key"]

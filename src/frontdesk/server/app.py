@@ -23,17 +23,17 @@ from starlette.concurrency import run_in_threadpool
 from prometheus_client import CONTENT_TYPE_LATEST, generate_latest
 from pydantic import BaseModel, Field
 
-from .. import __version__
-from ..config import FrontdeskConfig, Scope, load_config
-from ..errors import ConfigError, FrontdeskError, InputError, ModelError
-from ..monitor import DriftMonitor
-from ..pipeline import Pipeline, Routed, Uncommitted
-from ..store import Feedback, ReviewItem, Store, StoreError
-from ..targets import RoutedTarget
-from ..types import Decision, Message
-from .auth import KeyRing
-from .commit import GroupCommitter
-from .metrics import Metrics
+from frontdesk import __version__
+from frontdesk.config import FrontdeskConfig, Scope, load_config
+from frontdesk.errors import ConfigError, FrontdeskError, InputError, ModelError
+from frontdesk.loop.drift import DriftMonitor
+from frontdesk.pipeline import Pipeline, Routed, Uncommitted
+from frontdesk.store.store import Feedback, ReviewItem, Store, StoreError
+from frontdesk.routing.targets import RoutedTarget
+from frontdesk.types import Decision, Message
+from frontdesk.server.auth import KeyRing
+from frontdesk.server.commit import GroupCommitter
+from frontdesk.server.metrics import Metrics
 
 log = logging.getLogger("frontdesk.server")
 

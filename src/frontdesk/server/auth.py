@@ -12,7 +12,7 @@ import hmac
 import secrets
 from collections.abc import Iterable
 
-from ..config import ApiKey, AuthConfig, Scope
+from frontdesk.config import ApiKey, AuthConfig, Scope
 
 KEY_PREFIX = "fd_"
 

@@ -15,8 +15,8 @@ import threading
 from concurrent.futures import Future
 from typing import NamedTuple
 
-from ..store import Store, StoreError
-from ..types import Decision
+from frontdesk.store.store import Store, StoreError
+from frontdesk.types import Decision
 
 
 class _Job(NamedTuple):

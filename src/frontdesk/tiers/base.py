@@ -20,10 +20,10 @@ from typing import Any, ClassVar, TypeVar
 import numpy as np
 from pydantic import BaseModel, ValidationError
 
-from ..data import Dataset
-from ..errors import ConfigError, ModelError, NotFittedError, validation_message
-from ..gate import GatePolicy
-from ..types import TierResult
+from frontdesk.data.dataset import Dataset
+from frontdesk.errors import ConfigError, ModelError, NotFittedError, validation_message
+from frontdesk.gating.gate import GatePolicy
+from frontdesk.types import TierResult
 
 Progress = Callable[[str, float], None]
 """Callback for long work: ``progress(step_description, fraction_done)``."""

@@ -50,12 +50,12 @@ from pydantic import BaseModel, ConfigDict, Field, ValidationError, field_valida
 from scipy.optimize import minimize_scalar
 from scipy.special import expit, logsumexp
 
-from ..calibration import expected_calibration_error
-from ..data import Dataset, Example
-from ..errors import ConfigError, DataError, FrontdeskError, ModelError, validation_message
-from ..types import TierResult
-from .base import Progress, Tier, load_tier, parse_params, save_tier, tier_class
-from .linear import LinearTier
+from frontdesk.gating.calibration import expected_calibration_error
+from frontdesk.data.dataset import Dataset, Example
+from frontdesk.errors import ConfigError, DataError, FrontdeskError, ModelError, validation_message
+from frontdesk.types import TierResult
+from frontdesk.tiers.base import Progress, Tier, load_tier, parse_params, save_tier, tier_class
+from frontdesk.tiers.linear import LinearTier
 
 DEFAULT_JOINERS = ("and", ",", ";", "and then", "and also", "then", "also", "plus", "as well as")
 _TOKEN = re.compile(r"\w+(?:['’&.\-]\w+)*|[^\w\s]")

@@ -28,12 +28,12 @@ from typing import Any, Literal
 import numpy as np
 from pydantic import BaseModel, ConfigDict, Field
 
-from ..calibration import calibrate_temperature, softmax_t
-from ..data import Dataset
-from ..encoders import OnnxEncoder, TorchEncoder, resolve_model, set_threads
-from ..errors import ConfigError, DataError, ModelError
-from ..types import TierResult
-from .base import Progress, Tier, parse_params
+from frontdesk.gating.calibration import calibrate_temperature, softmax_t
+from frontdesk.data.dataset import Dataset
+from frontdesk.tiers.encoder_runtime import OnnxEncoder, TorchEncoder, resolve_model, set_threads
+from frontdesk.errors import ConfigError, DataError, ModelError
+from frontdesk.types import TierResult
+from frontdesk.tiers.base import Progress, Tier, parse_params
 
 BACKBONE_DIR = "backbone"
 ONNX_DIR = "onnx"

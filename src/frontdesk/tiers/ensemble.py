@@ -32,11 +32,11 @@ from typing import Any, Literal
 import numpy as np
 from pydantic import BaseModel, ConfigDict, Field, model_validator
 
-from ..calibration import calibrate_temperature, softmax_t
-from ..data import Dataset
-from ..errors import ConfigError, DataError, FrontdeskError, ModelError
-from ..types import TierResult
-from .base import Progress, Tier, load_tier, parse_params, save_tier, tier_class
+from frontdesk.gating.calibration import calibrate_temperature, softmax_t
+from frontdesk.data.dataset import Dataset
+from frontdesk.errors import ConfigError, DataError, FrontdeskError, ModelError
+from frontdesk.types import TierResult
+from frontdesk.tiers.base import Progress, Tier, load_tier, parse_params, save_tier, tier_class
 
 #: grid resolutions tried for the weight simplex (finest first); the first with ≤ _MAX_GRID points is used
 _GRID_STEPS = (20, 10, 5, 4, 2, 1)

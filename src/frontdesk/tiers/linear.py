@@ -23,11 +23,11 @@ import scipy.sparse as sp
 from scipy.special import expit
 from pydantic import BaseModel, ConfigDict, Field
 
-from ..calibration import calibrate_temperature, expected_calibration_error, softmax_t
-from ..data import Dataset
-from ..errors import DataError, ModelError
-from ..types import TierResult
-from .base import Progress, Tier, parse_params
+from frontdesk.gating.calibration import calibrate_temperature, expected_calibration_error, softmax_t
+from frontdesk.data.dataset import Dataset
+from frontdesk.errors import DataError, ModelError
+from frontdesk.types import TierResult
+from frontdesk.tiers.base import Progress, Tier, parse_params
 
 
 class TfidfBlock(BaseModel):

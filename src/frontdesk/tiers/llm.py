@@ -23,14 +23,14 @@ from typing import Any, Literal
 
 from pydantic import BaseModel, ConfigDict, Field
 
-from ..data import Dataset
-from ..errors import ConfigError, ModelError
-from ..gate import GatePolicy
-from ..llm.base import LLMRequest, LLMResponse, Provider, ProviderError
-from ..llm.prompt import InvalidAnswer, answer_schema, build_prompt, parse_answer
-from ..llm.resilience import CircuitBreaker, Recording, TTLCache, cache_key, call_with_retries
-from ..types import TierResult
-from .base import Progress, Tier, parse_params
+from frontdesk.data.dataset import Dataset
+from frontdesk.errors import ConfigError, ModelError
+from frontdesk.gating.gate import GatePolicy
+from frontdesk.llm.base import LLMRequest, LLMResponse, Provider, ProviderError
+from frontdesk.llm.prompt import InvalidAnswer, answer_schema, build_prompt, parse_answer
+from frontdesk.llm.resilience import CircuitBreaker, Recording, TTLCache, cache_key, call_with_retries
+from frontdesk.types import TierResult
+from frontdesk.tiers.base import Progress, Tier, parse_params
 
 #: USD per 1M tokens (input, output) for a few well-known models; override with ``prices`` in config.
 #: Prices change — these are list prices as published when this table was written.
@@ -85,20 +85,20 @@ def make_provider(params: LLMParams, tier_name: str = "llm") -> Provider:
     """The provider object for ``params`` (imports its SDK lazily)."""
     try:
         if params.provider == "openai":
-            from ..llm.openai_compat import OpenAIProvider
+            from frontdesk.llm.providers.openai_compat import OpenAIProvider
 
             kw: dict[str, Any] = {"base_url": params.base_url, "tier_name": tier_name}
             if params.api_key_env:
                 kw["api_key_env"] = params.api_key_env
             return OpenAIProvider(params.model_name, **kw)
         if params.provider == "anthropic":
-            from ..llm.anthropic_api import AnthropicProvider
+            from frontdesk.llm.providers.anthropic_api import AnthropicProvider
 
             kw = {"base_url": params.base_url, "tier_name": tier_name}
             if params.api_key_env:
                 kw["api_key_env"] = params.api_key_env
             return AnthropicProvider(params.model_name, **kw)
-        from ..llm.local import LocalProvider
+        from frontdesk.llm.providers.llama_cpp import LocalProvider
 
         return LocalProvider(params.model_name, n_threads=params.n_threads, tier_name=tier_name)
     except ImportError as exc:

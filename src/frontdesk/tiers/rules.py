@@ -22,11 +22,11 @@ from typing import Any
 
 from pydantic import BaseModel, ConfigDict, Field, ValidationError, field_validator
 
-from ..data import Dataset
-from ..errors import ConfigError, ModelError
-from ..gate import GatePolicy
-from ..types import TierResult
-from .base import Progress, Tier, parse_params
+from frontdesk.data.dataset import Dataset
+from frontdesk.errors import ConfigError, ModelError
+from frontdesk.gating.gate import GatePolicy
+from frontdesk.types import TierResult
+from frontdesk.tiers.base import Progress, Tier, parse_params
 
 
 def fold(text: str) -> str:

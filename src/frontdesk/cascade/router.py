@@ -1,0 +1,363 @@
+"""The Router: runs the cascade of tiers cheapest first, gates each answer, builds the Decision.
+
+Flow for one message: validate the text → for each tier: score → gate (accept / flag / escalate)
+→ the first tier whose gate accepts answers. When no tier is confident the message goes to the
+human-review tier (``tier="human"``, best guess attached), or to the unknown label when
+``settings.fallback == "unknown"``. A tier that raises is recorded in the trace as an error and the
+message escalates: nothing is ever dropped.
+"""
+
+from __future__ import annotations
+
+import json
+import time
+from collections.abc import Iterable, Mapping, Sequence
+from datetime import datetime, timezone
+from pathlib import Path
+from typing import Any, Literal
+
+from pydantic import BaseModel, ConfigDict, Field, ValidationError
+
+from frontdesk import __version__
+from frontdesk.data.dataset import Dataset
+from frontdesk.errors import ConfigError, FrontdeskError, InputError, ModelError, TierError, validation_message
+from frontdesk.gating.gate import GatePolicy, Objective, OperatingCurve, fit_gate
+from frontdesk.tiers.base import Progress, Tier, load_tier, save_tier, tier_class
+from frontdesk.types import Decision, LabelScore, Message, TierResult, TierTrace
+
+MODEL_FORMAT = "frontdesk-model"
+MODEL_FORMAT_VERSION = 1
+MANIFEST = "frontdesk.json"
+
+
+class RouterSettings(BaseModel):
+    """Router-wide behaviour (saved with the model; overridable at load time)."""
+
+    model_config = ConfigDict(extra="forbid")
+
+    max_chars: int = Field(10_000, ge=1, description="longer texts are truncated and the decision says so")
+    trace_top_k: int = Field(5, ge=1, description="scores kept per tier in the trace")
+    candidates_k: int = Field(5, ge=1, description="labels a tier hands to the next (LLM namespace narrowing)")
+    fallback: Literal["human", "unknown"] = Field("human", description="where a message goes when no tier is confident")
+    unknown_label: str = Field("unknown", description="label used when fallback is 'unknown' (e.g. 'oos')")
+
+
+class _Pending:
+    """Per-message state while it walks the cascade."""
+
+    __slots__ = ("text", "message", "truncated", "trace", "best", "candidates", "started", "cost")
+
+    def __init__(self, text: str, message: Message | None, truncated: bool, started: float) -> None:
+        self.text, self.message, self.truncated, self.started = text, message, truncated, started
+        self.trace: list[TierTrace] = []
+        self.best: tuple[list[str], float, str] | None = None
+        self.candidates: list[str] | None = None
+        self.cost = 0.0
+
+
+class Router:
+    """An ordered cascade of tiers with one gate per tier. Train it, route with it, save/load it."""
+
+    def __init__(
+        self,
+        tiers: Sequence[Tier],
+        gates: Mapping[str, GatePolicy] | None = None,
+        settings: RouterSettings | None = None,
+        *,
+        curves: Mapping[str, OperatingCurve] | None = None,
+        descriptions: Mapping[str, str] | None = None,
+        examples: Mapping[str, Sequence[str]] | None = None,
+        meta: Mapping[str, Any] | None = None,
+    ) -> None:
+        if not tiers:
+            raise ConfigError("a router needs at least one tier", field="tiers")
+        names = [t.name for t in tiers]
+        if len(set(names)) != len(names):
+            raise ConfigError(f"tier names must be unique, got {names}", field="tiers")
+        self.tiers = list(tiers)
+        self._position = {t.name: i for i, t in enumerate(self.tiers)}
+        self.settings = settings or RouterSettings()
+        self.gates: dict[str, GatePolicy] = {}
+        for name, policy in (gates or {}).items():
+            self.set_gate(name, policy)
+        self.curves = dict(curves or {})
+        self.descriptions = dict(descriptions or {})
+        self.examples = {k: list(v) for k, v in (examples or {}).items()}
+        self.meta = dict(meta or {})
+
+    @property
+    def labels(self) -> tuple[str, ...]:
+        """The label set of the primary tier (every tier of a cascade shares it)."""
+        return self.primary.labels_
+
+    @property
+    def primary(self) -> Tier:
+        """The first calibrated model tier (guardrail rules before it only pre-route)."""
+        return next((t for t in self.tiers if t.calibrated), self.tiers[0])
+
+    def tier(self, name: str) -> Tier:
+        """The tier called ``name``."""
+        for t in self.tiers:
+            if t.name == name:
+                return t
+        raise ConfigError(f"no tier named {name!r}; tiers: {', '.join(t.name for t in self.tiers)}", field="tiers")
+
+    def set_gate(self, tier_name: str, policy: GatePolicy | Mapping[str, Any]) -> None:
+        """Replace one tier's gate (e.g. after ops tune thresholds); validated against the labels."""
+        tier = self.tier(tier_name)
+        if not isinstance(policy, GatePolicy):
+            try:
+                policy = GatePolicy(**policy)
+            except ValidationError as exc:
+                raise ConfigError(validation_message(exc), field=f"gates.{tier_name}") from exc
+        if tier.labels_:
+            policy.check_labels(tier.labels_)
+        self.gates[tier_name] = policy
+
+    # -- training -------------------------------------------------------------------------
+    @classmethod
+    def train(
+        cls,
+        data: Dataset | str | Path,
+        tiers: Sequence[str] = ("linear",),
+        *,
+        objective: Objective | None = None,
+        settings: RouterSettings | None = None,
+        tier_params: Mapping[str, Mapping[str, Any]] | None = None,
+        progress: Progress | None = None,
+    ) -> Router:
+        """Fit each tier on train, calibrate it and fit its gate on validation, cheapest tier first."""
+        dataset = data if isinstance(data, Dataset) else Dataset.load(data)
+        if not dataset.validation:
+            raise ConfigError(
+                "the dataset has no validation split: calibration and thresholds are fitted on it "
+                "(add validation.jsonl, or pass a single file so frontdesk splits it)",
+                field="data",
+            )
+        settings = settings or RouterSettings()
+        objective = objective or Objective()
+        built: list[Tier] = []
+        gates: dict[str, GatePolicy] = {}
+        curves: dict[str, OperatingCurve] = {}
+        infos: dict[str, Any] = {}
+        val_texts = [ex.text for ex in dataset.validation]
+        val_targets = [ex.labels for ex in dataset.validation]
+        for kind in tiers:
+            params = (tier_params or {}).get(kind)
+            tier = tier_class(kind)(kind, params) if params is not None else tier_class(kind)(kind)
+            tier.fit(dataset, progress)
+            gates[tier.name] = tier.default_gate()
+            if tier.calibrated:
+                gates[tier.name], curves[tier.name] = fit_gate(
+                    tier.predict_proba(val_texts), val_targets, tier.labels_, objective,
+                    multi_label=dataset.multi_label, top_k=getattr(getattr(tier, "params", None), "top_k", None),
+                )
+            infos[tier.name] = tier.info()
+            built.append(tier)
+        meta = {
+            "dataset": dataset.name,
+            "sizes": {"train": len(dataset.train), "validation": len(dataset.validation), "test": len(dataset.test)},
+            "objective": objective.model_dump(),
+            "tiers": infos,
+            "trained_at": datetime.now(timezone.utc).isoformat(),
+        }
+        from frontdesk.tiers.llm import _examples
+
+        return cls(built, gates, settings, curves=curves, descriptions=dataset.descriptions, examples=_examples(dataset, 3), meta=meta)
+
+    def with_llm(self, params: Mapping[str, Any] | Any, *, provider: Any = None, name: str = "llm") -> Router:
+        """A copy of this router with an LLM tier after the last model tier (before human review).
+
+        The LLM sees the labels' descriptions and the training examples saved with the model.
+        Used by ``--llm`` and the ``llm:`` config section; a model trained with an LLM tier
+        already has one, which is then replaced.
+        """
+        from frontdesk.tiers.llm import LLMTier
+
+        tier = LLMTier(name, params, provider=provider)
+        multi = any(g.multi_label for g in self.gates.values())
+        tier.attach(self.labels, self.descriptions, self.examples, multi_label=multi)
+        tiers = [t for t in self.tiers if t.kind != "llm"] + [tier]
+        gates = {n: g for n, g in self.gates.items() if n in {t.name for t in tiers} and n != name}
+        gates[name] = tier.default_gate()
+        return Router(tiers, gates, self.settings, curves=self.curves, descriptions=self.descriptions,
+                      examples=self.examples, meta=self.meta)
+
+    # -- routing --------------------------------------------------------------------------
+    def route(self, message: str | bytes | Message) -> Decision:
+        """Route one message through the cascade and return its Decision."""
+        return self._run([self._prepare(message)])[0]
+
+    def route_batch(self, messages: Iterable[str | bytes | Message]) -> list[Decision]:
+        """Route many messages; each tier scores its whole share in one batch."""
+        items = [self._prepare(m) for m in messages]
+        return self._run(items) if items else []
+
+    def _prepare(self, message: str | bytes | Message) -> _Pending:
+        started = time.perf_counter()
+        text, msg = coerce_message(message)
+        truncated = len(text) > self.settings.max_chars
+        if truncated:
+            text = text[: self.settings.max_chars]
+        return _Pending(text, msg, truncated, started)
+
+    def _run(self, items: list[_Pending]) -> list[Decision | None]:
+        out: list[Decision | None] = [None] * len(items)
+        pending = list(range(len(items)))
+        k_trace, k_cand = self.settings.trace_top_k, self.settings.candidates_k
+        for tier in self.tiers:
+            if not pending:
+                break
+            gate = self.gates.get(tier.name) or tier.default_gate()
+            results = _score_many(tier, [items[i].text for i in pending], [items[i].candidates for i in pending])
+            still = []
+            for i, res in zip(pending, results):
+                item = items[i]
+                if isinstance(res, BaseException):
+                    reason = res.reason if isinstance(res, TierError) else f"{type(res).__name__}: {res}"
+                    item.trace.append(TierTrace(tier=tier.name, kind=tier.kind, verdict="error", reason=reason))
+                    still.append(i)
+                    continue
+                g = gate.judge(res.ranked)
+                item.cost += res.cost_usd
+                item.trace.append(
+                    TierTrace(
+                        tier=tier.name, kind=tier.kind, verdict=g.verdict, labels=g.labels, confidence=g.confidence,
+                        margin=g.margin, top=[LabelScore(label=lab, score=s) for lab, s in res.ranked[:k_trace]],
+                        reason=g.reason, latency_ms=res.latency_ms, cost_usd=res.cost_usd, tokens=res.tokens,
+                        rationale=res.rationale,
+                    )
+                )
+                if g.labels:
+                    item.best = (g.labels, g.confidence, tier.name)
+                    item.candidates = [lab for lab, _ in res.ranked[:k_cand]]
+                if g.verdict in ("accept", "flag"):
+                    out[i] = self._decide(item, g.labels, g.confidence, tier.name, flagged=g.verdict == "flag", reason=g.reason)
+                else:
+                    still.append(i)
+            pending = still
+        for i in pending:
+            out[i] = self._fallback(items[i])
+        return out
+
+    def _fallback(self, item: _Pending) -> Decision:
+        why = "; ".join(f"{t.tier}: {t.reason}" for t in item.trace if t.verdict == "error" or (t.verdict == "escalate" and t.labels))
+        labels, conf, source = item.best or ([], 0.0, "none")
+        if self.settings.fallback == "unknown" and item.best is not None:
+            last = item.trace[-1]
+            last.verdict = "unknown"
+            return self._decide(item, [self.settings.unknown_label], conf, source, flagged=False,
+                                reason=f"{why} → no tier was confident: '{self.settings.unknown_label}'")
+        guess = f"best guess {labels} ({conf:.2f} from {source})" if labels else "no tier produced a guess"
+        reason = f"{why} → human review, {guess}"
+        item.trace.append(TierTrace(tier="human", kind="human", verdict="review", labels=labels, confidence=conf, reason=reason))
+        return self._decide(item, labels, conf, "human", flagged=True, reason=reason)
+
+    def _decide(self, item: _Pending, labels: list[str], conf: float, tier: str, *, flagged: bool, reason: str) -> Decision:
+        if item.truncated:
+            reason = f"{reason} (text truncated to {self.settings.max_chars} characters)"
+        escalated = self._position.get(tier, len(self.tiers)) > self._position[self.primary.name]
+        return Decision(
+            text=item.text, labels=labels, confidence=conf, tier=tier, escalated=escalated,
+            flagged=flagged, reason=reason, truncated=item.truncated, trace=item.trace, cost_usd=item.cost,
+            latency_ms=(time.perf_counter() - item.started) * 1e3, message=item.message,
+        )
+
+    # -- persistence ----------------------------------------------------------------------
+    def save(self, path: str | Path) -> Path:
+        """Write the model directory: ``frontdesk.json`` plus one sub-directory per tier."""
+        root = Path(path)
+        root.mkdir(parents=True, exist_ok=True)
+        entries = [save_tier(tier, root, f"tiers/{tier.name}") for tier in self.tiers]
+        manifest = {
+            "format": MODEL_FORMAT,
+            "format_version": MODEL_FORMAT_VERSION,
+            "frontdesk_version": __version__,
+            "labels": list(self.labels),
+            "descriptions": self.descriptions,
+            "examples": self.examples,
+            "settings": self.settings.model_dump(),
+            "tiers": entries,
+            "gates": {name: g.model_dump() for name, g in self.gates.items()},
+            "curves": {name: c.model_dump() for name, c in self.curves.items()},
+            "meta": self.meta,
+        }
+        (root / MANIFEST).write_text(json.dumps(manifest, indent=2, ensure_ascii=False, default=str))
+        return root
+
+    @classmethod
+    def load(cls, path: str | Path, *, settings: RouterSettings | None = None) -> Router:
+        """Read a model directory written by :meth:`save`."""
+        root = Path(path)
+        manifest_path = root / MANIFEST
+        if not manifest_path.is_file():
+            raise ModelError(f"no {MANIFEST} here: not a frontdesk model directory (train one with `frontdesk train`)", path=root)
+        try:
+            manifest = json.loads(manifest_path.read_text())
+        except (json.JSONDecodeError, UnicodeDecodeError) as exc:
+            raise ModelError(f"{MANIFEST} is not valid JSON ({exc}): the model directory is damaged, retrain", path=root) from exc
+        if not isinstance(manifest, dict) or manifest.get("format") != MODEL_FORMAT:
+            raise ModelError(f"{MANIFEST} is not a frontdesk model manifest", path=root)
+        version = manifest.get("format_version")
+        if version != MODEL_FORMAT_VERSION:
+            raise ModelError(
+                f"saved by frontdesk {manifest.get('frontdesk_version', '?')} in model format {version}; this frontdesk "
+                f"{__version__} reads format {MODEL_FORMAT_VERSION}: retrain the model or install a matching frontdesk",
+                path=root,
+            )
+        try:
+            tiers = [load_tier(entry, root) for entry in manifest["tiers"]]
+            router = cls(
+                tiers,
+                {name: GatePolicy(**g) for name, g in manifest.get("gates", {}).items()},
+                settings or RouterSettings(**manifest.get("settings", {})),
+                curves={name: OperatingCurve(**c) for name, c in manifest.get("curves", {}).items()},
+                descriptions=manifest.get("descriptions", {}),
+                examples=manifest.get("examples", {}),
+                meta=manifest.get("meta", {}),
+            )
+        except FrontdeskError:
+            raise
+        except (KeyError, TypeError, ValidationError) as exc:
+            raise ModelError(f"{MANIFEST} is incomplete or invalid ({exc}): retrain the model", path=root) from exc
+        return router
+
+
+def coerce_message(message: str | bytes | Message) -> tuple[str, Message | None]:
+    """Validate one inbound message: (text, the Message if one was given), or :class:`InputError`."""
+    msg: Message | None = None
+    if isinstance(message, Message):
+        msg, text = message, message.text
+    elif isinstance(message, bytes):
+        try:
+            text = message.decode("utf-8")
+        except UnicodeDecodeError as exc:
+            raise InputError(f"message is not valid UTF-8 (byte {exc.start}): send UTF-8 text") from exc
+    elif isinstance(message, str):
+        text = message
+    else:
+        raise InputError(f"message must be str, bytes or Message, got {type(message).__name__}")
+    try:
+        text.encode("utf-8")
+    except UnicodeEncodeError as exc:
+        raise InputError(f"message contains characters that are not valid Unicode (position {exc.start}): send UTF-8 text") from exc
+    if not text.strip():
+        raise InputError("message text is empty or whitespace only: there is nothing to route")
+    return text, msg
+
+
+def _score_many(tier: Tier, texts: list[str], cands: list[list[str] | None]) -> list[TierResult | BaseException]:
+    """Score a batch; if the batch call fails, score one by one so one bad message fails alone."""
+
+    def one(text: str, cand: list[str] | None) -> TierResult | BaseException:
+        try:
+            return tier.score(text, cand)
+        except Exception as exc:  # noqa: BLE001 - a failing tier escalates, it never drops a message
+            return exc
+
+    if len(texts) == 1:
+        return [one(texts[0], cands[0])]
+    try:
+        return list(tier.score_batch(texts, cands))
+    except Exception:  # noqa: BLE001
+        return [one(t, c) for t, c in zip(texts, cands)]

@@ -1,0 +1,217 @@
+"""Evaluate a Router on labelled examples: accuracy, macro-F1, calibration, escalation, latency.
+
+Messages are routed one at a time so the latency percentiles are what a caller sees per message.
+``ece`` and the reliability bins describe the *first tier's* calibrated confidence on this split;
+``operating_points`` apply the validation-fitted thresholds for 5/10/15/20/30% escalation to it.
+"""
+
+from __future__ import annotations
+
+from collections import Counter
+from collections.abc import Callable, Sequence
+
+import numpy as np
+from pydantic import BaseModel, Field
+
+from frontdesk.gating.calibration import ReliabilityBin, expected_calibration_error, reliability_bins
+from frontdesk.data.dataset import Example
+from frontdesk.gating.gate import apply_threshold
+from frontdesk.cascade.router import Router
+from frontdesk.types import Decision
+
+OOS_LABELS = ("oos", "out_of_scope", "unknown")
+
+
+class Percentiles(BaseModel):
+    p50: float
+    p95: float
+    p99: float
+    mean: float
+
+
+class LabelMetrics(BaseModel):
+    label: str
+    precision: float
+    recall: float
+    f1: float
+    support: int
+
+
+class Confusion(BaseModel):
+    true: str
+    predicted: str
+    count: int
+
+
+class EvalOperatingPoint(BaseModel):
+    target_escalation: float
+    threshold: float
+    escalation_rate: float
+    accepted_accuracy: float
+
+
+class EvalReport(BaseModel):
+    """Everything ``frontdesk eval`` reports; ``model_dump()`` is the ``--json`` output."""
+
+    n: int
+    accuracy: float
+    macro_f1: float
+    ece: float
+    escalation_rate: float
+    flagged_rate: float
+    accepted_accuracy: float
+    tier_share: dict[str, float]
+    latency_ms: Percentiles
+    latency_ms_by_tier: dict[str, Percentiles] = Field(default_factory=dict)
+    cost_usd: float = 0.0
+    cost_per_1k: float = 0.0
+    llm_call_rate: float = Field(0.0, description="LLM tier calls (answered, failed or cached) per message")
+    llm_tokens: dict[str, int] = Field(default_factory=dict, description="input/output/total tokens of all LLM calls")
+    operating_points: list[EvalOperatingPoint] = Field(default_factory=list)
+    in_scope_accuracy: float | None = None
+    oos_recall: float | None = None
+    exact_match: float = Field(0.0, description="share of messages whose predicted label set equals the gold set")
+    per_label_f1: dict[str, float] = Field(default_factory=dict)
+    multi_intent_exact_match: float | None = Field(None, description="exact match on messages with ≥ 2 gold labels")
+    lost_intent_rate: float | None = Field(
+        None, description="messages with ≥ 2 gold labels whose prediction is a strict subset (an intent got lost)"
+    )
+    per_label: list[LabelMetrics] = Field(default_factory=list)
+    confusions: list[Confusion] = Field(default_factory=list)
+    reliability: list[ReliabilityBin] = Field(default_factory=list)
+
+    def summary(self) -> dict[str, float | None]:
+        """The headline numbers, for tables."""
+        return {
+            "accuracy": self.accuracy, "macro_f1": self.macro_f1, "ece": self.ece,
+            "escalation_rate": self.escalation_rate, "accepted_accuracy": self.accepted_accuracy,
+            "in_scope_accuracy": self.in_scope_accuracy, "oos_recall": self.oos_recall,
+            "latency_p50_ms": self.latency_ms.p50, "latency_p99_ms": self.latency_ms.p99,
+        }
+
+
+def _pct(values: Sequence[float]) -> Percentiles:
+    if not len(values):
+        return Percentiles(p50=0.0, p95=0.0, p99=0.0, mean=0.0)
+    a = np.asarray(values, dtype=np.float64)
+    p50, p95, p99 = np.percentile(a, [50, 95, 99])
+    return Percentiles(p50=float(p50), p95=float(p95), p99=float(p99), mean=float(a.mean()))
+
+
+def evaluate(
+    router: Router, examples: Sequence[Example], *, progress: Callable[[int], None] | None = None
+) -> tuple[EvalReport, list[Decision]]:
+    """Route every example and compute the report; returns (report, decisions)."""
+    if not examples:
+        raise ValueError("nothing to evaluate: the split is empty")
+    decisions: list[Decision] = []
+    for i, ex in enumerate(examples):
+        decisions.append(router.route(ex.text))
+        if progress and (i % 50 == 49 or i == len(examples) - 1):
+            progress(i + 1)
+    return report_from_decisions(router, examples, decisions), decisions
+
+
+def report_from_decisions(router: Router, examples: Sequence[Example], decisions: Sequence[Decision]) -> EvalReport:
+    """Compute the metrics of routed ``decisions`` against the gold ``examples``."""
+    from sklearn.metrics import f1_score, precision_recall_fscore_support
+    from sklearn.preprocessing import MultiLabelBinarizer
+
+    n = len(examples)
+    gold = [set(ex.labels) for ex in examples]
+    pred = [set(d.labels) for d in decisions]
+    correct = np.array([g == p for g, p in zip(gold, pred)])
+    multi = any(len(g) > 1 for g in gold)
+
+    mlb = MultiLabelBinarizer().fit(gold + pred)
+    yg, yp = mlb.transform(gold), mlb.transform(pred)
+    classes = list(mlb.classes_)
+    if multi:
+        macro = float(f1_score(yg, yp, average="macro", zero_division=0))
+    else:
+        g1 = [ex.labels[0] for ex in examples]
+        p1 = [d.labels[0] if d.labels else "" for d in decisions]
+        macro = float(f1_score(g1, p1, average="macro", labels=sorted(set(g1)), zero_division=0))
+    prec, rec, f1, support = precision_recall_fscore_support(yg, yp, average=None, zero_division=0)
+    per_label = [
+        LabelMetrics(label=c, precision=float(p), recall=float(r), f1=float(f), support=int(s))
+        for c, p, r, f, s in zip(classes, prec, rec, f1, support) if s > 0
+    ]
+    confusions = Counter(
+        (ex.labels[0], d.labels[0]) for ex, d in zip(examples, decisions) if d.labels and d.labels[0] not in ex.labels
+    )
+
+    first = router.primary.name
+    t1 = [next((t for t in d.trace if t.tier == first and t.confidence is not None), None) for d in decisions]
+    conf1 = np.array([t.confidence if t else 0.0 for t in t1])
+    ok1 = np.array([bool(t and set(t.labels) == g) for t, g in zip(t1, gold)])
+
+    answered = np.array([d.tier != "human" for d in decisions])
+    tiers = Counter(d.tier for d in decisions)
+    by_tier: dict[str, list[float]] = {}
+    for d in decisions:
+        for t in d.trace:
+            if t.tier != "human":
+                by_tier.setdefault(t.tier, []).append(t.latency_ms)
+
+    ops = []
+    curve = router.curves.get(first)
+    if curve is not None:
+        for point in curve.standard:
+            esc, acc = apply_threshold(conf1, ok1, point.threshold)
+            ops.append(EvalOperatingPoint(target_escalation=point.target_escalation or point.escalation_rate,
+                                          threshold=point.threshold, escalation_rate=esc, accepted_accuracy=acc))
+
+    oos = _oos_label(router, gold)
+    in_scope_acc = oos_recall = None
+    if oos is not None:
+        unknowns = {oos, router.settings.unknown_label}
+        is_oos = np.array([oos in g for g in gold])
+        if (~is_oos).any():
+            in_scope_acc = float(correct[~is_oos].mean())
+        if is_oos.any():
+            oos_recall = float(np.mean([bool(p & unknowns) for p, o in zip(pred, is_oos) if o]))
+
+    cost = float(sum(d.cost_usd for d in decisions))
+    llm_traces = [t for d in decisions for t in d.trace if t.kind == "llm"]
+    tok_in = sum(t.tokens.get("input", 0) for t in llm_traces)
+    tok_out = sum(t.tokens.get("output", 0) for t in llm_traces)
+    multi_idx = [i for i, g in enumerate(gold) if len(g) > 1]
+    multi_exact = lost = None
+    if multi_idx:
+        multi_exact = float(np.mean([correct[i] for i in multi_idx]))
+        lost = float(np.mean([pred[i] < gold[i] for i in multi_idx]))
+    return EvalReport(
+        n=n,
+        accuracy=float(correct.mean()),
+        macro_f1=macro,
+        ece=expected_calibration_error(conf1, ok1),
+        escalation_rate=float(np.mean([d.escalated for d in decisions])),
+        flagged_rate=float(np.mean([d.flagged and d.tier != "human" for d in decisions])),
+        accepted_accuracy=float(correct[answered].mean()) if answered.any() else 0.0,
+        tier_share={t: c / n for t, c in sorted(tiers.items(), key=lambda kv: -kv[1])},
+        latency_ms=_pct([d.latency_ms for d in decisions]),
+        latency_ms_by_tier={t: _pct(v) for t, v in by_tier.items()},
+        cost_usd=cost,
+        cost_per_1k=cost / n * 1000,
+        llm_call_rate=len(llm_traces) / n,
+        llm_tokens={"input": tok_in, "output": tok_out, "total": tok_in + tok_out},
+        operating_points=ops,
+        in_scope_accuracy=in_scope_acc,
+        oos_recall=oos_recall,
+        exact_match=float(correct.mean()),
+        per_label_f1={m.label: m.f1 for m in per_label},
+        multi_intent_exact_match=multi_exact,
+        lost_intent_rate=lost,
+        per_label=per_label,
+        confusions=[Confusion(true=a, predicted=b, count=c) for (a, b), c in confusions.most_common(20)],
+        reliability=reliability_bins(conf1, ok1),
+    )
+
+
+def _oos_label(router: Router, gold: Sequence[set[str]]) -> str | None:
+    present = set().union(*gold)
+    for name in (router.settings.unknown_label, *OOS_LABELS):
+        if name in present:
+            return name
+    return None

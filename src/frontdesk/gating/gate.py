@@ -1,0 +1,394 @@
+"""The gate: turns one tier's label scores into accept / flag / escalate, and fits its thresholds.
+
+Three bands (seed 003): confidence ≥ ``flag_threshold`` → accept; between ``threshold`` and
+``flag_threshold`` → accept but flag for review; below ``threshold`` (the label's own threshold
+when one is set) → escalate to the next tier. A top-2 ``min_margin`` escalates ambiguous
+messages even when the top label looks confident. Multi-label gates accept every label whose
+probability reaches its threshold.
+
+Thresholds are fitted on validation data to a stated :class:`Objective`: a target accuracy on the
+accepted messages, or a maximum escalation rate (the LLM budget).
+"""
+
+from __future__ import annotations
+
+from collections.abc import Sequence
+from typing import NamedTuple
+
+import numpy as np
+from pydantic import BaseModel, ConfigDict, Field, model_validator
+
+from frontdesk.errors import ConfigError
+from frontdesk.types import Verdict
+
+STANDARD_RATES = (0.05, 0.10, 0.15, 0.20, 0.30)
+MARGIN_GRID = (0.0, 0.02, 0.05, 0.1, 0.15, 0.2)
+
+
+class GateResult(NamedTuple):
+    """The gate's verdict on one tier result."""
+
+    verdict: Verdict
+    labels: list[str]
+    confidence: float
+    margin: float | None
+    reason: str
+
+
+class GatePolicy(BaseModel):
+    """Thresholds of one tier's gate; built from config or fitted by :func:`fit_gate`.
+
+    Single-label: ``threshold`` / ``label_thresholds`` are escalation thresholds on the top label's
+    probability. Multi-label: ``decision_threshold`` / ``label_thresholds`` decide which labels are
+    in the set, and ``threshold`` / ``flag_threshold`` apply to the set's confidence (the product
+    of the ranked labels' certainties).
+    """
+
+    model_config = ConfigDict(extra="forbid")
+
+    threshold: float = Field(0.7, ge=0.0, le=1.0, description="escalate when confidence is below this")
+    flag_threshold: float | None = Field(None, ge=0.0, le=1.0, description="accept but flag below this (review band)")
+    label_thresholds: dict[str, float] = Field(default_factory=dict, description="per-label overrides of threshold")
+    min_margin: float = Field(0.0, ge=0.0, le=1.0, description="escalate when top1 - top2 is below this")
+    multi_label: bool = Field(False, description="several labels per message (see decision_threshold)")
+    decision_threshold: float = Field(
+        0.5, ge=0.0, le=1.0,
+        description="multi-label only: a label is in the set when its probability reaches this (label_thresholds override it)",
+    )
+
+    @model_validator(mode="after")
+    def _check(self) -> GatePolicy:
+        if self.flag_threshold is not None and self.flag_threshold < self.threshold:
+            raise ValueError(f"flag_threshold {self.flag_threshold} must be ≥ threshold {self.threshold}")
+        for label, t in self.label_thresholds.items():
+            if not 0.0 <= t <= 1.0:
+                raise ValueError(f"label_thresholds[{label!r}] = {t} is outside [0, 1]")
+        return self
+
+    def check_labels(self, labels: Sequence[str]) -> None:
+        """Raise :class:`ConfigError` when a per-label threshold names a label the model does not know."""
+        unknown = sorted(set(self.label_thresholds) - set(labels))
+        if unknown:
+            raise ConfigError(
+                f"threshold set for unknown label(s) {unknown}; known labels: {', '.join(sorted(labels)[:20])}"
+                + (" …" if len(labels) > 20 else ""),
+                field="gate.label_thresholds",
+            )
+
+    def threshold_for(self, label: str) -> float:
+        """The escalation threshold that applies to ``label``."""
+        return self.label_thresholds.get(label, self.threshold)
+
+    def judge(self, ranked: Sequence[tuple[str, float]]) -> GateResult:
+        """Apply the policy to (label, probability) pairs sorted best first."""
+        if not ranked:
+            return GateResult("escalate", [], 0.0, None, "the tier proposed no label")
+        if self.multi_label:
+            return self._judge_multi(ranked)
+        label, conf = ranked[0]
+        margin = conf - ranked[1][1] if len(ranked) > 1 else conf
+        t = self.label_thresholds.get(label, self.threshold)
+        if conf < t:
+            kind = "label threshold" if label in self.label_thresholds else "threshold"
+            return GateResult("escalate", [label], conf, margin, f"confidence {conf:.2f} for '{label}' < {kind} {t:.2f}")
+        if margin < self.min_margin:
+            other, p2 = ranked[1]
+            return GateResult(
+                "escalate", [label], conf, margin,
+                f"ambiguous: margin {margin:.2f} between '{label}' ({conf:.2f}) and '{other}' ({p2:.2f}) < {self.min_margin:.2f}",
+            )
+        if self.flag_threshold is not None and conf < self.flag_threshold:
+            return GateResult(
+                "flag", [label], conf, margin,
+                f"confidence {conf:.2f} for '{label}' is in the review band [{t:.2f}, {self.flag_threshold:.2f})",
+            )
+        return GateResult("accept", [label], conf, margin, f"confidence {conf:.2f} for '{label}' ≥ {max(t, self.flag_threshold or 0):.2f}")
+
+    def _judge_multi(self, ranked: Sequence[tuple[str, float]]) -> GateResult:
+        # A label is in the set when its probability reaches its decision threshold; the set's
+        # confidence is the product of each ranked label's certainty (p if in, 1 - p if out).
+        dt, lt = self.decision_threshold, self.label_thresholds
+        chosen: list[str] = []
+        conf = 1.0
+        for label, p in ranked:
+            if p >= lt.get(label, dt):
+                chosen.append(label)
+                conf *= p
+            else:
+                conf *= 1.0 - p
+        if not chosen:
+            label, p = ranked[0]
+            return GateResult("escalate", [label], p, None, f"no label reached its threshold: best '{label}' {p:.2f} < {lt.get(label, dt):.2f}")
+        if conf < self.threshold:
+            return GateResult("escalate", chosen, conf, None, f"set confidence {conf:.2f} for {chosen} < threshold {self.threshold:.2f}")
+        if self.flag_threshold is not None and conf < self.flag_threshold:
+            return GateResult("flag", chosen, conf, None,
+                              f"set confidence {conf:.2f} for {chosen} is in the review band [{self.threshold:.2f}, {self.flag_threshold:.2f})")
+        return GateResult("accept", chosen, conf, None, f"set confidence {conf:.2f} for {chosen} ≥ {max(self.threshold, self.flag_threshold or 0):.2f}")
+
+
+class Objective(BaseModel):
+    """What threshold fitting optimises: exactly one of ``target_accuracy`` / ``max_escalation``.
+
+    target_accuracy: the lowest threshold whose accepted messages reach this accuracy (fewest
+    escalations). max_escalation: the most accurate threshold that escalates at most this share.
+    flag_accuracy: when set, a review band is fitted so that messages above it reach this accuracy.
+    per_label: fit a threshold per label (labels with ≥ ``min_label_support`` validation predictions).
+    """
+
+    model_config = ConfigDict(extra="forbid")
+
+    target_accuracy: float | None = Field(None, gt=0.0, le=1.0)
+    max_escalation: float | None = Field(None, ge=0.0, le=1.0)
+    flag_accuracy: float | None = Field(None, gt=0.0, le=1.0)
+    per_label: bool = False
+    fit_margin: bool = True
+    min_label_support: int = Field(20, ge=1)
+
+    @model_validator(mode="after")
+    def _one(self) -> Objective:
+        if self.target_accuracy is not None and self.max_escalation is not None:
+            raise ValueError("give target_accuracy or max_escalation, not both")
+        if self.target_accuracy is None and self.max_escalation is None:
+            self.max_escalation = 0.2
+        return self
+
+    def describe(self) -> str:
+        """A short human-readable statement of the objective."""
+        if self.target_accuracy is not None:
+            return f"accuracy on accepted ≥ {self.target_accuracy:.3f} with the fewest escalations"
+        return f"highest accuracy on accepted with escalation ≤ {self.max_escalation:.3f}"
+
+
+class OperatingPoint(BaseModel):
+    """One point of the accuracy-vs-escalation trade-off."""
+
+    threshold: float
+    escalation_rate: float
+    accepted_accuracy: float
+    min_margin: float = 0.0
+    target_escalation: float | None = None
+
+
+class OperatingCurve(BaseModel):
+    """The validation trade-off curve of one tier and the point the objective chose."""
+
+    points: list[OperatingPoint]
+    standard: list[OperatingPoint] = Field(default_factory=list, description="best thresholds for 5/10/15/20/30% escalation")
+    chosen: OperatingPoint
+    objective: str
+    note: str = ""
+
+
+def _curve(conf: np.ndarray, correct: np.ndarray, n_total: int) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
+    """Thresholds (accept conf ≥ t), escalation rates and accepted accuracies, one per distinct t."""
+    if len(conf) == 0:
+        return np.array([1.0]), np.array([1.0]), np.array([1.0])
+    order = np.argsort(-conf, kind="stable")
+    c, ok = conf[order], correct[order].astype(np.float64)
+    k = np.arange(1, len(c) + 1)
+    acc = np.cumsum(ok) / k
+    last = np.r_[c[1:] != c[:-1], True]
+    return c[last], 1.0 - k[last] / n_total, acc[last]
+
+
+def _pick(thr: np.ndarray, esc: np.ndarray, acc: np.ndarray, obj: Objective) -> int | None:
+    if obj.target_accuracy is not None:
+        ok = np.flatnonzero(acc >= obj.target_accuracy - 1e-12)
+        return int(ok[np.argmin(esc[ok])]) if len(ok) else None
+    ok = np.flatnonzero(esc <= obj.max_escalation + 1e-12)  # type: ignore[operator]
+    if not len(ok):
+        return None
+    best = acc[ok].max()
+    cands = ok[acc[ok] >= best - 1e-12]
+    return int(cands[np.argmin(esc[cands])])
+
+
+def _scores(probs: np.ndarray) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
+    """Top-1 index, confidence and top-2 margin per row."""
+    top2 = -np.partition(-probs, 1, axis=1)[:, :2] if probs.shape[1] > 1 else np.c_[probs, np.zeros(len(probs))]
+    return probs.argmax(axis=1), top2[:, 0], top2[:, 0] - top2[:, 1]
+
+
+def fit_gate(
+    probs: np.ndarray, targets: Sequence[Sequence[str]], labels: Sequence[str], objective: Objective | None = None,
+    *, multi_label: bool = False, top_k: int | None = None,
+) -> tuple[GatePolicy, OperatingCurve]:
+    """Fit a gate on validation ``probs`` (n, L; columns follow ``labels``).
+
+    Single-label: escalation threshold and margin to the objective. Multi-label (``multi_label``
+    or any target with several labels): per-label decision thresholds that maximise exact-match
+    on validation, then the set-confidence threshold to the objective.
+    """
+    obj = objective or Objective()
+    probs = np.asarray(probs, dtype=np.float64)
+    n = len(probs)
+    if n == 0:
+        raise ConfigError("cannot fit thresholds without validation examples: add a validation split")
+    if multi_label or any(len(t) > 1 for t in targets):
+        return _fit_multi(probs, targets, labels, obj, top_k)
+    pred, conf, margin = _scores(probs)
+    correct = np.array([labels[p] in set(t) for p, t in zip(pred, targets)])
+    thr0, esc0, acc0 = _curve(conf, correct, n)
+    points = _downsample(thr0, esc0, acc0)
+    standard = _standard_points(thr0, esc0, acc0)
+
+    best: tuple[float, float, float, float] | None = None  # (score key...), threshold, margin
+    chosen: OperatingPoint | None = None
+    for m in (MARGIN_GRID if obj.fit_margin else (0.0,)):
+        passing = margin >= m
+        thr, esc, acc = _curve(conf[passing], correct[passing], n)
+        i = _pick(thr, esc, acc, obj)
+        if i is None:
+            continue
+        key = (-esc[i], acc[i]) if obj.target_accuracy is not None else (acc[i], -esc[i])
+        if best is None or key > best[:2]:
+            best = (*key, float(thr[i]), m)
+            chosen = OperatingPoint(threshold=float(thr[i]), escalation_rate=float(esc[i]), accepted_accuracy=float(acc[i]), min_margin=m)
+    note = ""
+    if chosen is None:  # objective unreachable: take the most accurate point that accepts anything
+        i = int(np.argmax(acc0))
+        chosen = OperatingPoint(threshold=float(thr0[i]), escalation_rate=float(esc0[i]), accepted_accuracy=float(acc0[i]))
+        note = f"objective ({obj.describe()}) not reachable on validation; chose the most accurate threshold"
+    policy = GatePolicy(threshold=chosen.threshold, min_margin=chosen.min_margin)
+
+    if obj.per_label:
+        policy, chosen = _fit_per_label(pred, conf, correct, labels, obj, policy)
+    if obj.flag_accuracy is not None:
+        policy = _with_review_band(policy, conf, correct, (conf >= policy.threshold) & (margin >= policy.min_margin), obj.flag_accuracy)
+    curve = OperatingCurve(points=points, standard=standard, chosen=chosen, objective=obj.describe(), note=note)
+    return policy, curve
+
+
+def _with_review_band(policy: GatePolicy, conf: np.ndarray, correct: np.ndarray, accepted: np.ndarray, flag_accuracy: float) -> GatePolicy:
+    """Add the review band: the lowest ``flag_threshold`` above which accepted messages reach ``flag_accuracy``
+    (no band when the accepted messages already do, or never do)."""
+    t_f, _, a_f = _curve(conf[accepted], correct[accepted], len(conf))
+    ok = np.flatnonzero(a_f >= flag_accuracy)
+    if len(ok) and t_f[ok].min() > policy.threshold:
+        return policy.model_copy(update={"flag_threshold": float(t_f[ok].min())})
+    return policy
+
+
+def _standard_points(thr: np.ndarray, esc: np.ndarray, acc: np.ndarray) -> list[OperatingPoint]:
+    out = []
+    for rate in STANDARD_RATES:
+        i = _pick(thr, esc, acc, Objective(max_escalation=rate))
+        if i is not None:
+            out.append(OperatingPoint(threshold=float(thr[i]), escalation_rate=float(esc[i]), accepted_accuracy=float(acc[i]), target_escalation=rate))
+    return out
+
+
+def multi_label_sets(probs: np.ndarray, thresholds: np.ndarray, top_k: int | None = None) -> tuple[np.ndarray, np.ndarray]:
+    """Vectorised twin of the multi-label gate: (included mask (n, L), set confidence (n,)).
+
+    Only each row's ``top_k`` labels count towards the confidence, as in ``GatePolicy.judge``.
+    """
+    inc = probs >= thresholds
+    cert = np.where(inc, probs, 1.0 - probs)
+    if top_k is not None and top_k < probs.shape[1]:
+        keep = np.zeros_like(inc)
+        np.put_along_axis(keep, np.argpartition(-probs, top_k - 1, axis=1)[:, :top_k], True, axis=1)
+        cert = np.where(keep, cert, 1.0)
+        inc &= keep
+    return inc, cert.prod(axis=1)
+
+
+def _fit_multi(
+    probs: np.ndarray, targets: Sequence[Sequence[str]], labels: Sequence[str], obj: Objective, top_k: int | None
+) -> tuple[GatePolicy, OperatingCurve]:
+    n, L = probs.shape
+    index = {label: j for j, label in enumerate(labels)}
+    Y = np.zeros((n, L), dtype=bool)
+    for i, t in enumerate(targets):
+        for label in t:
+            if label in index:
+                Y[i, index[label]] = True
+    grid = np.round(np.arange(0.05, 0.951, 0.05), 2)
+
+    def exact(th: np.ndarray) -> float:
+        inc, _ = multi_label_sets(probs, th, top_k)
+        return float(((inc == Y).all(axis=1) & inc.any(axis=1)).mean())
+
+    best_t = max(grid, key=lambda t: (exact(np.full(L, t)), -abs(t - 0.5)))
+    th = np.full(L, best_t)
+    support = Y.sum(axis=0)
+    for _ in range(2):  # coordinate ascent on the per-label decision thresholds
+        for j in np.flatnonzero(support >= obj.min_label_support):
+            scores = []
+            for t in grid:
+                trial = th.copy()
+                trial[j] = t
+                scores.append((exact(trial), -abs(t - best_t), t))
+            th[j] = max(scores)[2]
+    inc, conf = multi_label_sets(probs, th, top_k)
+    correct = (inc == Y).all(axis=1) & inc.any(axis=1)
+    conf = np.where(inc.any(axis=1), conf, 0.0)
+    thr, esc, acc = _curve(conf, correct, n)
+    i = _pick(thr, esc, acc, obj)
+    note = ""
+    if i is None:
+        i = int(np.argmax(acc))
+        note = f"objective ({obj.describe()}) not reachable on validation; chose the most accurate threshold"
+    chosen = OperatingPoint(threshold=float(thr[i]), escalation_rate=float(esc[i]), accepted_accuracy=float(acc[i]))
+    policy = GatePolicy(
+        threshold=chosen.threshold, multi_label=True, decision_threshold=float(best_t),
+        label_thresholds={labels[j]: float(th[j]) for j in range(L) if th[j] != best_t},
+    )
+    if obj.flag_accuracy is not None:
+        policy = _with_review_band(policy, conf, correct, conf >= policy.threshold, obj.flag_accuracy)
+    curve = OperatingCurve(points=_downsample(thr, esc, acc), standard=_standard_points(thr, esc, acc), chosen=chosen,
+                           objective=obj.describe() + " (set confidence; exact match of the label set)", note=note)
+    return policy, curve
+
+
+def _fit_per_label(
+    pred: np.ndarray, conf: np.ndarray, correct: np.ndarray, labels: Sequence[str], obj: Objective, base: GatePolicy
+) -> tuple[GatePolicy, OperatingPoint]:
+    """Per-label thresholds: each label with enough support gets the lowest threshold reaching the
+    accuracy target; under an escalation budget the target is searched so the budget holds."""
+
+    def thresholds_for(target: float) -> dict[str, float]:
+        out = {}
+        for j in np.unique(pred):
+            mask = pred == j
+            if mask.sum() < obj.min_label_support:
+                continue
+            thr, esc, acc = _curve(conf[mask], correct[mask], int(mask.sum()))
+            ok = np.flatnonzero(acc >= target)
+            out[labels[j]] = float(thr[ok].min()) if len(ok) else float(thr.max())
+        return out
+
+    def evaluate(lt: dict[str, float]) -> tuple[float, float]:
+        t = np.array([lt.get(labels[j], base.threshold) for j in pred])
+        accepted = conf >= t
+        return 1.0 - accepted.mean(), float(correct[accepted].mean()) if accepted.any() else 1.0
+
+    if obj.target_accuracy is not None:
+        lt = thresholds_for(obj.target_accuracy)
+    else:
+        lo, hi, lt = 0.0, 1.0, thresholds_for(0.0)
+        for _ in range(25):
+            mid = (lo + hi) / 2
+            cand = thresholds_for(mid)
+            if evaluate(cand)[0] <= obj.max_escalation + 1e-12:  # type: ignore[operator]
+                lo, lt = mid, cand
+            else:
+                hi = mid
+    esc, acc = evaluate(lt)
+    policy = base.model_copy(update={"label_thresholds": lt, "min_margin": 0.0})
+    return policy, OperatingPoint(threshold=base.threshold, escalation_rate=esc, accepted_accuracy=acc)
+
+
+def _downsample(thr: np.ndarray, esc: np.ndarray, acc: np.ndarray, max_points: int = 200) -> list[OperatingPoint]:
+    idx = np.unique(np.linspace(0, len(thr) - 1, min(max_points, len(thr))).round().astype(int))
+    return [OperatingPoint(threshold=float(thr[i]), escalation_rate=float(esc[i]), accepted_accuracy=float(acc[i])) for i in idx]
+
+
+def apply_threshold(conf: np.ndarray, correct: np.ndarray, threshold: float) -> tuple[float, float]:
+    """(escalation rate, accepted accuracy) of accepting ``conf ≥ threshold``."""
+    conf = np.asarray(conf)
+    accepted = conf >= threshold
+    esc = 1.0 - float(accepted.mean()) if len(conf) else 0.0
+    acc = float(np.asarray(correct)[accepted].mean()) if accepted.any() else 1.0
+    return esc, acc

@@ -1,0 +1,1 @@
+"""LLM providers: OpenAI-compatible APIs, Anthropic, and local GGUF models."""

@@ -1,0 +1,384 @@
+"""The OpenAI-compatible provider: OpenAI, Azure OpenAI (v1 base URL), vLLM, Ollama, llama.cpp server,
+LM Studio, OpenRouter — anything that speaks ``POST {base_url}/chat/completions``.
+
+It uses the official ``openai`` SDK with the SDK's own retries turned off (``max_retries=0``): the tier
+retries, so every provider behaves the same under faults. One :meth:`OpenAIProvider.complete` is one
+logical call; the only extra HTTP requests it makes are *capability fallbacks*, each at most once per
+provider lifetime: a server that rejects ``response_format={"type": "json_schema"}`` is asked again
+with ``json_object`` (and never again with ``json_schema``); likewise a server that says it does not
+support ``max_tokens`` (→ ``max_completion_tokens``), ``logprobs`` or ``temperature`` (→ dropped).
+
+With ``logprobs=True`` the per-token log-probabilities of the answer, when the server returns them,
+become ``label_probs``: for each label that appears in the answer, ``exp`` of the summed log-probs of
+the tokens spanning the label's text (:func:`label_probs_from_logprobs`).
+
+The helpers at the top of this module (:func:`parse_retry_after`, :func:`api_key_for`, :func:`redact`)
+do not import any SDK; the Anthropic provider shares them.
+"""
+
+from __future__ import annotations
+
+import json
+import logging
+import math
+import os
+import re
+import time
+from collections.abc import Iterable, Mapping, Sequence
+from email.utils import parsedate_to_datetime
+from ipaddress import ip_address
+from typing import Any, Literal
+from urllib.parse import urlsplit
+
+from frontdesk.errors import ConfigError
+from frontdesk.llm.base import LLMRequest, LLMResponse, ProviderError
+
+log = logging.getLogger("frontdesk.llm")
+
+Structured = Literal["json_schema", "json_object", "none"]
+#: the API key sent to a local server that needs none (vLLM, Ollama, llama.cpp, LM Studio ignore it)
+LOCAL_PLACEHOLDER_KEY = "sk-no-key-required"
+_LOCAL_HOSTS = {"localhost", "localhost.localdomain", "ip6-localhost"}
+
+
+# -- shared helpers (no SDK imports) -------------------------------------------------------------
+def is_local_url(url: str | None) -> bool:
+    """True for a base URL on this machine (localhost, 127.0.0.0/8, ::1)."""
+    if not url:
+        return False
+    host = (urlsplit(url if "://" in url else f"http://{url}").hostname or "").lower()
+    if host in _LOCAL_HOSTS or host.endswith(".localhost"):
+        return True
+    try:
+        return ip_address(host).is_loopback
+    except ValueError:
+        return False
+
+
+def api_key_for(api_key: str | None, api_key_env: str, base_url: str | None, *, service: str) -> str:
+    """The key to use: ``api_key``, else ``$api_key_env``, else a placeholder for a local ``base_url``.
+
+    Raises :class:`ConfigError` naming the environment variable when a real endpoint has no key.
+    The error never contains a key (there is none to leak at that point).
+    """
+    if api_key:
+        return api_key
+    env = os.environ.get(api_key_env, "").strip()
+    if env:
+        return env
+    if is_local_url(base_url):
+        return LOCAL_PLACEHOLDER_KEY
+    where = urlsplit(base_url).hostname if base_url else f"the default {service} endpoint"
+    raise ConfigError(
+        f"no API key for {where}: set the {api_key_env} environment variable (or pass api_key=...); "
+        f"a self-hosted server without authentication accepts any value",
+        field="llm.api_key_env",
+    )
+
+
+def redact(text: str, secrets: Iterable[str | None]) -> str:
+    """``text`` with every occurrence of each secret (≥ 4 characters) replaced by ``***``."""
+    for secret in secrets:
+        if secret and len(secret) >= 4 and secret != LOCAL_PLACEHOLDER_KEY:
+            text = text.replace(secret, "***")
+    return text
+
+
+def parse_retry_after(headers: Mapping[str, str] | None, *, now: float | None = None) -> float | None:
+    """Seconds to wait from ``retry-after-ms`` or ``retry-after`` (seconds or an HTTP date); else None."""
+    if not headers:
+        return None
+    ms = headers.get("retry-after-ms")
+    if ms is not None:
+        try:
+            value = float(ms) / 1000.0
+            if math.isfinite(value) and value >= 0:
+                return value
+        except ValueError:
+            pass
+    raw = headers.get("retry-after")
+    if raw is None:
+        return None
+    raw = raw.strip()
+    try:
+        value = float(raw)
+    except ValueError:
+        try:
+            when = parsedate_to_datetime(raw)
+        except (TypeError, ValueError, IndexError):
+            return None
+        if when is None:
+            return None
+        return max(0.0, when.timestamp() - (time.time() if now is None else now))
+    return value if math.isfinite(value) and value >= 0 else None
+
+
+def status_reason(status: int, message: str, secrets: Iterable[str | None], limit: int = 300) -> str:
+    """``HTTP 429: <server message>``, key-free and bounded."""
+    message = " ".join(redact(str(message), secrets).split())
+    if len(message) > limit:
+        message = message[: limit - 1] + "…"
+    return f"HTTP {status}: {message}" if message else f"HTTP {status}"
+
+
+def strip_code_fence(text: str) -> str:
+    """``text`` without a surrounding Markdown code fence (```json … ```), which some local models add."""
+    s = text.strip()
+    if s.startswith("```"):
+        s = re.sub(r"^```[A-Za-z0-9_-]*\s*", "", s)
+        s = re.sub(r"\s*```\s*$", "", s)
+    return s
+
+
+# -- label probabilities from token log-probabilities ---------------------------------------------
+_JSON_STRING = re.compile(r'"((?:[^"\\]|\\.)*)"', re.S)
+
+
+def label_value_spans(text: str, labels: Iterable[str]) -> dict[str, tuple[int, int]]:
+    """Character span (inside the quotes) of the first occurrence of each label as a JSON string *value*.
+
+    Keys (a string followed by ``:``) are skipped, and so are escaped quotes inside other strings, so a
+    label mentioned inside the rationale or used as a key never counts.
+    """
+    wanted = set(labels)
+    spans: dict[str, tuple[int, int]] = {}
+    for m in _JSON_STRING.finditer(text):
+        rest = text[m.end():].lstrip()
+        if rest.startswith(":"):
+            continue
+        try:
+            value = json.loads(m.group(0))
+        except ValueError:
+            continue
+        if value in wanted and value not in spans:
+            spans[value] = (m.start(1), m.end(1))
+    return spans
+
+
+Token = tuple[str, float, "Sequence[int] | None"]
+
+
+def label_probs_from_logprobs(text: str, tokens: Sequence[Token], labels: Iterable[str]) -> dict[str, float] | None:
+    """P(label) = exp(sum of the log-probs of the tokens overlapping the label's text in the JSON answer).
+
+    ``tokens`` are ``(token, logprob, bytes)`` in order; ``bytes`` (the token's UTF-8 bytes, as the
+    OpenAI API returns them) is used when present, so tokens that split a multi-byte character align
+    correctly. Returns None when there are no tokens or they do not spell out ``text``; otherwise a
+    dict with one entry per label that appears in the answer (possibly empty).
+    """
+    if not tokens:
+        return None
+    pieces = [bytes(b) if b is not None else tok.encode("utf-8") for tok, _, b in tokens]
+    joined = b"".join(pieces)
+    data = text.encode("utf-8")
+    base = joined.find(data)  # some servers strip whitespace around the content
+    if base < 0:
+        return None
+    starts, pos = [], 0
+    for p in pieces:
+        starts.append(pos)
+        pos += len(p)
+    out: dict[str, float] = {}
+    for label, (c0, c1) in label_value_spans(text, labels).items():
+        b0 = base + len(text[:c0].encode("utf-8"))
+        b1 = base + len(text[:c1].encode("utf-8"))
+        total, hit = 0.0, False
+        for (_, lp, _), s, p in zip(tokens, starts, pieces):
+            if s < b1 and s + len(p) > b0:
+                total += float(lp)
+                hit = True
+        if hit and math.isfinite(total):
+            out[label] = min(1.0, math.exp(total))
+    return out
+
+
+# -- the provider ---------------------------------------------------------------------------------
+def _schema_instruction(schema: Mapping[str, Any]) -> str:
+    return "Respond with only a JSON object that follows this JSON schema:\n" + json.dumps(schema, ensure_ascii=False)
+
+
+def _unsupported(message: str, param: str) -> bool:
+    """Does the server's error message say that ``param`` is not supported?"""
+    m = message.lower()
+    named = any(f"{q}{param}{q}" in m for q in ("'", '"', "`")) or re.search(rf"\b{re.escape(param)}\b", m) is not None
+    return named and any(w in m for w in ("unsupported", "not supported", "does not support"))
+
+
+def _server_message(exc: Any) -> str:
+    """The server's own error message (the SDK puts the ``error`` object in ``body``)."""
+    body = getattr(exc, "body", None)
+    if isinstance(body, dict) and isinstance(body.get("message"), str):
+        return body["message"]
+    return str(getattr(exc, "message", exc))
+
+
+class OpenAIProvider:
+    """One chat-completions call per :meth:`complete`; errors become :class:`ProviderError`.
+
+    ``structured``: ``json_schema`` (strict schema, falls back to ``json_object`` once if the server
+    rejects it), ``json_object`` (JSON mode; the schema goes into the system prompt) or ``none``
+    (prompt only). ``logprobs``: ask for token log-probabilities to compute ``label_probs``.
+    """
+
+    name = "openai"
+
+    def __init__(
+        self,
+        model: str,
+        *,
+        base_url: str | None = None,
+        api_key: str | None = None,
+        api_key_env: str = "OPENAI_API_KEY",
+        structured: Structured = "json_schema",
+        logprobs: bool = True,
+        tier_name: str = "llm",
+    ) -> None:
+        if structured not in ("json_schema", "json_object", "none"):
+            raise ConfigError(f"structured must be json_schema, json_object or none, got {structured!r}", field="llm.structured")
+        import openai  # lazy: the SDK is an optional dependency (ImportError → the tier's ConfigError)
+
+        self._sdk = openai
+        self.model = model
+        self.tier_name = tier_name
+        self.base_url = base_url or os.environ.get("OPENAI_BASE_URL") or None
+        self._key = api_key_for(api_key, api_key_env, self.base_url, service="OpenAI")
+        self.structured: Structured = structured
+        self.logprobs = logprobs
+        self._token_param = "max_tokens"
+        self._send_temperature = True
+        headers = {}
+        host = (urlsplit(self.base_url).hostname or "") if self.base_url else ""
+        if host.endswith((".openai.azure.com", ".cognitiveservices.azure.com", ".services.ai.azure.com")):
+            headers["api-key"] = self._key  # Azure's own header; its v1 API also accepts the Bearer token
+        self._client = openai.OpenAI(api_key=self._key, base_url=self.base_url, max_retries=0, timeout=60.0,
+                                     default_headers=headers or None)
+
+    def __repr__(self) -> str:  # never shows the key
+        return f"OpenAIProvider(model={self.model!r}, base_url={self.base_url!r}, structured={self.structured!r})"
+
+    # -- request ----------------------------------------------------------------------------------
+    def _kwargs(self, request: LLMRequest) -> dict[str, Any]:
+        system = request.system
+        if self.structured != "json_schema":
+            system = f"{system}\n\n{_schema_instruction(request.schema)}" if system else _schema_instruction(request.schema)
+        kw: dict[str, Any] = {
+            "model": self.model,
+            "messages": [{"role": "system", "content": system}, {"role": "user", "content": request.user}],
+            self._token_param: request.max_tokens,
+            "timeout": request.timeout_s,
+        }
+        if self._send_temperature:
+            kw["temperature"] = request.temperature
+        if self.structured == "json_schema":
+            kw["response_format"] = {"type": "json_schema",
+                                     "json_schema": {"name": "classification", "schema": request.schema, "strict": True}}
+        elif self.structured == "json_object":
+            kw["response_format"] = {"type": "json_object"}
+        if self.logprobs:
+            kw["logprobs"] = True
+        return kw
+
+    def _fallback(self, exc: Exception) -> bool:
+        """Adapt to a 400 that says a feature is unsupported; True when the call should be repeated."""
+        sdk = self._sdk
+        if not isinstance(exc, sdk.APIStatusError) or exc.status_code not in (400, 422):
+            return False
+        message = f"{exc.message} {json.dumps(exc.body, default=str) if exc.body is not None else ''}".lower()
+        why = status_reason(exc.status_code, _server_message(exc), [self._key])
+        if self.structured == "json_schema" and ("response_format" in message or "json_schema" in message):
+            self.structured = "json_object"
+            log.warning("%s: %s rejected response_format json_schema (%s); using json_object from now on", self.tier_name, self.model, why)
+            return True
+        if self._token_param == "max_tokens" and "max_completion_tokens" in message and _unsupported(message, "max_tokens"):
+            self._token_param = "max_completion_tokens"
+            log.warning("%s: %s does not support max_tokens; using max_completion_tokens from now on", self.tier_name, self.model)
+            return True
+        if self.logprobs and _unsupported(message, "logprobs"):
+            self.logprobs = False
+            log.warning("%s: %s does not support logprobs (%s); not asking for them from now on", self.tier_name, self.model, why)
+            return True
+        if self._send_temperature and _unsupported(message, "temperature"):
+            self._send_temperature = False
+            log.warning("%s: %s does not support temperature (%s); using the model's default from now on", self.tier_name, self.model, why)
+            return True
+        return False
+
+    def complete(self, request: LLMRequest) -> LLMResponse:
+        for _ in range(5):  # one call + at most one retry per capability fallback
+            try:
+                completion = self._client.chat.completions.create(**self._kwargs(request))
+            except Exception as exc:  # noqa: BLE001 — every failure becomes a ProviderError
+                if self._fallback(exc):
+                    continue
+                raise self._error(exc) from None
+            try:
+                return self._response(completion, request)
+            except ProviderError:
+                raise
+            except Exception as exc:  # noqa: BLE001 — a 200 whose body is not a chat completion
+                raise ProviderError(self.tier_name, "bad_response", f"unexpected response shape ({type(exc).__name__})") from None
+        raise ProviderError(self.tier_name, "client_error", "the server rejected every fallback request")
+
+    # -- response ---------------------------------------------------------------------------------
+    def _response(self, completion: Any, request: LLMRequest) -> LLMResponse:
+        fail = self.tier_name
+        if isinstance(completion, (str, bytes)) or not hasattr(completion, "choices"):
+            raise ProviderError(fail, "bad_response", "the response is not a chat completion")
+        choices = completion.choices or []
+        if not choices:
+            raise ProviderError(fail, "bad_response", "the response has no choices")
+        choice = choices[0]
+        message = choice.message
+        refusal = getattr(message, "refusal", None) if message is not None else None
+        if choice.finish_reason == "content_filter":
+            raise ProviderError(fail, "refusal", "the answer was withheld by the content filter (finish_reason=content_filter)")
+        if refusal:
+            raise ProviderError(fail, "refusal", f"the model refused: {' '.join(str(refusal).split())[:200]}")
+        content = message.content if message is not None else None
+        if not content or not content.strip():
+            raise ProviderError(fail, "bad_response", f"empty answer (finish_reason={choice.finish_reason})")
+        text = strip_code_fence(content)
+        if choice.finish_reason == "length":
+            try:
+                json.loads(text)
+            except ValueError:
+                raise ProviderError(fail, "bad_response", f"answer cut off at max_tokens={request.max_tokens}") from None
+        label_probs = None
+        lp = getattr(choice, "logprobs", None)
+        if self.logprobs and lp is not None and lp.content:
+            label_probs = label_probs_from_logprobs(content, [(t.token, t.logprob, t.bytes) for t in lp.content], request.allowed)
+        usage = completion.usage
+        return LLMResponse(
+            text=text,
+            input_tokens=int(getattr(usage, "prompt_tokens", 0) or 0) if usage else 0,
+            output_tokens=int(getattr(usage, "completion_tokens", 0) or 0) if usage else 0,
+            model=completion.model or self.model,
+            label_probs=label_probs,
+            raw={"id": completion.id, "finish_reason": choice.finish_reason, "structured": self.structured,
+                 "system_fingerprint": getattr(completion, "system_fingerprint", None)},
+        )
+
+    def _error(self, exc: Exception) -> ProviderError:
+        sdk, tier, secrets = self._sdk, self.tier_name, [self._key]
+        if isinstance(exc, sdk.APITimeoutError):
+            return ProviderError(tier, "timeout", "no answer within the time limit")
+        if isinstance(exc, sdk.APIConnectionError):
+            cause = exc.__cause__ or exc.__context__
+            detail = redact(f"{type(cause).__name__}: {cause}" if cause else str(exc), secrets)
+            return ProviderError(tier, "connection", f"could not reach the server ({detail[:200]})")
+        if isinstance(exc, sdk.APIStatusError):
+            status = exc.status_code
+            why = status_reason(status, _server_message(exc), secrets)
+            retry_after = parse_retry_after(exc.response.headers)
+            if status == 429:
+                return ProviderError(tier, "rate_limit", why, status=status, retry_after=retry_after)
+            if status >= 500:
+                return ProviderError(tier, "server_error", why, status=status, retry_after=retry_after)
+            return ProviderError(tier, "client_error", why, status=status)
+        if isinstance(exc, sdk.ContentFilterFinishReasonError):
+            return ProviderError(tier, "refusal", "the answer was withheld by the content filter")
+        # APIResponseValidationError, a body that is not JSON, anything else the SDK raised
+        return ProviderError(tier, "bad_response", redact(f"{type(exc).__name__}: {exc}", secrets)[:300])
+
+    def close(self) -> None:
+        self._client.close()
