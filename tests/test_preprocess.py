@@ -9,19 +9,11 @@ import threading
 import pytest
 
 from frontdesk import ConfigError, InputError
-from frontdesk.intake.preprocess import (
-    Deduplicator,
-    PreprocessConfig,
-    Prepared,
-    Preprocessor,
-    dedup_text,
-    detect_language,
-    html_to_text,
-    looks_like_html,
-    normalize_text,
-    strip_quoted_reply,
-    strip_signature,
-)
+from frontdesk.intake.clean import html_to_text, looks_like_html, normalize_text
+from frontdesk.intake.dedup import Deduplicator, dedup_text
+from frontdesk.intake.language import detect_language
+from frontdesk.intake.mail import strip_quoted_reply, strip_signature
+from frontdesk.intake.preprocessor import PreprocessConfig, Prepared, Preprocessor
 
 # -- fixtures: realistic inbound emails ---------------------------------------------------
 
@@ -309,7 +301,7 @@ def test_detect_language_without_letters() -> None:
 
 
 def test_detect_language_never_touches_the_network(monkeypatch: pytest.MonkeyPatch) -> None:
-    import frontdesk.intake.preprocess as pp
+    import frontdesk.intake.language as pp
 
     def no_network(*args: object, **kwargs: object) -> None:
         raise AssertionError("language detection tried to open a network connection")

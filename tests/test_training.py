@@ -19,14 +19,12 @@ from conftest import frontdesk_cli
 
 from frontdesk import Dataset, Decision, FrontdeskError, Router, TierTrace
 from frontdesk.store.store import Store, normalise_text
+from frontdesk.loop.promote import PromotionError, previous_versions, promote
 from frontdesk.loop.retrain import (
     REPORT_FILE,
-    PromotionError,
     RetrainReport,
     build_training,
     build_training_set,
-    previous_versions,
-    promote,
     read_report,
     retrain,
     slice_of,
@@ -278,9 +276,9 @@ def test_promotion_refuses_without_a_report_and_never_a_broken_model(loop: dict[
 
 def test_promotion_without_an_atomic_exchange_uses_two_renames(loop: dict[str, Path], tmp_path: Path,
                                                                monkeypatch: pytest.MonkeyPatch) -> None:
-    import frontdesk.loop.retrain as training
+    import frontdesk.common.atomic as atomic
 
-    monkeypatch.setattr(training, "_exchange", lambda a, b: False)   # e.g. not Linux
+    monkeypatch.setattr(atomic, "exchange", lambda a, b: False)   # e.g. not Linux
     target = tmp_path / "model"
     shutil.copytree(loop["model"], target)
     promote(loop["candidate"], target)

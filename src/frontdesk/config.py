@@ -17,7 +17,7 @@ from pydantic import BaseModel, ConfigDict, Field, ValidationError
 
 from frontdesk.errors import ConfigError, validation_message
 from frontdesk.loop.drift import DriftConfig
-from frontdesk.intake.preprocess import PreprocessConfig
+from frontdesk.intake.preprocessor import PreprocessConfig
 from frontdesk.routing.targets import LabelTarget, QueueRoute, TargetsConfig
 from frontdesk.tiers.llm import LLMParams
 from frontdesk.tiers.rules import Rule

@@ -22,7 +22,8 @@ from pydantic import ValidationError
 
 from frontdesk.errors import ConfigError, FrontdeskError, validation_message
 from frontdesk.gating.gate import GatePolicy
-from frontdesk.intake.preprocess import Deduplicator, Prepared, Preprocessor
+from frontdesk.intake.dedup import Deduplicator
+from frontdesk.intake.preprocessor import Prepared, Preprocessor
 from frontdesk.cascade.router import Router, RouterSettings, coerce_message
 from frontdesk.routing.sinks import Sink, sink_from_url
 from frontdesk.routing.targets import RoutedTarget, check_labels, fan_out

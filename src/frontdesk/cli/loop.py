@@ -119,7 +119,7 @@ def register(app: typer.Typer) -> None:
         force: Annotated[bool, typer.Option(help="promote even when the report says it is not better (or is missing)")] = False,
     ) -> None:
         """Swap the candidate into the serving directory (atomically); the old model is kept as <to>.previous-<time>."""
-        from frontdesk.loop.retrain import previous_versions, promote
+        from frontdesk.loop.promote import previous_versions, promote
 
         target = promote(candidate, to, force=force)
         prev = previous_versions(target)

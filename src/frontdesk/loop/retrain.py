@@ -8,16 +8,13 @@ Three steps, each usable on its own (and from the CLI: ``frontdesk retrain`` / `
 2. :func:`retrain` trains a candidate model M2 with the same tiers, parameters, settings and
    objective as the serving model M, then evaluates **both** on the same held-back examples and
    writes ``retrain_report.json`` (a :class:`RetrainReport`) next to the candidate.
-3. :func:`promote` swaps the candidate into the serving directory only when its report says it is
+3. :func:`~frontdesk.loop.promote.promote` swaps the candidate into the serving directory only when its report says it is
    not worse (or when forced), keeping the previous model as ``<target>.previous-<timestamp>``.
 """
 
 from __future__ import annotations
 
-import ctypes
-import ctypes.util
 import hashlib
-import json
 import os
 import shutil
 import time
@@ -30,7 +27,8 @@ from typing import Any
 from pydantic import BaseModel, Field, ValidationError
 
 from frontdesk.data.dataset import Dataset, Example
-from frontdesk.errors import ConfigError, FrontdeskError, ModelError
+from frontdesk.common.atomic import replace_directory, staging_path
+from frontdesk.errors import ConfigError
 from frontdesk.gating.gate import Objective
 from frontdesk.cascade.router import MANIFEST, Router
 from frontdesk.store.store import Store, normalise_text
@@ -39,14 +37,6 @@ REPORT_FILE = "retrain_report.json"
 HUMAN_SOURCES_NOTE = "every feedback source except 'llm' (feedback, review, labelling, …) counts as a human label"
 
 Progress = Callable[[str, float], None]
-
-
-class PromotionError(FrontdeskError):
-    """A candidate model may not replace the serving model; the message says why and how to override."""
-
-    def __init__(self, message: str, *, candidate: str | Path | None = None) -> None:
-        super().__init__(message)
-        self.candidate = Path(candidate) if candidate is not None else None
 
 
 # -- the training set -----------------------------------------------------------------------------
@@ -436,19 +426,13 @@ def retrain(
 
 
 def _write_candidate(router: Router, report: RetrainReport, out_path: Path) -> None:
-    """Save model + report beside ``out_path`` and rename into place (replacing an older candidate)."""
+    """Save model + report beside ``out_path`` and swap them into place (replacing an older candidate)."""
     out_path.parent.mkdir(parents=True, exist_ok=True)
-    tmp = out_path.parent / f".{out_path.name}.writing-{os.getpid()}-{time.time_ns()}"
+    tmp = staging_path(out_path)
     try:
         router.save(tmp)
         (tmp / REPORT_FILE).write_text(report.model_dump_json(indent=2), encoding="utf-8")
-        if out_path.exists():
-            old = out_path.parent / f".{out_path.name}.replaced-{os.getpid()}-{time.time_ns()}"
-            out_path.rename(old)
-            tmp.rename(out_path)
-            shutil.rmtree(old, ignore_errors=True)
-        else:
-            tmp.rename(out_path)
+        replace_directory(tmp, out_path)
     finally:
         if tmp.exists():
             shutil.rmtree(tmp, ignore_errors=True)
@@ -460,144 +444,6 @@ def read_report(model_dir: str | Path) -> RetrainReport | None:
     if not path.is_file():
         return None
     return RetrainReport.model_validate_json(path.read_text(encoding="utf-8"))
-
-
-# -- promotion ------------------------------------------------------------------------------------
-def previous_versions(target_dir: str | Path) -> list[Path]:
-    """The ``<target>.previous-<timestamp>`` copies promote left behind, newest first."""
-    target = Path(target_dir)
-    if not target.parent.is_dir():
-        return []
-    found = [p for p in target.parent.glob(f"{target.name}.previous-*") if p.is_dir()]
-    return sorted(found, key=lambda p: p.name, reverse=True)
-
-
-def promote(candidate_dir: str | Path, target_dir: str | Path, *, force: bool = False) -> Path:
-    """Put the candidate model in place of ``target_dir``; returns ``target_dir``.
-
-    Refused (:class:`PromotionError`) unless ``force`` when the candidate's ``retrain_report.json``
-    is missing or unreadable, says ``better: false``, or compares against another model than the
-    one now in ``target_dir`` (its ``trained_at`` differs). A candidate that is not a loadable model
-    directory is refused even with ``force`` (:class:`~frontdesk.errors.ModelError`).
-
-    The swap: the candidate is copied to a temporary sibling of ``target_dir`` (same file system),
-    then swapped in. On Linux the two directories are exchanged atomically (``renameat2`` with
-    ``RENAME_EXCHANGE``), so ``target_dir`` always holds a complete model; elsewhere the old
-    directory is renamed away and the new one renamed in (two renames: a reader may briefly find
-    no directory, never a half-copied one). The old model is kept as
-    ``<target_dir>.previous-<UTC timestamp>`` (see :func:`previous_versions`).
-    """
-    candidate, target = Path(candidate_dir), Path(target_dir)
-    if candidate.resolve() == target.resolve():
-        raise PromotionError(f"the candidate {candidate} is already the target directory: nothing to promote",
-                             candidate=candidate)
-    Router.load(candidate)  # a broken candidate is never promoted, force or not
-    override = "pass --force (promote(..., force=True)) to promote it anyway"
-    try:
-        report = read_report(candidate)
-    except (ValidationError, ValueError) as exc:
-        if not force:
-            raise PromotionError(f"{candidate / REPORT_FILE} is not a valid retrain report ({str(exc).splitlines()[0]}): "
-                                 f"re-run `frontdesk retrain`, or {override}", candidate=candidate) from exc
-        report = None
-    if report is None and not force and not (candidate / REPORT_FILE).is_file():
-        raise PromotionError(f"{candidate} has no {REPORT_FILE}: nothing shows it is better than the serving model; "
-                             f"create it with `frontdesk retrain --model {target} … --out {candidate}`, or {override}",
-                             candidate=candidate)
-    if report is not None and not force:
-        if not report.better:
-            raise PromotionError(f"{candidate} is not better than {report.old_model} on {report.evaluated_on}: "
-                                 f"{'; '.join(report.reasons)} (rule: {report.rule}); fix the training data and "
-                                 f"retrain, or {override}", candidate=candidate)
-        current = _trained_at(target)
-        if current is not None and report.baseline_trained_at is not None and current != report.baseline_trained_at:
-            raise PromotionError(f"the report compares {candidate} with a model trained at {report.baseline_trained_at}, "
-                                 f"but {target} now holds one trained at {current}: retrain against the current "
-                                 f"model, or {override}", candidate=candidate)
-    return _swap_in(candidate, target)
-
-
-def _trained_at(model_dir: Path) -> str | None:
-    try:
-        manifest = json.loads((model_dir / MANIFEST).read_text(encoding="utf-8"))
-        value = manifest.get("meta", {}).get("trained_at")
-        return str(value) if value is not None else None
-    except (OSError, ValueError, AttributeError):
-        return None
-
-
-def _swap_in(candidate: Path, target: Path) -> Path:
-    target.parent.mkdir(parents=True, exist_ok=True)
-    stamp = datetime.now(timezone.utc).strftime("%Y%m%dT%H%M%S%fZ")
-    incoming = target.parent / f".{target.name}.incoming-{stamp}-{os.getpid()}"
-    previous = target.parent / f"{target.name}.previous-{stamp}"
-    n = 1
-    while previous.exists():
-        previous = target.parent / f"{target.name}.previous-{stamp}-{n}"
-        n += 1
-    try:
-        shutil.copytree(candidate, incoming)
-        _fsync_tree(incoming)
-        if target.exists() or target.is_symlink():
-            if _exchange(incoming, target):
-                incoming.rename(previous)  # ``incoming`` now holds the old model
-            else:
-                target.rename(previous)
-                try:
-                    incoming.rename(target)
-                except OSError:
-                    previous.rename(target)  # put the old model back
-                    raise
-        else:
-            incoming.rename(target)
-        _fsync_dir(target.parent)
-    except OSError as exc:
-        raise ModelError(f"could not swap the model into place ({exc}); the previous model is unchanged", path=target) from exc
-    finally:
-        if incoming.exists():
-            shutil.rmtree(incoming, ignore_errors=True)
-    return target
-
-
-def _exchange(a: Path, b: Path) -> bool:
-    """Atomically exchange two paths (Linux ``renameat2(RENAME_EXCHANGE)``); False when unsupported."""
-    try:
-        libc = ctypes.CDLL(ctypes.util.find_library("c") or None, use_errno=True)
-        renameat2 = libc.renameat2
-    except (OSError, AttributeError):
-        return False
-    renameat2.argtypes = [ctypes.c_int, ctypes.c_char_p, ctypes.c_int, ctypes.c_char_p, ctypes.c_uint]
-    renameat2.restype = ctypes.c_int
-    at_fdcwd, rename_exchange = -100, 2
-    rc = renameat2(at_fdcwd, os.fsencode(a), at_fdcwd, os.fsencode(b), rename_exchange)
-    return rc == 0
-
-
-def _fsync_tree(root: Path) -> None:
-    for dirpath, _dirs, files in os.walk(root):
-        for name in files:
-            try:
-                fd = os.open(os.path.join(dirpath, name), os.O_RDONLY)
-            except OSError:
-                continue
-            try:
-                os.fsync(fd)
-            finally:
-                os.close(fd)
-        _fsync_dir(Path(dirpath))
-
-
-def _fsync_dir(path: Path) -> None:
-    try:
-        fd = os.open(path, os.O_RDONLY)
-    except OSError:
-        return
-    try:
-        os.fsync(fd)
-    except OSError:
-        pass
-    finally:
-        os.close(fd)
 
 
 def describe_sizes(sizes: Mapping[str, int]) -> Iterable[tuple[str, int]]:
@@ -616,6 +462,6 @@ def describe_sizes(sizes: Mapping[str, int]) -> Iterable[tuple[str, int]]:
 
 
 __all__ = [
-    "LabelChange", "Metrics", "PromotionError", "PromotionRule", "RetrainReport", "TrainingSet", "build_training",
-    "build_training_set", "previous_versions", "promote", "read_report", "retrain", "slice_of",
+    "LabelChange", "Metrics", "PromotionRule", "RetrainReport", "TrainingSet", "build_training",
+    "build_training_set", "read_report", "retrain", "slice_of",
 ]

@@ -1,187 +1,35 @@
-"""Drift monitoring: is the model still seeing the traffic it was trained for?
-
-A :class:`DriftMonitor` watches the stream of Decisions over a rolling window and compares it with
-a **baseline** (the model's validation data routed once, or the first decisions it observed):
-
-* **mean primary-tier confidence** — the calibrated confidence of the first model tier (seed 000:
-  "a downward trend indicates retraining is needed"), plus its **trend**: the least-squares slope of
-  the mean confidence over the last ``trend_windows`` consecutive windows;
-* **unknown rate** — see :func:`is_unknown`: the decision's (first) label is one of
-  ``unknown_labels`` (e.g. ``oos``, what ``RouterSettings(fallback="unknown")`` assigns), or it went
-  to human review with no label at all (no tier produced a guess: every tier failed, or the language
-  is unsupported). A human-review decision *with* a best guess is not unknown (it is escalated),
-  unless ``count_human_as_unknown`` is set — use that with ``fallback="human"``;
-* **escalation rate** — decisions answered past the first model tier, human review included
-  (``decision.escalated or decision.tier == "human"``);
-* **label-distribution PSI** — the population stability index of the window's predicted labels
-  against the baseline's, minus the PSI that sampling noise alone would show at this window size
-  (:func:`psi_noise`; with ~150 labels it is ≈ 0.3 for a 500-decision window); new intents usually
-  show up as a rising share of the unknown label;
-* **per-label recall** from feedback (:meth:`DriftMonitor.observe_feedback`): of the last
-  ``recall_window`` corrected decisions whose true labels include L, the share a model tier
-  answered with L.
-
-:meth:`DriftMonitor.check` turns these into :class:`Alert` transitions: an alert **fires** once when
-its condition starts to hold (a rate or the PSI goes above its threshold, the confidence drops by
-at least its threshold) and is reported **cleared** once when the value falls below
-``threshold × (1 − hysteresis)`` (the hysteresis stops an alert flapping around its threshold).
-While the window holds fewer than ``min_window`` decisions nothing changes state (baseline-relative
-alerts also wait for the baseline). Transitions are delivered to the log
-(``logging.warning`` on the ``frontdesk.loop.drift`` logger), to an optional webhook (one JSON POST,
-short timeout, failures logged and never raised) and to Prometheus (:meth:`DriftMonitor.register`).
-
-Wiring it into a service::
-
-    monitor = DriftMonitor.from_router(router, DriftConfig(webhook_url=...))   # baseline: the first window
-    monitor.register(metrics.registry)      # frontdesk_drift_* gauges, computed at scrape time
-    monitor.start(interval_s=15)            # a daemon thread runs check() (logs, webhook, gauges)
-    ...
-    monitor.observe(decision)               # for every committed decision: O(1), thread-safe, never raises
-    ...
-    monitor.close()                         # stops the checker thread
-
-After a model reload call :meth:`DriftMonitor.reset` (new labels, new baseline). For stored decisions,
-:func:`drift_report` replays a :class:`~frontdesk.store.store.Store` through a monitor (the CLI's ``drift``).
-"""
+"""The drift monitor: a rolling window of decisions compared with a baseline, alerts with hysteresis."""
 
 from __future__ import annotations
 
-import heapq
 import logging
 import math
 import threading
 import time
 from collections import deque
-from collections.abc import Callable, Iterable, Sequence
+from collections.abc import Callable, Sequence
 from dataclasses import dataclass
 from datetime import datetime, timezone
-from typing import TYPE_CHECKING, Any, Literal
+from typing import TYPE_CHECKING, Any
 
 import numpy as np
-from pydantic import BaseModel, ConfigDict, Field, ValidationError, field_validator, model_validator
 
-from frontdesk.errors import ConfigError, validation_message
+from frontdesk.errors import ConfigError
+from frontdesk.loop.drift.alerts import deliver_alerts
+from frontdesk.loop.drift.config import ALERT_KINDS, DriftConfig
+from frontdesk.loop.drift.psi import psi, psi_noise, round2
+from frontdesk.loop.drift.signals import NO_LABEL, primary_confidence
+from frontdesk.loop.drift.values import Alert, Baseline, DriftSnapshot, LabelRecall, LabelShift
 from frontdesk.types import Decision
 
 if TYPE_CHECKING:
     from prometheus_client import CollectorRegistry
 
     from frontdesk.cascade.router import Router
-    from frontdesk.store.store import Store
 
 log = logging.getLogger("frontdesk.loop.drift")
 
-AlertKind = Literal["unknown_rate", "unknown_rate_rise", "confidence_drop", "confidence_trend", "psi", "escalation_rate"]
-ALERT_KINDS: tuple[str, ...] = ("unknown_rate", "unknown_rate_rise", "confidence_drop", "confidence_trend", "psi",
-                                "escalation_rate")
-NO_LABEL = "(none)"
-"""The label-distribution bucket of decisions without any label."""
-_SKIP_KINDS = frozenset({"rules", "human", "preprocess"})
-_PSI_SMOOTHING = 0.5  # pseudo-count added to every bucket before the PSI's log ratios
 _RESUM_EVERY = 100_000  # evictions between exact recomputations of the running confidence sum
-
-
-# -- configuration ------------------------------------------------------------------------------
-class DriftConfig(BaseModel):
-    """What to watch and when to alert. Every ``*_alert`` threshold can be ``None`` (that alert is off).
-
-    Window: ``window`` decisions (the most recent), or ``window_s`` seconds; give only ``window_s``
-    for a purely time-based window, both to keep whichever is smaller.
-    """
-
-    model_config = ConfigDict(extra="forbid")
-
-    window: int | None = Field(500, ge=1, description="number of most recent decisions in the rolling window")
-    window_s: float | None = Field(None, gt=0, description="or: decisions of the last window_s seconds")
-    min_window: int = Field(100, ge=1, description="decisions the window needs before any alert changes state")
-    baseline_size: int | None = Field(None, ge=1, description="without a given baseline: freeze one from the first "
-                                      "baseline_size decisions observed (default: window, or 500)")
-    unknown_labels: list[str] = Field(default_factory=lambda: ["oos", "unknown"],
-                                      description="labels that mean 'no known intent'")
-    count_human_as_unknown: bool = Field(False, description="also count human-review decisions that carry a best "
-                                         "guess as unknown (for routers with fallback='human')")
-    unknown_rate_alert: float | None = Field(0.03, ge=0, le=1, description="alert when the window's unknown rate ≥ this")
-    unknown_rate_rise_alert: float | None = Field(None, gt=0, le=1, description="alert when the unknown rate is this "
-                                                  "much above the baseline's (for models with a high base rate)")
-    confidence_drop_alert: float | None = Field(0.05, gt=0, le=1, description="alert when the mean primary-tier "
-                                                "confidence is this much below the baseline's")
-    confidence_slope_alert: float | None = Field(None, gt=0, description="alert when the mean confidence falls by at "
-                                                 "least this much per window over the last trend_windows windows")
-    trend_windows: int = Field(5, ge=2, description="completed windows the confidence trend is fitted over")
-    psi_alert: float | None = Field(0.2, gt=0, description="alert when the label-distribution PSI (noise "
-                                    "subtracted) ≥ this")
-    psi_noise_correction: bool = Field(True, description="subtract the PSI that sampling noise alone would give")
-    escalation_rate_alert: float | None = Field(None, ge=0, le=1, description="alert when the escalation rate ≥ this")
-    hysteresis: float = Field(0.1, ge=0, lt=1, description="an alert clears below threshold × (1 − hysteresis)")
-    recall_window: int = Field(500, ge=1, description="feedback items kept for per-label recall")
-    webhook_url: str | None = Field(None, description="POST each alert transition here as JSON")
-    webhook_timeout_s: float = Field(2.0, gt=0, le=60)
-
-    @field_validator("webhook_url")
-    @classmethod
-    def _url(cls, value: str | None) -> str | None:
-        if value is not None and not value.startswith(("http://", "https://")):
-            raise ValueError(f"must start with http:// or https://, got {value!r}")
-        return value
-
-    @model_validator(mode="after")
-    def _windows(self) -> DriftConfig:
-        if self.window_s is not None and "window" not in self.model_fields_set:
-            self.window = None  # window_s alone: a purely time-based window
-        if self.window is None and self.window_s is None:
-            raise ValueError("give window (decisions) or window_s (seconds)")
-        if self.window is not None and self.min_window > self.window:
-            raise ValueError(f"min_window ({self.min_window}) is larger than window ({self.window}): alerts could "
-                             "never fire; lower min_window or widen the window")
-        return self
-
-    @classmethod
-    def make(cls, **values: Any) -> DriftConfig:
-        """Like ``DriftConfig(**values)`` but raises :class:`ConfigError` naming the field."""
-        try:
-            return cls(**values)
-        except ValidationError as exc:
-            raise ConfigError(validation_message(exc), field="drift") from exc
-
-    @property
-    def block_size(self) -> int:
-        """Decisions per trend point when the window is count-based."""
-        return self.window or 500
-
-
-# -- what one decision contributes -------------------------------------------------------------
-def primary_confidence(decision: Decision, primary_tier: str | None = None) -> float | None:
-    """The confidence of the first model tier in the decision's trace (``primary_tier`` names it; by
-    default the first entry that is not guardrail rules, preprocessing or human review). None when
-    that tier did not answer (a guardrail rule routed the message, the tier failed)."""
-    for entry in decision.trace:
-        if primary_tier is not None:
-            if entry.tier == primary_tier:
-                return entry.confidence if entry.verdict != "error" else None
-            continue
-        if entry.kind in _SKIP_KINDS:
-            continue
-        if entry.verdict == "error" or entry.confidence is None:
-            return None
-        return entry.confidence
-    return None
-
-
-def is_unknown(decision: Decision, unknown_labels: Iterable[str] = ("oos", "unknown"), *,
-               count_human_as_unknown: bool = False) -> bool:
-    """Whether a decision counts as unknown: its first label is an unknown label, or it went to human
-    review (``tier == "human"``) with no label; with ``count_human_as_unknown`` any human-review
-    decision counts."""
-    if decision.labels and decision.labels[0] in set(unknown_labels):
-        return True
-    if decision.tier == "human":
-        return count_human_as_unknown or not decision.labels
-    return False
-
-
-def is_escalated(decision: Decision) -> bool:
-    """Answered past the first model tier, human review included."""
-    return decision.escalated or decision.tier == "human"
 
 
 @dataclass(slots=True, frozen=True)
@@ -205,163 +53,6 @@ class _Obs:
     labels: tuple[int, ...]  # bucket indices
 
 
-# -- values -------------------------------------------------------------------------------------
-class Baseline(BaseModel):
-    """What normal looks like: predicted-label shares, mean primary confidence, unknown and escalation
-    rates, over ``n`` decisions (``source`` says which)."""
-
-    model_config = ConfigDict(extra="forbid")
-
-    label_distribution: dict[str, float] = Field(description="predicted label → share of all predicted labels")
-    confidence_mean: float | None = None
-    unknown_rate: float | None = None
-    escalation_rate: float | None = None
-    n: int = Field(ge=1, description="decisions the baseline was computed over")
-    source: str = "decisions"
-
-    @classmethod
-    def from_decisions(cls, decisions: Iterable[Decision], config: DriftConfig | None = None, *,
-                       primary_tier: str | None = None, source: str = "decisions") -> Baseline:
-        """The baseline of these decisions (duplicates of earlier decisions are skipped)."""
-        cfg = config or DriftConfig()
-        counts: dict[str, int] = {}
-        n = conf_n = unk = esc = 0
-        conf_sum = 0.0
-        for d in decisions:
-            if d.duplicate_of:
-                continue
-            n += 1
-            c = primary_confidence(d, primary_tier)
-            if c is not None:
-                conf_sum += c
-                conf_n += 1
-            unk += is_unknown(d, cfg.unknown_labels, count_human_as_unknown=cfg.count_human_as_unknown)
-            esc += is_escalated(d)
-            for label in d.labels or [NO_LABEL]:
-                counts[label] = counts.get(label, 0) + 1
-        if n == 0:
-            raise ConfigError("a baseline needs at least one decision", field="baseline")
-        total = sum(counts.values())
-        return cls(label_distribution={k: v / total for k, v in sorted(counts.items())},
-                   confidence_mean=conf_sum / conf_n if conf_n else None, unknown_rate=unk / n,
-                   escalation_rate=esc / n, n=n, source=source)
-
-    @classmethod
-    def from_router(cls, router: Router, texts: Sequence[str], config: DriftConfig | None = None, *,
-                    source: str = "validation") -> Baseline:
-        """Route ``texts`` (e.g. the validation split the model was tuned on) and take their baseline."""
-        if not texts:
-            raise ConfigError("a baseline needs at least one text (e.g. the validation split)", field="baseline")
-        return cls.from_decisions(router.route_batch(list(texts)), config, primary_tier=router.primary.name,
-                                  source=f"{source} ({len(texts)} messages)")
-
-
-class Alert(BaseModel):
-    """One alert transition: ``state`` is "firing" when the condition started, "cleared" when it ended."""
-
-    kind: AlertKind
-    state: Literal["firing", "cleared"]
-    message: str = Field(description="what happened, with the numbers")
-    value: float
-    threshold: float
-    at: datetime
-    observed: int = Field(description="decisions the monitor had observed at that moment (the stream position)")
-
-
-class LabelRecall(BaseModel):
-    support: int = Field(description="feedback items whose true labels include this label")
-    recall: float
-
-
-class LabelShift(BaseModel):
-    """One label's share in the baseline and in the window, and its PSI contribution."""
-
-    label: str
-    baseline: float
-    window: float
-    psi: float
-
-
-class DriftSnapshot(BaseModel):
-    """The monitor's numbers right now (None where there is nothing to compute them from yet)."""
-
-    at: datetime
-    observed: int = Field(description="decisions observed since the start (or the last reset)")
-    n: int = Field(description="decisions in the window")
-    confidence_mean: float | None = Field(None, description="mean primary-tier confidence in the window")
-    confidence_n: int = 0
-    confidence_trend: float | None = Field(None, description="slope of the mean confidence per window over the last "
-                                           "trend_windows completed windows (negative = falling)")
-    trend_points: list[float] = Field(default_factory=list, description="mean confidence of those windows, oldest first")
-    unknown_rate: float | None = None
-    escalation_rate: float | None = None
-    psi: float | None = Field(None, description="label-distribution PSI vs the baseline (raw)")
-    psi_noise: float | None = Field(None, description="PSI expected from sampling noise alone (subtracted before "
-                                    "comparing with psi_alert when psi_noise_correction is on)")
-    top_shifts: list[LabelShift] = Field(default_factory=list, description="labels contributing most to the PSI")
-    label_distribution: dict[str, float] = Field(default_factory=dict)
-    recall: dict[str, LabelRecall] = Field(default_factory=dict, description="per-label recall from feedback")
-    feedback_n: int = 0
-    baseline: Baseline | None = None
-    active_alerts: list[str] = Field(default_factory=list)
-
-
-class DriftReport(BaseModel):
-    """A replay of stored decisions through a monitor (:func:`drift_report`)."""
-
-    snapshot: DriftSnapshot
-    alerts: list[Alert] = Field(description="every transition during the replay, in order")
-    active: list[Alert] = Field(description="alerts still firing at the end")
-    decisions: int
-    feedback: int
-    since: datetime | None = None
-
-
-def psi(window: Sequence[float], baseline: Sequence[float], *, n: float, m: float,
-        smoothing: float = _PSI_SMOOTHING) -> tuple[float, np.ndarray]:
-    """Population stability index Σ (p − q)·ln(p / q) between window counts and baseline shares.
-
-    ``window`` holds counts (``n`` in all), ``baseline`` the shares of ``m`` observations; both get
-    ``smoothing`` pseudo-counts per bucket so that empty buckets give finite terms. Returns
-    ``(psi, per-bucket terms)``.
-    """
-    p_counts = np.asarray(window, dtype=float)
-    q_share = np.asarray(baseline, dtype=float)
-    k = len(p_counts)
-    p = (p_counts + smoothing) / (n + smoothing * k)
-    q = (q_share * m + smoothing) / (m + smoothing * k)
-    terms = (p - q) * np.log(p / q)
-    return float(terms.sum()), terms
-
-
-def psi_noise(baseline: Sequence[float], *, n: int, m: int, draws: int = 64, seed: int = 0) -> float:
-    """The PSI that sampling noise alone gives: the mean PSI between a window of ``n`` and a baseline
-    of ``m`` observations both drawn from the baseline shares (Monte Carlo, ``draws`` pairs).
-
-    It grows with the number of labels K, roughly (K − 1)·(1/n + 1/m): with 150 labels, a
-    500-decision window and a 3,000-decision baseline it is ≈ 0.3 — above the usual 0.2 rule of
-    thumb without any drift at all, hence ``DriftConfig.psi_noise_correction``.
-    """
-    q = np.asarray(baseline, dtype=float)
-    total = q.sum()
-    if n < 1 or m < 1 or total <= 0:
-        return 0.0
-    q = q / total
-    rng = np.random.default_rng(seed)
-    windows = rng.multinomial(n, q, size=draws)
-    bases = rng.multinomial(m, q, size=draws) / m
-    return float(np.mean([psi(windows[i], bases[i], n=n, m=m)[0] for i in range(draws)]))
-
-
-def _round2(n: int) -> int:
-    """n rounded to two significant digits (the PSI-noise cache key)."""
-    if n < 100:
-        return n
-    digits = 10 ** (len(str(n)) - 2)
-    return int(round(n / digits) * digits)
-
-
-# -- the monitor ----------------------------------------------------------------------------------
 class DriftMonitor:
     """Rolling-window drift statistics over observed decisions, with alerting (see the module docstring).
 
@@ -571,7 +262,7 @@ class DriftMonitor:
                 self._q_key = (id(base), len(self._names))
             q = self._q
             value, terms = psi(self._counts, q, n=self._label_total, m=base.n)
-            n_key = _round2(self._label_total)
+            n_key = round2(self._label_total)
             noise = self._noise.get((self._q_key, n_key))
             if noise is None:
                 if len(self._noise) > 256:
@@ -702,26 +393,7 @@ class DriftMonitor:
         return events
 
     def _deliver(self, events: list[Alert]) -> None:
-        for alert in events:
-            log.warning("drift alert %s %s: %s", alert.kind, alert.state, alert.message)
-        url = self.config.webhook_url
-        if url is None:
-            return
-        try:
-            import httpx
-        except ImportError:  # pragma: no cover - httpx ships with the server extra
-            log.error("drift webhook %s not called: pip install httpx", url)
-            return
-        for alert in events:
-            body = {"source": "frontdesk", "type": "drift_alert", "alert": alert.model_dump(mode="json")}
-            try:
-                resp = httpx.post(url, json=body, timeout=self.config.webhook_timeout_s)
-                if not 200 <= resp.status_code < 300:
-                    log.error("drift webhook %s answered HTTP %s for %s alert: check the receiver",
-                              url, resp.status_code, alert.kind)
-            except Exception as exc:  # noqa: BLE001 - alert delivery must never break the caller
-                log.error("drift webhook %s failed for %s alert (%s: %s): the alert is still logged and in "
-                          "the metrics", url, alert.kind, type(exc).__name__, exc)
+        deliver_alerts(events, self.config.webhook_url, timeout_s=self.config.webhook_timeout_s)
 
     # -- background checking -----------------------------------------------------------------------
     def start(self, interval_s: float = 15.0) -> None:
@@ -758,7 +430,9 @@ class DriftMonitor:
         (noise subtracted when configured), ``frontdesk_drift_window_decisions`` and
         ``frontdesk_drift_alerts_active{kind}`` (1 while that alert fires; set by :meth:`check`).
         NaN where there is no value yet."""
-        collector = _DriftCollector(self)
+        from frontdesk.loop.drift.prometheus import DriftCollector
+
+        collector = DriftCollector(self)
         try:
             registry.register(collector)
         except ValueError as exc:
@@ -789,88 +463,3 @@ class DriftMonitor:
         return {"unknown_rate": cfg.unknown_rate_alert, "unknown_rate_rise": cfg.unknown_rate_rise_alert,
                 "confidence_drop": cfg.confidence_drop_alert, "confidence_trend": cfg.confidence_slope_alert,
                 "psi": cfg.psi_alert, "escalation_rate": cfg.escalation_rate_alert}[kind]
-
-
-_GAUGES = {
-    "confidence_mean": "mean primary-tier confidence over the drift window",
-    "confidence_trend": "slope of the mean confidence per window over the last trend windows",
-    "unknown_rate": "share of unknown decisions (unknown label, or human review without a label) in the window",
-    "escalation_rate": "share of decisions answered past the first model tier (human review included) in the window",
-    "psi": "label-distribution PSI vs the baseline (sampling noise subtracted when configured)",
-    "window_decisions": "decisions in the drift window",
-}
-
-
-class _DriftCollector:
-    """Prometheus collector: one consistent set of drift gauges per scrape."""
-
-    def __init__(self, monitor: DriftMonitor) -> None:
-        self.monitor = monitor
-
-    def describe(self) -> list[Any]:
-        from prometheus_client.core import GaugeMetricFamily
-
-        fams = [GaugeMetricFamily(f"frontdesk_drift_{name}", doc) for name, doc in _GAUGES.items()]
-        return [*fams, GaugeMetricFamily("frontdesk_drift_alerts_active", "drift alerts firing, by kind", labels=["kind"])]
-
-    def collect(self) -> Iterable[Any]:
-        from prometheus_client.core import GaugeMetricFamily
-
-        values = self.monitor._gauges()
-        for name, doc in _GAUGES.items():
-            yield GaugeMetricFamily(f"frontdesk_drift_{name}", doc, value=values[name])
-        fam = GaugeMetricFamily("frontdesk_drift_alerts_active", "drift alerts firing, by kind", labels=["kind"])
-        for kind, v in values["alerts"].items():
-            fam.add_metric([kind], v)
-        yield fam
-
-
-# -- replaying a store ---------------------------------------------------------------------------------
-class _ReplayClock:
-    def __init__(self) -> None:
-        self.t = 0.0
-
-    def __call__(self) -> float:
-        return self.t
-
-
-def drift_report(store: Store, *, since: datetime | None = None, until: datetime | None = None,
-                 config: DriftConfig | None = None, baseline: Baseline | None = None,
-                 labels: Sequence[str] | None = None, primary_tier: str | None = None,
-                 check_every: int = 1) -> DriftReport:
-    """Replay the stored decisions (``since <= created_at < until``) and their feedback, in time order,
-    through a :class:`DriftMonitor` checked every ``check_every`` decisions; the report holds the final
-    snapshot, every alert transition and the alerts still firing. Nothing is logged or POSTed (the
-    alerts are history). Without ``baseline`` the first ``baseline_size`` replayed decisions are it."""
-    if check_every < 1:
-        raise ConfigError(f"check_every must be ≥ 1, got {check_every}", field="check_every")
-    clock = _ReplayClock()
-    monitor = DriftMonitor(config, baseline=baseline, labels=labels, primary_tier=primary_tier, clock=clock, notify=False)
-    decisions = store.decisions(since=since, until=until)
-    by_id = {d.id: d for d in decisions}
-    feedback = [f for f in store.feedback(since=since)
-                if f.decision_id in by_id and (until is None or f.created_at < _aware(until))]
-    events: Iterable[tuple[float, int, int, Any]] = heapq.merge(
-        ((d.created_at.timestamp(), 0, i, d) for i, d in enumerate(decisions)),
-        ((f.created_at.timestamp(), 1, i, f) for i, f in enumerate(feedback)),
-    )
-    alerts: list[Alert] = []
-    clock.t = time.time() if not decisions else decisions[0].created_at.timestamp()
-    seen = 0
-    for ts, kind, _i, item in events:
-        clock.t = max(clock.t, ts)
-        if kind == 0:
-            monitor.observe(item, at=ts)
-            seen += 1
-            if seen % check_every == 0:
-                alerts.extend(monitor.check())
-        else:
-            monitor.observe_feedback(by_id[item.decision_id], item.labels)
-    if decisions and seen % check_every:
-        alerts.extend(monitor.check())
-    return DriftReport(snapshot=monitor.snapshot(), alerts=alerts, active=monitor.active_alerts(),
-                       decisions=len(decisions), feedback=len(feedback), since=since)
-
-
-def _aware(value: datetime) -> datetime:
-    return value.replace(tzinfo=timezone.utc) if value.tzinfo is None else value

@@ -1,0 +1,207 @@
+"""Duplicates: the same sender sending the same message within a window gets the earlier decision."""
+
+from __future__ import annotations
+
+import hashlib
+import threading
+import time
+import unicodedata
+from collections import OrderedDict
+from collections.abc import Callable
+from typing import Generic, TypeVar
+
+from frontdesk.errors import ConfigError
+from frontdesk.intake.clean import normalize_text
+
+T = TypeVar("T")
+
+
+# -- duplicates ---------------------------------------------------------------------------
+
+
+def _strip_edge_punctuation(text: str) -> str:
+    start, end = 0, len(text)
+    while start < end and unicodedata.category(text[start]).startswith("P"):
+        start += 1
+    while end > start and unicodedata.category(text[end - 1]).startswith("P"):
+        end -= 1
+    return text[start:end]
+
+
+def dedup_text(text: str) -> str:
+    """The form of a message compared for duplicates: normalised, casefolded, one line, no edge punctuation.
+
+    "Where is my refund?" and "  where is my REFUND " are the same message; so are texts that differ
+    only in zero-width characters or fullwidth letters.
+    """
+    folded = " ".join(normalize_text(text).casefold().split())
+    return _strip_edge_punctuation(folded).strip()
+
+
+class _Claim(Generic[T]):
+    """A message being decided and not yet committed: whoever else sends it waits for the outcome."""
+
+    __slots__ = ("owner", "value", "done")
+
+    def __init__(self, owner: object) -> None:
+        self.owner = owner
+        self.value: T | None = None
+        self.done = threading.Event()
+
+
+class Deduplicator(Generic[T]):
+    """Remembers a *committed* value (typically a Decision) per (sender, message) for ``window_s`` seconds.
+
+    The service must never answer "duplicate of X" for an X the store does not hold, so a value is
+    remembered only once its decision is committed. The flow for each message is
+    :meth:`claim` → decide → :meth:`settle` → commit → :meth:`confirm` (or :meth:`release` when the
+    commit or the request failed: the next copy of the message is then decided afresh). While a
+    message is claimed, a concurrent copy from another request waits for the outcome (single-flight)
+    instead of being classified twice; a copy inside the *same* request (``owner``) gets the pending
+    value, which commits in the same transaction.
+
+    ``lookup`` returns what was committed for the same sender and message (compared with
+    ``dedup_text``) within the window, else None. A ``None`` sender never deduplicates: two
+    anonymous customers can send the same "Where is my order?" and must not get each other's
+    decision. Keys are 128-bit BLAKE2 digests, so the message text is not kept. Thread-safe; holds
+    at most ``max_entries`` (the oldest are evicted first); ``clock`` is injectable for tests.
+    ``window_s=0`` disables it.
+    """
+
+    def __init__(
+        self,
+        window_s: float = 60.0,
+        max_entries: int = 100_000,
+        clock: Callable[[], float] = time.monotonic,
+        wait_s: float = 10.0,
+    ) -> None:
+        if window_s < 0:
+            raise ConfigError(f"must be ≥ 0 seconds (0 disables deduplication), got {window_s}", field="dedup_window_s")
+        if max_entries < 1:
+            raise ConfigError(f"must be at least 1, got {max_entries}", field="max_entries")
+        self.window_s = float(window_s)
+        self.max_entries = int(max_entries)
+        self.wait_s = float(wait_s)
+        self._clock = clock
+        self._lock = threading.Lock()
+        self._entries: OrderedDict[bytes, tuple[float, T]] = OrderedDict()
+        self._claims: dict[bytes, _Claim[T]] = {}
+
+    @property
+    def enabled(self) -> bool:
+        """False when the window is 0."""
+        return self.window_s > 0
+
+    def __len__(self) -> int:
+        with self._lock:
+            return len(self._entries)
+
+    def key(self, sender: str | None, text: str) -> bytes | None:
+        """The dedup key of a message, or None when it must not be deduplicated (no sender)."""
+        if sender is None or not sender.strip():
+            return None
+        raw = sender.strip().casefold() + "\x1f" + dedup_text(text)
+        return hashlib.blake2b(raw.encode("utf-8", "surrogatepass"), digest_size=16).digest()
+
+    def lookup(self, sender: str | None, text: str) -> T | None:
+        """The committed value remembered for this sender and message within the window, else None."""
+        key = self.key(sender, text) if self.enabled else None
+        if key is None:
+            return None
+        with self._lock:
+            return self._committed(key)
+
+    def claim(self, sender: str | None, text: str, owner: object) -> tuple[T | None, bytes | None]:
+        """Look the message up and, when it is new, claim it for ``owner`` until confirmed or released.
+
+        Returns ``(earlier, None)`` for a duplicate (committed within the window, or pending in the
+        same ``owner``'s request), ``(None, key)`` when the caller now holds the claim and must
+        :meth:`confirm` or :meth:`release` it, and ``(None, None)`` when dedup does not apply (no
+        sender, disabled, or a concurrent claim did not settle within ``wait_s``: decided afresh).
+        """
+        key = self.key(sender, text) if self.enabled else None
+        if key is None:
+            return None, None
+        deadline = self._clock() + self.wait_s
+        while True:
+            with self._lock:
+                earlier = self._committed(key)
+                if earlier is not None:
+                    return earlier, None
+                pending = self._claims.get(key)
+                if pending is None:
+                    self._claims[key] = _Claim(owner)
+                    return None, key
+                if pending.owner is owner:
+                    return pending.value, None
+            left = deadline - self._clock()
+            if left <= 0 or not pending.done.wait(min(left, self.wait_s)):
+                return None, None
+
+    def settle(self, key: bytes | None, value: T) -> None:
+        """Attach the decided value to a claim (copies in the same request now get it)."""
+        if key is None:
+            return
+        with self._lock:
+            claim = self._claims.get(key)
+            if claim is not None:
+                claim.value = value
+
+    def confirm(self, key: bytes | None) -> None:
+        """The claimed message's decision is committed: remember it for the window, wake the waiters."""
+        if key is None:
+            return
+        with self._lock:
+            claim = self._claims.pop(key, None)
+            if claim is None:
+                return
+            if claim.value is not None:
+                self._store(key, claim.value)
+        claim.done.set()
+
+    def release(self, key: bytes | None) -> None:
+        """The claimed message was not committed: forget the claim (its next copy is decided afresh)."""
+        if key is None:
+            return
+        with self._lock:
+            claim = self._claims.pop(key, None)
+        if claim is not None:
+            claim.done.set()
+
+    def remember(self, sender: str | None, text: str, value: T) -> None:
+        """Store an already committed ``value`` for this sender and message; the window starts now."""
+        key = self.key(sender, text) if self.enabled else None
+        if key is None:
+            return
+        with self._lock:
+            self._store(key, value)
+
+    def clear(self) -> None:
+        """Forget everything (pending claims included; their waiters decide afresh)."""
+        with self._lock:
+            self._entries.clear()
+            claims, self._claims = self._claims, {}
+        for claim in claims.values():
+            claim.done.set()
+
+    def _committed(self, key: bytes) -> T | None:
+        now = self._clock()
+        self._expire(now)
+        entry = self._entries.get(key)
+        return entry[1] if entry is not None else None
+
+    def _store(self, key: bytes, value: T) -> None:
+        now = self._clock()
+        self._entries[key] = (now, value)
+        self._entries.move_to_end(key)
+        self._expire(now)
+        while len(self._entries) > self.max_entries:
+            self._entries.popitem(last=False)
+
+    def _expire(self, now: float) -> None:
+        # Entries are in the order they were stored, so the expired ones are at the front.
+        while self._entries:
+            stored_at = next(iter(self._entries.values()))[0]
+            if now - stored_at < self.window_s:
+                break
+            self._entries.popitem(last=False)
