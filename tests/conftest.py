@@ -10,7 +10,7 @@ from pathlib import Path
 import pytest
 
 from frontdesk import Dataset, Objective, Router
-from frontdesk.cli.main import example_dir
+from frontdesk.cli.common import example_dir
 
 
 @pytest.fixture(scope="session")

@@ -311,7 +311,11 @@ def test_cli_sample_jsonl_without_a_model(tmp_path: Path, router: Router, suppor
     rows = [json.loads(line) for line in out.read_text().splitlines()]
     assert len(rows) == 12 and all(row["created_at"] >= "2025-03-10" for row in rows)
     assert {"decision_id", "text", "labels", "confidence", "tier"} <= set(rows[0])
+    missing = f"sqlite:///{tmp_path / 'missing.db'}"
+    code, _, err = cli("sample", "--store", missing, "--out", str(tmp_path / "x.json"))
+    assert code == 2 and "no database at" in err and not (tmp_path / "missing.db").exists()
     empty = f"sqlite:///{tmp_path / 'empty.db'}"
+    Store(empty).close()
     code, _, err = cli("sample", "--store", empty, "--out", str(tmp_path / "x.json"))
     assert code == 2 and "no decisions" in err
 

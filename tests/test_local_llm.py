@@ -20,7 +20,7 @@ import typer
 from typer.testing import CliRunner
 
 from frontdesk import Dataset
-from frontdesk.cli.main import example_dir
+from frontdesk.cli.common import example_dir
 from frontdesk.llm.prompt import answer_schema, build_prompt
 from frontdesk.tiers.llm import _examples
 from frontdesk.errors import ModelError

