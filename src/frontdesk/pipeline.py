@@ -120,7 +120,8 @@ def configure_router(router: Router, config: FrontdeskConfig) -> Router:
         gates[primary] = base.model_copy(update={"label_thresholds": {**base.label_thresholds, **label_thresholds}})
     settings = RouterSettings(**{**router.settings.model_dump(), **config.router}) if config.router else router.settings
     descriptions = {**router.descriptions, **{k: v.description for k, v in config.labels.items() if v.description}}
-    out = Router(tiers, {}, settings, curves=router.curves, descriptions=descriptions, examples=router.examples, meta=router.meta)
+    out = Router(tiers, {}, settings, curves=router.curves, descriptions=descriptions, examples=router.examples, meta=router.meta,
+                 llm_policy=router.llm_policy, example_index=router.example_index)
     for name, policy in gates.items():
         if name in names:
             out.set_gate(name, policy)  # validates label thresholds against the label set

@@ -10,12 +10,12 @@ import sys
 
 import typer
 
-from frontdesk.cli import loop, models, monitor, route, serve, train
+from frontdesk.cli import llm, loop, models, monitor, route, serve, train
 from frontdesk.cli.common import console
 from frontdesk.errors import FrontdeskError
 
 app = typer.Typer(add_completion=False, no_args_is_help=True, help="frontdesk: hybrid intent classification and routing.")
-for module in (train, route, serve, loop, monitor, models):
+for module in (train, llm, route, serve, loop, monitor, models):
     module.register(app)
 
 

@@ -1,10 +1,15 @@
 """The LLM tier: an LLM reads the candidate labels' definitions and returns a structured decision.
 
 It receives the message plus the top-k candidate labels the cheaper tiers proposed (namespace
-narrowing), each with its description and a few training examples, and must answer JSON
+narrowing), each with its description and the training examples nearest to the message (the
+model's example index, :mod:`frontdesk.llm.retrieval`), and must answer JSON
 ``{labels, confidence, rationale}`` restricted to those candidates (or ``"none"`` → the next
 tier / human review / unknown). Providers: ``local`` (llama.cpp, offline, the default),
 ``openai`` (any OpenAI-compatible endpoint), ``anthropic``.
+
+Whether the answer *stands* is not this tier's call: the router checks it for prompt injection
+(:mod:`frontdesk.llm.injection`) and then applies the acceptance policy
+(:mod:`frontdesk.llm.acceptance`) — fitted on validation answers, or the safe default.
 
 Faults degrade, never drop: every call has a timeout; timeouts, 429 and 5xx are retried with
 backoff; after repeated failures a circuit breaker skips the LLM for a cool-down; an invalid
@@ -27,7 +32,8 @@ from frontdesk.data.dataset import Dataset
 from frontdesk.errors import ConfigError, ModelError
 from frontdesk.gating.gate import GatePolicy
 from frontdesk.llm.base import LLMRequest, LLMResponse, Provider, ProviderError
-from frontdesk.llm.prompt import InvalidAnswer, answer_schema, build_prompt, parse_answer
+from frontdesk.llm.prompt import PROMPT_VERSION, InvalidAnswer, answer_schema, build_prompt, parse_answer
+from frontdesk.llm.retrieval import ExampleIndex
 from frontdesk.llm.resilience import CircuitBreaker, Recording, TTLCache, cache_key, call_with_retries
 from frontdesk.types import TierResult
 from frontdesk.tiers.base import Progress, Tier, parse_params
@@ -54,7 +60,9 @@ class LLMParams(BaseModel):
     base_url: str | None = Field(None, description="OpenAI-compatible or Anthropic endpoint (vLLM, Ollama, llama.cpp server …)")
     api_key_env: str | None = Field(None, description="env var holding the API key (default OPENAI_API_KEY / ANTHROPIC_API_KEY)")
     candidates_k: int = Field(5, ge=1, description="labels from earlier tiers the LLM chooses among")
-    examples_per_label: int = Field(2, ge=0, le=10)
+    examples_per_label: int = Field(2, ge=0, le=5, description="training examples shown per candidate label")
+    retrieval: bool = Field(True, description="show each candidate's training examples nearest to the message (the model's "
+                                              "example index); false: the same few examples for every message")
     max_labels: int = Field(1, ge=1, description="labels per answer (raised automatically for multi-intent data)")
     timeout_s: float = Field(30.0, gt=0, description="per call")
     retries: int = Field(2, ge=0, description="retries of timeouts, 429 and 5xx")
@@ -70,6 +78,21 @@ class LLMParams(BaseModel):
     price_output_per_1m: float | None = Field(None, ge=0)
     max_tokens: int = Field(200, ge=16)
     n_threads: int | None = Field(None, ge=1, description="local provider: llama.cpp threads")
+    # -- acceptance: what happens to an answer (see frontdesk.llm.acceptance / frontdesk.llm.injection) --
+    policy: Literal["auto", "safe"] = Field(
+        "auto", description="auto: the fitted acceptance policy saved with the model when it was fitted for this LLM model, "
+                            "else the safe default; safe: always the safe default (the LLM never changes the classifier's label)")
+    calibration_size: int = Field(300, ge=10, description="fitting: validation messages that reach the LLM to call it on")
+    accept_accuracy: float | None = Field(
+        None, gt=0, le=1, description="fitting: accuracy the LLM tier's accepted answers must reach on validation "
+                                      "(default: what the first tier's gate reaches on the messages it accepts)")
+    injection_guard: Literal["review", "verify", "off"] = Field(
+        "review", description="a message with prompt-injection signals: review: human review (the LLM is not called); "
+                              "verify: the LLM's answer stands, flagged, only if it is the earlier tiers' top label on the "
+                              "message without the flagged parts; off: no check (not recommended)")
+    injection_prescan: bool = Field(True, description="with injection signals, earlier tiers may not accept the message either")
+    label_echo: bool = Field(True, description="review an answer that overrules the earlier tiers with a multi-word label "
+                                               "the message spells out in plain words")
 
     @property
     def model_name(self) -> str:
@@ -116,6 +139,7 @@ class LLMTier(Tier):
         self.params = parse_params(LLMParams, params, self.name)
         self.descriptions: dict[str, str] = {}
         self.examples: dict[str, list[str]] = {}
+        self.index: ExampleIndex | None = None
         self._provider = provider
         self.breaker = CircuitBreaker(self.params.breaker_failures, self.params.breaker_cooldown_s)
         self.cache = TTLCache(self.params.cache_ttl_s, self.params.cache_size)
@@ -143,14 +167,35 @@ class LLMTier(Tier):
         self.attach(data.labels, data.descriptions, _examples(data, self.params.examples_per_label), multi_label=data.multi_label)
         return self
 
-    def attach(self, labels: Sequence[str], descriptions: dict[str, str], examples: dict[str, list[str]], *, multi_label: bool = False) -> LLMTier:
-        """Give the tier its label set (used when an LLM tier is added to a trained model)."""
+    def attach(self, labels: Sequence[str], descriptions: dict[str, str], examples: dict[str, list[str]], *, multi_label: bool = False,
+               index: ExampleIndex | None = None) -> LLMTier:
+        """Give the tier its label set (used when an LLM tier is added to a trained model); ``examples``
+        are the fixed fallback, ``index`` the example index the nearest examples come from."""
         self.labels_ = tuple(labels)
         self.descriptions = dict(descriptions)
         self.examples = {k: list(v)[: self.params.examples_per_label] for k, v in examples.items()}
+        if index is not None:
+            self.index = index
         if multi_label and self.params.max_labels == 1:
             self.params = self.params.model_copy(update={"max_labels": 3})
         return self
+
+    def examples_for(self, text: str, candidates: Sequence[str]) -> dict[str, list[str]]:
+        """The examples the prompt shows for each candidate: nearest to ``text`` when the tier has an index."""
+        n = self.params.examples_per_label
+        if self.index is not None and self.params.retrieval and n:
+            near = self.index.nearest(text, candidates, n)
+            return {c: near.get(c) or self.examples.get(c, [])[:n] for c in candidates}
+        return {c: self.examples.get(c, [])[:n] for c in candidates}
+
+    @property
+    def recording(self) -> Recording | None:
+        """The record/replay file in use, if any."""
+        return self._recording
+
+    def use_recording(self, path: Path, mode: str = "through") -> None:
+        """Answer from / append to a recording at ``path`` (``through``: replay what is there, call and record the rest)."""
+        self._recording = Recording(path, mode)
 
     def score(self, text: str, candidates: Sequence[str] | None = None) -> TierResult:
         self._check_fitted()
@@ -159,13 +204,13 @@ class LLMTier(Tier):
             if candidates else tuple(self.labels_)
         if not cands:
             raise ProviderError(self.name, "client_error", "no candidate labels to choose from")
-        key = cache_key(text, cands, self.provider_model)
+        key = cache_key(text, cands, self.cache_model)
         cached = self.cache.get(key)
         if cached is not None:
             ranked, rationale = cached
             return TierResult(list(ranked), latency_ms=(time.perf_counter() - t0) * 1e3, rationale=rationale,
                               info={"cached": True, "candidates": list(cands)})
-        system, user = build_prompt(text, cands, self.descriptions, self.examples, multi_label=self.params.max_labels > 1)
+        system, user = build_prompt(text, cands, self.descriptions, self.examples_for(text, cands), multi_label=self.params.max_labels > 1)
         request = LLMRequest(system, user, answer_schema(cands, max_labels=self.params.max_labels), cands,
                              max_tokens=self.params.max_tokens, timeout_s=self.params.timeout_s)
         response, attempts = self._call(key, request)
@@ -176,6 +221,7 @@ class LLMTier(Tier):
         conf = answer.confidence
         if response.label_probs and answer.labels:  # log-probabilities beat self-reported confidence
             conf = min(response.label_probs.get(label, conf) for label in answer.labels)
+        info = {"attempts": attempts, "candidates": list(cands), "model": response.model, "stated_confidence": answer.confidence}
         ranked = [(label, conf) for label in answer.labels]
         rationale = answer.rationale if answer.labels else f"none of the candidates fit: {answer.rationale}"
         self.cache.put(key, (tuple(ranked), rationale))
@@ -183,14 +229,21 @@ class LLMTier(Tier):
         cost = (response.input_tokens * pin + response.output_tokens * pout) / 1e6
         tokens = {"input": response.input_tokens, "output": response.output_tokens}
         return TierResult(ranked, cost_usd=cost, latency_ms=(time.perf_counter() - t0) * 1e3, tokens=tokens,
-                          rationale=rationale, info={"attempts": attempts, "candidates": list(cands), "model": response.model})
+                          rationale=rationale, info=info)
 
     @property
     def provider_model(self) -> str:
         return f"{self.params.provider}:{self.params.model_name}"
 
+    @property
+    def cache_model(self) -> str:
+        """What the answer cache and recordings key on besides text and candidates: model and prompt version."""
+        return f"{self.provider_model}#prompt{PROMPT_VERSION}"
+
     def _call(self, key: str, request: LLMRequest) -> tuple[LLMResponse, int]:
         if self._recording is not None and self._recording.mode == "replay":
+            return self._recording.lookup(key, self.name), 1
+        if self._recording is not None and self._recording.mode == "through" and self._recording.has(key):
             return self._recording.lookup(key, self.name), 1
         if not self.breaker.allow():
             raise ProviderError(self.name, "circuit_open",
