@@ -134,3 +134,12 @@ def test_record_then_replay(tmp_path: Path) -> None:
     assert got.text == '{"labels": ["a"]}' and got.input_tokens == 120
     with pytest.raises(ProviderError, match="not_recorded"):
         replay.lookup("k2", "llm")
+
+
+def test_the_rationale_can_be_left_out_for_fewer_output_tokens() -> None:
+    schema = answer_schema(CANDS, rationale_chars=0)
+    assert "rationale" not in schema["properties"] and schema["required"] == ["labels", "confidence"]
+    assert answer_schema(CANDS)["properties"]["rationale"]["maxLength"] == 60
+    system, _ = build_prompt("where is my refund", CANDS, {}, {}, rationale=False)
+    assert "rationale" not in system and '"confidence": 0.0-1.0}' in system
+    assert parse_answer('{"labels": ["refund_request"], "confidence": 0.7}', CANDS).rationale == ""

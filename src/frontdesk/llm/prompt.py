@@ -20,8 +20,8 @@ from typing import Any
 
 NONE = "none"
 #: bumped whenever the prompt's wording changes: it is part of the answer-cache and recording key
-PROMPT_VERSION = "2"
-RATIONALE_CHARS = 100
+PROMPT_VERSION = "3"
+RATIONALE_CHARS = 60
 
 SYSTEM = """You are the intent classifier of a customer-message router.
 Choose the label that best describes what the customer wants, from the candidate labels below only.
@@ -32,8 +32,7 @@ Rules:
   tell close labels apart.
 - Answer with labels from the candidate list only. If none of them fits, answer ["none"].
 {multi}- "confidence" is your probability (0 to 1) that your labels are right.
-- "rationale" is a few words saying why.
-Answer with a JSON object only: {{"labels": [...], "confidence": 0.0-1.0, "rationale": "..."}}.
+{rationale}Answer with a JSON object only: {{"labels": [...], "confidence": 0.0-1.0{rationale_key}}}.
 
 Candidate labels:
 {catalogue}"""
@@ -65,24 +64,24 @@ def fence(text: str, tag: str | None = None) -> str:
             f"<<<MESSAGE {tag}>>>\n{text}\n<<<END {tag}>>>")
 
 
-def answer_schema(candidates: Sequence[str], *, max_labels: int = 1) -> dict[str, Any]:
-    """JSON schema of the answer; ``labels`` is restricted to the candidates plus ``"none"``."""
-    return {
-        "type": "object",
-        "properties": {
-            "labels": {"type": "array", "items": {"type": "string", "enum": [*candidates, NONE]}, "minItems": 1, "maxItems": max_labels},
-            "confidence": {"type": "number", "minimum": 0, "maximum": 1},
-            "rationale": {"type": "string", "maxLength": RATIONALE_CHARS},
-        },
-        "required": ["labels", "confidence", "rationale"],
-        "additionalProperties": False,
+def answer_schema(candidates: Sequence[str], *, max_labels: int = 1, rationale_chars: int = RATIONALE_CHARS) -> dict[str, Any]:
+    """JSON schema of the answer; ``labels`` is restricted to the candidates plus ``"none"``. With
+    ``rationale_chars=0`` there is no rationale (fewer output tokens: a local model answers faster)."""
+    properties: dict[str, Any] = {
+        "labels": {"type": "array", "items": {"type": "string", "enum": [*candidates, NONE]}, "minItems": 1, "maxItems": max_labels},
+        "confidence": {"type": "number", "minimum": 0, "maximum": 1},
     }
+    if rationale_chars:
+        properties["rationale"] = {"type": "string", "maxLength": rationale_chars}
+    return {"type": "object", "properties": properties, "required": list(properties), "additionalProperties": False}
 
 
 def build_prompt(text: str, candidates: Sequence[str], descriptions: Mapping[str, str], examples: Mapping[str, Sequence[str]],
-                 *, multi_label: bool = False) -> tuple[str, str]:
-    """(system, user) messages for one classification."""
-    system = SYSTEM.format(multi=_MULTI[multi_label], catalogue=label_catalogue(candidates, descriptions, examples))
+                 *, multi_label: bool = False, rationale: bool = True) -> tuple[str, str]:
+    """(system, user) messages for one classification (``rationale``: ask for a few words saying why)."""
+    system = SYSTEM.format(multi=_MULTI[multi_label], catalogue=label_catalogue(candidates, descriptions, examples),
+                           rationale='- "rationale" is a few words saying why.\n' if rationale else "",
+                           rationale_key=', "rationale": "..."' if rationale else "")
     return system, fence(text)
 
 

@@ -77,6 +77,8 @@ class LLMParams(BaseModel):
     price_input_per_1m: float | None = Field(None, ge=0, description="USD per 1M input tokens (default: known price or 0)")
     price_output_per_1m: float | None = Field(None, ge=0)
     max_tokens: int = Field(200, ge=16)
+    rationale_chars: int = Field(60, ge=0, le=500, description="length cap of the LLM's few-word rationale (kept in the trace); "
+                                                               "0: no rationale, fewer output tokens (a local model answers faster)")
     n_threads: int | None = Field(None, ge=1, description="local provider: llama.cpp threads")
     # -- acceptance: what happens to an answer (see frontdesk.llm.acceptance / frontdesk.llm.injection) --
     policy: Literal["auto", "safe"] = Field(
@@ -210,8 +212,10 @@ class LLMTier(Tier):
             ranked, rationale = cached
             return TierResult(list(ranked), latency_ms=(time.perf_counter() - t0) * 1e3, rationale=rationale,
                               info={"cached": True, "candidates": list(cands)})
-        system, user = build_prompt(text, cands, self.descriptions, self.examples_for(text, cands), multi_label=self.params.max_labels > 1)
-        request = LLMRequest(system, user, answer_schema(cands, max_labels=self.params.max_labels), cands,
+        system, user = build_prompt(text, cands, self.descriptions, self.examples_for(text, cands), multi_label=self.params.max_labels > 1,
+                                    rationale=self.params.rationale_chars > 0)
+        schema = answer_schema(cands, max_labels=self.params.max_labels, rationale_chars=self.params.rationale_chars)
+        request = LLMRequest(system, user, schema, cands,
                              max_tokens=self.params.max_tokens, timeout_s=self.params.timeout_s)
         response, attempts = self._call(key, request)
         try:
@@ -238,7 +242,7 @@ class LLMTier(Tier):
     @property
     def cache_model(self) -> str:
         """What the answer cache and recordings key on besides text and candidates: model and prompt version."""
-        return f"{self.provider_model}#prompt{PROMPT_VERSION}"
+        return f"{self.provider_model}#prompt{PROMPT_VERSION}" + ("" if self.params.rationale_chars else "-norationale")
 
     def _call(self, key: str, request: LLMRequest) -> tuple[LLMResponse, int]:
         if self._recording is not None and self._recording.mode == "replay":
