@@ -23,6 +23,7 @@ from fake_llm_servers import (  # noqa: E402
     answer,
     content_filter,
     empty,
+    hang,
     hang_up,
     malformed,
     no_choices,
@@ -33,11 +34,13 @@ from fake_llm_servers import (  # noqa: E402
     slow,
     status,
     text_only,
+    trickle,
 )
 
 from frontdesk.errors import ConfigError  # noqa: E402
 from frontdesk.llm.providers.anthropic_api import AnthropicProvider  # noqa: E402
 from frontdesk.llm.base import LLMRequest, LLMResponse, Provider, ProviderError  # noqa: E402
+from frontdesk.llm.deadline import deadline_scope  # noqa: E402
 from frontdesk.llm.providers.openai_compat import (  # noqa: E402
     LOCAL_PLACEHOLDER_KEY,
     OpenAIProvider,
@@ -251,16 +254,36 @@ def test_openai_failures_map_to_kinds_with_one_request_each(openai_server: FakeO
 
 
 def test_openai_timeout_uses_the_request_timeout(openai_server: FakeOpenAIServer) -> None:
-    openai_server.enqueue(slow(5))
+    openai_server.enqueue(hang())
     provider = openai_provider(openai_server, tier_name="llm-big")
-    t0 = time.monotonic()
     err = fail(provider, request(timeout_s=0.3))
-    elapsed = time.monotonic() - t0
     assert err.kind == "timeout" and err.retryable and err.tier == "llm-big"
-    assert elapsed < 2.0
+    assert openai_server.held == 1  # the server still holds the request: the client's timeout ended the call
     assert len(openai_server.requests) == 1
+    openai_server.release()
     # the provider still works after a timed-out call (the dead connection is not reused)
     assert json.loads(provider.complete(request()).text)["labels"] == ["card_lost"]
+
+
+@pytest.mark.parametrize("which", ["openai", "anthropic"])
+def test_a_trickling_server_is_cut_off_at_the_deadline(which: str) -> None:
+    """A byte every 50 ms never trips a 5 s per-read timeout; the call's deadline still ends the call."""
+    server = FakeOpenAIServer() if which == "openai" else FakeAnthropicServer()
+    with server:
+        provider = openai_provider(server) if which == "openai" else anthropic_provider(server)
+        server.enqueue(trickle(0.05))  # ~500 bytes: 25 s to send, status line and headers included
+        with deadline_scope(time.monotonic() + 0.5):
+            err = fail(provider, request(timeout_s=5.0))
+        rec = server.last
+        assert err.kind == "timeout" and not rec.finished and 0 < rec.sent_bytes
+        # the client closed its connection (it did not leave a reader behind): the server's writes start failing
+        deadline = time.monotonic() + 20
+        while not rec.client_gone and time.monotonic() < deadline:
+            time.sleep(0.02)
+        assert rec.client_gone and not rec.finished
+        # outside a deadline scope the same client waits for the whole (short) trickle
+        server.enqueue(trickle(0.001))
+        assert json.loads(provider.complete(request(timeout_s=5.0)).text)["labels"] == ["card_lost"]
 
 
 def test_openai_slow_but_within_the_limit_answers(openai_server: FakeOpenAIServer) -> None:
@@ -480,10 +503,10 @@ def test_anthropic_failures_map_to_kinds_with_one_request_each(anthropic_server:
 
 def test_anthropic_timeout_and_retry_after(anthropic_server: FakeAnthropicServer) -> None:
     provider = anthropic_provider(anthropic_server)
-    anthropic_server.enqueue(slow(5))
-    t0 = time.monotonic()
+    anthropic_server.enqueue(hang())
     err = fail(provider, request(timeout_s=0.3))
-    assert err.kind == "timeout" and time.monotonic() - t0 < 2.0
+    assert err.kind == "timeout" and anthropic_server.held == 1  # ended by the client, not by the server
+    anthropic_server.release()
     anthropic_server.enqueue(status(429, retry_after=12))
     err = fail(provider)
     assert (err.kind, err.retry_after, err.status) == ("rate_limit", 12.0, 429)
