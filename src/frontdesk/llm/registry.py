@@ -185,9 +185,9 @@ def _xllamacpp(s: ProviderSettings) -> Provider:
 
 
 def _llama_cpp(s: ProviderSettings) -> Provider:
-    from frontdesk.llm.providers.llama_cpp import LocalProvider
+    from frontdesk.llm.providers.llama_cpp import LlamaCppProvider
 
-    return LocalProvider(s.model, n_threads=s.n_threads, tier_name=s.tier_name, **s.options)
+    return LlamaCppProvider(s.model, n_threads=s.n_threads, tier_name=s.tier_name, **s.options)
 
 
 def _sdk_ready(module: str, install: str) -> Callable[[], str | None]:
