@@ -561,13 +561,16 @@ def test_anthropic_api_key_never_in_errors_or_logs(caplog: pytest.LogCaptureFixt
 def test_fake_servers_stop_cleanly_and_record_unknown_paths() -> None:
     server = FakeOpenAIServer().start()
     port = server.port
-    server.enqueue(slow(30))
+    server.enqueue(hang())
     provider = openai_provider(server)
     with pytest.raises(ProviderError):
         provider.complete(request(timeout_s=0.2))
-    t0 = time.monotonic()
-    server.stop()  # wakes the sleeping handler
-    assert time.monotonic() - t0 < 3
+    assert server.held == 1
+    server.stop()  # wakes the held handler: it hangs up instead of waiting for a release that never comes
+    deadline = time.monotonic() + 30
+    while server.held and time.monotonic() < deadline:
+        time.sleep(0.01)
+    assert server.held == 0 and server.last.released_at is None and server.last.status is None
     with socket.socket() as s:
         assert s.connect_ex(("127.0.0.1", port)) != 0
     with FakeAnthropicServer() as other:

@@ -15,16 +15,13 @@ Usage::
 
 from __future__ import annotations
 
+import functools
 import math
 import time
 from collections.abc import Callable, Mapping
 from dataclasses import dataclass
 from email.utils import parsedate_to_datetime
 from typing import Any, TypeVar
-
-import tenacity
-from tenacity.stop import stop_base
-from tenacity.wait import wait_base
 
 T = TypeVar("T")
 
@@ -93,29 +90,37 @@ def _header(headers: Mapping[str, str], name: str) -> str | None:
     return value
 
 
-class _Wait(wait_base):
-    """Exponential backoff with jitter; at least the server's ``Retry-After`` when it is not too long."""
+@functools.cache
+def _tenacity() -> tuple[Any, type, type]:
+    """tenacity and frontdesk's wait and stop strategies (imported on first use: tenacity pulls in asyncio)."""
+    import tenacity
+    from tenacity.stop import stop_base
+    from tenacity.wait import wait_base
 
-    def __init__(self, policy: RetryPolicy, retry_after: Callable[[BaseException], float | None], rand: Callable[[], float]) -> None:
-        self.policy, self.retry_after, self.rand = policy, retry_after, rand
+    class _Wait(wait_base):
+        """Exponential backoff with jitter; at least the server's ``Retry-After`` when it is not too long."""
 
-    def __call__(self, retry_state: tenacity.RetryCallState) -> float:
-        wait = self.policy.backoff(retry_state.attempt_number, self.rand())
-        exc = retry_state.outcome.exception() if retry_state.outcome is not None else None
-        after = self.retry_after(exc) if exc is not None else None
-        if after is not None and after <= self.policy.max_retry_after_s:
-            wait = max(wait, after)
-        return wait
+        def __init__(self, policy: RetryPolicy, retry_after: Callable[[BaseException], float | None], rand: Callable[[], float]) -> None:
+            self.policy, self.retry_after, self.rand = policy, retry_after, rand
 
+        def __call__(self, retry_state: Any) -> float:
+            wait = self.policy.backoff(retry_state.attempt_number, self.rand())
+            exc = retry_state.outcome.exception() if retry_state.outcome is not None else None
+            after = self.retry_after(exc) if exc is not None else None
+            if after is not None and after <= self.policy.max_retry_after_s:
+                wait = max(wait, after)
+            return wait
 
-class _StopAtDeadline(stop_base):
-    """Stop when the next attempt would start at or after ``deadline`` (a ``clock()`` time)."""
+    class _StopAtDeadline(stop_base):
+        """Stop when the next attempt would start at or after ``deadline`` (a ``clock()`` time)."""
 
-    def __init__(self, deadline: float, clock: Callable[[], float]) -> None:
-        self.deadline, self.clock = deadline, clock
+        def __init__(self, deadline: float, clock: Callable[[], float]) -> None:
+            self.deadline, self.clock = deadline, clock
 
-    def __call__(self, retry_state: tenacity.RetryCallState) -> bool:
-        return self.clock() + retry_state.upcoming_sleep >= self.deadline
+        def __call__(self, retry_state: Any) -> bool:
+            return self.clock() + retry_state.upcoming_sleep >= self.deadline
+
+    return tenacity, _Wait, _StopAtDeadline
 
 
 def call_with_retries(
@@ -139,11 +144,12 @@ def call_with_retries(
     """
     import random
 
+    tenacity, _Wait, _StopAtDeadline = _tenacity()
     stop: Any = tenacity.stop_after_attempt(policy.retries + 1)
     if deadline is not None:
         stop = stop | _StopAtDeadline(deadline, clock)
 
-    def before_sleep(state: tenacity.RetryCallState) -> None:
+    def before_sleep(state: Any) -> None:
         if on_retry is not None and state.outcome is not None:
             on_retry(state.outcome.exception(), state.attempt_number, state.upcoming_sleep)
 
