@@ -398,8 +398,8 @@ def import_labels(store: Store, items: Iterable[LabelledItem | tuple[str, Sequen
         clean = list(dict.fromkeys(str(x).strip() for x in labels if isinstance(x, str) and x.strip()))
         grouped.setdefault(str(decision_id), []).append((clean, annotator))
     report = ImportReport(received=received, decisions=len(grouped), imported=0, source=source)
-    for decision_id, annotations in grouped.items():
-        voted = [(tuple(sorted(lbls)), lbls, who) for lbls, who in annotations if lbls]
+    for decision_id, votes in grouped.items():
+        voted = [(tuple(sorted(lbls)), lbls, who) for lbls, who in votes if lbls]
         if not voted:
             report.skipped.append(SkippedItem(decision_id=decision_id, reason="no labels chosen"))
             continue
