@@ -38,7 +38,7 @@ from pathlib import Path  # noqa: E402
 ROOT = Path(__file__).resolve().parent.parent
 sys.path.insert(0, os.path.dirname(__file__))
 sys.path.insert(0, str(ROOT / "tests"))
-from _common import BENCHMARKS, data_root, stamp, table, write_section  # noqa: E402
+from _common import BENCHMARKS, dataset_dir, stamp, table, write_section  # noqa: E402
 from fake_llm_servers import FakeOpenAIServer, RecordedRequest, answer  # noqa: E402
 
 from frontdesk import Dataset, GatePolicy, Router, RouterSettings  # noqa: E402
@@ -134,7 +134,7 @@ def main() -> None:
     ap.add_argument("--no-write", action="store_true")
     args = ap.parse_args()
     os.environ.setdefault("FRONTDESK_BENCH_NO_KEY", "none")
-    data = {name: Dataset.load(data_root() / name) for name in ("banking77", "clinc150")}
+    data = {name: Dataset.load(dataset_dir(name)) for name in ("banking77", "clinc150")}
     routers = {name: Router.train(d, ["linear"]) for name, d in data.items()}
     attack_table = []
     for corpus, label in (("attacks.jsonl", "dev (156)"), ("attacks_holdout.jsonl", "hold-out 1 (42)"), ("attacks_holdout2.jsonl", "hold-out 2 (29)")):

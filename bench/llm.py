@@ -34,7 +34,7 @@ from pathlib import Path  # noqa: E402
 
 sys.path.insert(0, os.path.dirname(__file__))
 sys.path.insert(0, str(Path(__file__).resolve().parent.parent / "tests"))
-from _common import BENCHMARKS, data_root, stamp, table, write_section  # noqa: E402
+from _common import BENCHMARKS, dataset_dir, stamp, table, write_section  # noqa: E402
 from fake_llm_servers import FakeOpenAIServer, RecordedRequest, answer  # noqa: E402
 
 from frontdesk import Dataset, Router  # noqa: E402
@@ -77,7 +77,7 @@ def main() -> None:
     ap.add_argument("--calibration", type=int, default=300)
     ap.add_argument("--no-write", action="store_true")
     args = ap.parse_args()
-    data = Dataset.load(data_root() / "banking77")
+    data = Dataset.load(dataset_dir("banking77"))
     router = Router.train(data, ["linear"])
     sample = random.Random(args.seed).sample(data.test, args.sample)
     gold_of = {ex.text: ex.labels[0] for ex in data.validation + data.test}

@@ -36,7 +36,7 @@ from contextlib import nullcontext  # noqa: E402
 from pathlib import Path  # noqa: E402
 
 sys.path.insert(0, os.path.dirname(__file__))
-from _common import BENCHMARKS, data_root, stamp, table, write_section  # noqa: E402
+from _common import BENCHMARKS, dataset_dir, stamp, table, write_section  # noqa: E402
 
 from frontdesk import Dataset, Router, RouterSettings  # noqa: E402
 from frontdesk.evaluation.evaluate import evaluate  # noqa: E402
@@ -89,7 +89,7 @@ def main() -> None:
     rows, notes = [], []
     with server as url:
         for name in args.datasets.split(","):
-            data = Dataset.load(data_root() / name)
+            data = Dataset.load(dataset_dir(name))
             router = cached_router(name, data, args.cache)
             answers = args.cache / f"{name}_offline_answers.jsonl"
             params = {"provider": "openai", "model": MODEL, "base_url": url, "api_key_env": "FRONTDESK_BENCH_NO_KEY",

@@ -37,19 +37,23 @@ def objective(target_accuracy: float | None, max_escalation: float | None, per_l
         raise ConfigError(validation_message(exc), field="objective") from exc
 
 
-LLMOpt = Annotated[Optional[str], typer.Option("--llm", help="add an LLM tier: local | openai | anthropic")]
+LLMOpt = Annotated[Optional[str], typer.Option("--llm", help="add an LLM tier: local | llama-cpp | openai | anthropic | a plug-in provider")]
 LLMModelOpt = Annotated[Optional[str], typer.Option("--llm-model", help="LLM model id (default per provider)")]
 LLMUrlOpt = Annotated[Optional[str], typer.Option("--llm-base-url", help="OpenAI-compatible / Anthropic endpoint")]
 
 
 def llm_params(provider: str | None, model: str | None, base_url: str | None, **extra: object) -> dict | None:
     """The LLM tier settings given on the command line (None when --llm is not given)."""
+    from frontdesk.llm.registry import get_provider, provider_names
+
     if provider is None:
         if model or base_url:
-            raise ConfigError("--llm-model / --llm-base-url need --llm local|openai|anthropic", field="--llm")
+            raise ConfigError(f"--llm-model / --llm-base-url need --llm {'|'.join(provider_names())}", field="--llm")
         return None
-    if provider not in ("local", "openai", "anthropic"):
-        raise ConfigError(f"unknown LLM provider {provider!r}: use local, openai or anthropic", field="--llm")
+    try:
+        get_provider(provider)
+    except ConfigError as exc:
+        raise ConfigError(str(exc).removeprefix("llm.provider: "), field="--llm") from None
     return {"provider": provider, "model": model, "base_url": base_url, **{k: v for k, v in extra.items() if v is not None}}
 
 
@@ -104,3 +108,25 @@ def open_store(url: str):  # noqa: ANN201 - Store (imported lazily: needs the st
         raise ConfigError(f"no database at {path}: pass the store the service writes to (its frontdesk.yaml "
                           "'store:' URL), e.g. --store sqlite:///frontdesk.db", field="--store")
     return Store(url)
+
+
+_VALUE_NAMES = {"str": "TEXT", "int": "INTEGER", "float": "NUMBER", "path": "PATH", "file": "FILE", "directory": "DIR",
+                "bool": "BOOLEAN", "datetime": "DATETIME"}
+
+
+def plain_help_metavars() -> None:
+    """Show option values in help the click way (``--model PATH``, ``--limit INTEGER``), not as typer's Python
+    types (``<path>``, ``<str>``, ``<list[str]>``), which crowd every help screen."""
+    from typer.core import _TyperParameter
+
+    if getattr(_TyperParameter.display_type, "_frontdesk", False):
+        return
+    typed = _TyperParameter.display_type
+
+    def display_type(self, ctx):  # noqa: ANN001, ANN202 - typer's signature
+        label = typed(self, ctx).strip("<>")
+        inner = label[5:-1] if label.startswith("list[") else label
+        return _VALUE_NAMES.get(inner, inner.upper() if inner.isidentifier() else inner)
+
+    display_type._frontdesk = True  # type: ignore[attr-defined]
+    _TyperParameter.display_type = display_type  # type: ignore[method-assign]
