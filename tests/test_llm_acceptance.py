@@ -159,6 +159,10 @@ def test_the_policy_is_saved_and_reused_for_the_same_llm_model(strict: Router, s
         assert moved.active_llm_policy is not None and moved.llm_tier.params.model_name == "fake-gpt"
         d = moved.route(support.test[0].text)
         assert d.labels and (d.tier == "linear" or elsewhere.requests)
+    from frontdesk.tiers.llm import LLMParams
+
+    configured = loaded.with_llm(LLMParams(provider="openai", model=None, base_url="http://127.0.0.1:9/v1"))  # serve --llm …
+    assert configured.active_llm_policy is not None and configured.llm_tier.params.base_url == "http://127.0.0.1:9/v1"
     other = loaded.with_llm({"provider": "openai", "model": "another-model", "base_url": "http://127.0.0.1:9/v1"})
     assert other.active_llm_policy is None and "another-model" in other.llm_policy_note
     (tmp_path / "m" / POLICY_FILE).write_text("{not json")

@@ -549,10 +549,8 @@ def _merged_llm_params(saved: Any, params: Mapping[str, Any] | Any) -> Any:
     """
     from frontdesk.tiers.llm import LLMParams
 
-    if isinstance(params, LLMParams):
-        given = params.model_dump(include=params.model_fields_set)
-    else:
-        given = {k: v for k, v in dict(params or {}).items() if v is not None}
+    raw = params.model_dump(include=params.model_fields_set) if isinstance(params, LLMParams) else dict(params or {})
+    given = {k: v for k, v in raw.items() if v is not None}
     if saved is None:
         return LLMParams(**given) if isinstance(params, LLMParams) else given
     base = saved.model_dump(exclude_unset=False)

@@ -87,6 +87,11 @@ def write_html_report(report: EvalReport, router: Router, path: str | Path, *, t
 
     summary = [(k, "—" if v is None else f"{v:.4f}") for k, v in report.summary().items()]
     summary.append(("tier share", ", ".join(f"{t}: {s:.1%}" for t, s in report.tier_share.items())))
+    if report.llm is not None:
+        summary.append(("LLM tier: acceptance policy", report.llm.policy))
+        summary.append(("LLM tier: outcomes", ", ".join(f"{k}: {v:.1%}" for k, v in report.llm.outcomes.items()) or "—"))
+        summary.append(("LLM tier: gain over the classifier's guess",
+                        f"{report.llm.gain * 100:+.2f} points ({report.llm.accuracy_without:.2%} without the LLM)"))
     html = jinja2.Environment(autoescape=True).from_string(_TEMPLATE).render(
         title=title or router.meta.get("dataset", "model"), n=report.n, tiers=" → ".join(t.name for t in router.tiers),
         objective=curve.objective if curve else "—", summary=summary, ops=report.operating_points,
