@@ -196,9 +196,11 @@ def test_cli_train_with_an_llm_fits_the_policy_and_eval_reports_it(support_dir: 
         summary = json.loads(res.stdout)
         assert summary["llm"]["asked"] == len(server.requests) > 10 and (tmp_path / "m" / ANSWERS_FILE).is_file()
     with FakeOpenAIServer(default=gold_llm(gold, 0.8)) as moved:  # the same model at another endpoint
-        res = cli("eval", "--model", str(tmp_path / "m"), "--data", str(support_dir), "--llm", "openai", "--llm-base-url", moved.base_url)
+        res = cli("eval", "--model", str(tmp_path / "m"), "--data", str(support_dir), "--llm", "openai", "--llm-base-url", moved.base_url,
+                  "--report", str(tmp_path / "r.html"))
     assert res.returncode == 0, res.stderr
     assert "LLM tier — fitted acceptance policy (fake-gpt" in res.stdout and "gain:" in res.stdout
+    assert "LLM tier: gain over the classifier&#39;s guess" in (tmp_path / "r.html").read_text()
     res = cli("llm", "show", "--model", str(tmp_path / "m"))
     assert res.returncode == 0 and "openai:fake-gpt" in res.stdout and "fitted acceptance policy" in res.stdout
 
