@@ -78,8 +78,10 @@ class AuthConfig(BaseModel):
 
     model_config = ConfigDict(extra="forbid")
 
-    enabled: bool = True
+    enabled: bool = Field(True, description="with no keys every request gets 401: add one with `frontdesk keys create`")
     keys: list[ApiKey] = Field(default_factory=list)
+    protect_metrics: bool = Field(False, description="/metrics needs a key too (any scope; Prometheus: authorization credentials)")
+    protect_docs: bool = Field(False, description="/docs, /redoc and /openapi.json need a key too (any scope)")
 
 
 class ServerConfig(BaseModel):
@@ -92,7 +94,11 @@ class ServerConfig(BaseModel):
     max_body_bytes: int = Field(1_000_000, ge=1024, description="larger requests get 413")
     max_batch: int = Field(256, ge=1, description="messages per /v1/route/batch request")
     watch_config: bool = Field(True, description="reload when frontdesk.yaml changes on disk")
-    watch_interval_s: float = Field(1.0, gt=0)
+    watch_interval_s: float = Field(1.0, gt=0, description="how often the watcher compares the file's content hash")
+    read_timeout_s: float = Field(
+        30.0, gt=0, description="a request body not fully received this many seconds after the request started gets "
+        "408 and the connection is closed (a client announcing more bytes than it sends cannot hold a worker forever)",
+    )
 
 
 class FrontdeskConfig(BaseModel):
@@ -115,6 +121,10 @@ class FrontdeskConfig(BaseModel):
         "normal", description="SQLite only: normal (default) survives a crashed or killed process — every acknowledged "
         "decision is in the WAL — but not an OS crash or power loss; full also fsyncs every commit (power-loss safe, "
         "~2 ms per commit batch: p95 19.5 ms instead of 4.9 ms at 200 req/s here)",
+    )
+    store_busy_timeout_s: float = Field(
+        10.0, gt=0, description="SQLite only: how long a commit waits for another writer's lock before the request "
+        "gets 503 (nothing stored; the client retries)",
     )
     server: ServerConfig = Field(default_factory=ServerConfig)
     drift: DriftConfig = Field(default_factory=DriftConfig, description="drift monitoring of the service (window, alert thresholds, webhook)")
@@ -156,28 +166,46 @@ def parse_config(data: Any, *, base: Path | None = None, source: str = "config")
     if not isinstance(data, dict):
         raise ConfigError(f"{source} must be a YAML mapping with at least 'model: <model directory>'")
     try:
-        config = FrontdeskConfig(**data)
+        config = FrontdeskConfig.model_validate(data)
     except ValidationError as exc:
         raise ConfigError(f"{source}: {validation_message(exc)}") from exc
     return config.resolve(base) if base is not None else config
 
 
-def load_config(path: str | Path) -> FrontdeskConfig:
-    """Read and validate ``frontdesk.yaml``."""
+def read_config_bytes(path: str | Path) -> bytes:
+    """The bytes of a config file, or a ConfigError that says why they cannot be read (any OS error)."""
     p = Path(path)
     try:
-        text = p.read_text(encoding="utf-8")
+        return p.read_bytes()
     except FileNotFoundError as exc:
         raise ConfigError(f"no config file at {p}: create one with `frontdesk init`") from exc
-    except UnicodeDecodeError as exc:
-        raise ConfigError(f"{p} is not valid UTF-8") from exc
+    except IsADirectoryError as exc:
+        raise ConfigError(f"{p} is a directory, not a config file: point at frontdesk.yaml itself") from exc
+    except OSError as exc:
+        raise ConfigError(f"cannot read {p} ({exc.strerror or type(exc).__name__}): check the path and its permissions") from exc
+
+
+def config_from_bytes(data: bytes, path: str | Path) -> FrontdeskConfig:
+    """Parse and validate the bytes of ``frontdesk.yaml`` read from ``path`` (relative paths resolve against its folder)."""
+    p = Path(path)
     try:
-        data = yaml.safe_load(text)
+        text = data.decode("utf-8")
+    except UnicodeDecodeError as exc:
+        raise ConfigError(f"{p} is not valid UTF-8 (byte {exc.start}): save it as UTF-8") from exc
+    try:
+        parsed = yaml.safe_load(text)
     except yaml.YAMLError as exc:
         mark = getattr(exc, "problem_mark", None)
         where = f" at line {mark.line + 1}, column {mark.column + 1}" if mark else ""
         raise ConfigError(f"{p} is not valid YAML{where}: {getattr(exc, 'problem', exc)}") from exc
-    return parse_config(data, base=p.resolve().parent, source=str(p))
+    except RecursionError as exc:
+        raise ConfigError(f"{p} nests too deeply to be a frontdesk config") from exc
+    return parse_config(parsed, base=p.resolve().parent, source=str(p))
+
+
+def load_config(path: str | Path) -> FrontdeskConfig:
+    """Read and validate ``frontdesk.yaml``; every failure is a ConfigError that says why."""
+    return config_from_bytes(read_config_bytes(path), path)
 
 
 STARTER = """\
@@ -221,6 +249,7 @@ preprocess:
   detect_language: true
   supported_languages: null      # e.g. [en, de]; others go to targets.language_queue
   dedup_window_s: 60             # same sender + same text within this → the earlier decision
+  # max_input_chars: null        # characters read per message before cleaning (null: router.max_chars)
 
 targets:
   default_queue: {queue: triage, priority: 3}
@@ -231,9 +260,9 @@ targets:
   most_capable_tier: reasoning   # low confidence or human review → this tier
   low_confidence: 0.6
 
-sinks:                           # where routed targets are delivered
-  - stdout
-  # - jsonl://routed.jsonl
+sinks: []                        # where routed targets are delivered, e.g.
+  # - jsonl://routed.jsonl       # each target carries the customer's text; add ?redact=true to any sink
+  # - stdout?redact=true         # to replace it by its length and hash (stdout output ends up in logs)
   # - https://hooks.example.com/frontdesk
   # - redis://localhost:6379/0
 
@@ -254,12 +283,14 @@ sinks:                           # where routed targets are delivered
 
 store: sqlite:///frontdesk.db    # every decision, feedback and review item; or postgresql+psycopg://user@host/db
 store_sync: normal               # SQLite: normal (kill -9 safe, not power-loss safe) | full (fsync per commit, slower)
+store_busy_timeout_s: 10         # SQLite: a commit waits this long for another writer's lock, then 503 (retry)
 
 server:
   host: 127.0.0.1
   port: 8080
   max_body_bytes: 1000000        # larger requests get 413
   max_batch: 256
+  read_timeout_s: 30             # a body not received within this gets 408 (slow or lying clients)
   watch_config: true             # edit this file → thresholds/routes reload without a restart
 
 drift:                           # rolling monitors on /metrics; alerts to the log (+ webhook_url)
@@ -268,10 +299,12 @@ drift:                           # rolling monitors on /metrics; alerts to the l
   confidence_drop_alert: 0.05    # alert when mean tier-1 confidence falls this much below the baseline
   # webhook_url: https://hooks.example.com/frontdesk-alerts
 
-auth:                            # API keys: `frontdesk keys create --name ops --scope admin`
-  enabled: true
-  keys: []
-  # - name: web-frontend
+auth:                            # API keys; only their SHA-256 is stored here
+  enabled: true                  # with no keys, every request gets 401 — create one first:
+  keys: []                       #   frontdesk keys create --name ops --scope admin
+  # - name: web-frontend         # and paste the entry it prints here, e.g.
   #   sha256: <64 hex chars printed by `frontdesk keys create`>
-  #   scopes: [route]
+  #   scopes: [route]            # route: /v1/route*; admin: feedback, review queue, reload (and route)
+  protect_metrics: false         # true: /metrics needs a key too
+  protect_docs: false            # true: /docs and /openapi.json need a key too
 """

@@ -118,7 +118,10 @@ def configure_router(router: Router, config: FrontdeskConfig) -> Router:
     if label_thresholds:
         base = gates.get(primary) or GatePolicy()
         gates[primary] = base.model_copy(update={"label_thresholds": {**base.label_thresholds, **label_thresholds}})
-    settings = RouterSettings(**{**router.settings.model_dump(), **config.router}) if config.router else router.settings
+    try:
+        settings = RouterSettings.model_validate({**router.settings.model_dump(), **config.router}) if config.router else router.settings
+    except ValidationError as exc:
+        raise ConfigError(validation_message(exc), field="router") from exc
     descriptions = {**router.descriptions, **{k: v.description for k, v in config.labels.items() if v.description}}
     out = Router(tiers, {}, settings, curves=router.curves, descriptions=descriptions, examples=router.examples, meta=router.meta)
     for name, policy in gates.items():
@@ -147,7 +150,7 @@ class Pipeline:
         self.router = configure_router(router, self.config)
         self.targets = self.config.targets_config()
         check_labels(self.targets, self.router.tiers[0].labels_ + self.router.labels)
-        self.preprocessor = Preprocessor(self.config.preprocess)
+        self.preprocessor = Preprocessor(self.config.preprocess, max_chars=self.router.settings.max_chars)
         self.dedup: Deduplicator[Decision] = Deduplicator(window_s=self.config.preprocess.dedup_window_s, clock=clock)
         self.sinks = list(sinks) if sinks is not None else [sink_from_url(u) for u in self.config.sinks]
         self.catalog = catalog if catalog is not None else (ToolCatalog.load(self.config.tools) if self.config.tools else None)
@@ -209,19 +212,30 @@ class Pipeline:
         return Routed(decision, targets, dedup_key=key)
 
     def _classify(self, text: str, msg: Message | None, prepared: Prepared, started: float) -> tuple[Decision, list[RoutedTarget]]:
-        """Language check, the cascade, fan-out to targets (one message that is not a duplicate)."""
+        """Language check, the cascade, fan-out to targets (one message that is not a duplicate).
+
+        Every text the decision carries is bounded: the tiers' text (and ``message.text``) by the
+        router's ``max_chars``, ``original_text`` by the preprocessor's input limit.
+        """
         sender = msg.sender if msg else None
-        routed_msg = Message(text=prepared.text, sender=sender, channel=msg.channel if msg else None,
+        max_chars = self.router.settings.max_chars
+        tiers_text = prepared.text[:max_chars]
+        routed_msg = Message(text=tiers_text, sender=sender, channel=msg.channel if msg else None,
                              language=prepared.language, metadata=msg.metadata if msg else {})
         if not prepared.language_supported:
-            decision = self._unsupported_language(prepared.text, prepared.language, prepared.language_confidence, started, routed_msg)
+            decision = self._unsupported_language(tiers_text, prepared.language, prepared.language_confidence, started, routed_msg)
         else:
             decision = self.router.route(routed_msg)
-        decision = decision.model_copy(update={
+        update: dict[str, object] = {
             "language": prepared.language,
-            "original_text": text if prepared.text != text else None,
+            "original_text": prepared.original if prepared.original != tiers_text else None,
             "latency_ms": (time.perf_counter() - started) * 1e3,
-        })
+        }
+        if prepared.truncated or len(prepared.text) > max_chars:
+            why = (f"message truncated: only its first {self.preprocessor.max_input_chars} characters were read"
+                   if prepared.truncated else f"text truncated to {max_chars} characters")
+            update |= {"truncated": True, "reason": f"{decision.reason} ({why})"}
+        decision = decision.model_copy(update=update)
         targets = fan_out(decision, self.targets, catalog=self.catalog)
         if self.model_router is not None and targets and decision.tier != "human":
             targets = self._llm_model_tier(decision.text, targets)
