@@ -82,7 +82,8 @@ class Running:
 
 
 class KeepAlive:
-    """One HTTP/1.1 connection; ``reconnects`` counts how often the server had closed it."""
+    """One HTTP/1.1 connection; ``reconnects`` counts how often the server had closed it unannounced
+    (a response with ``Connection: close`` — 413, 408 — announces it and is not counted)."""
 
     def __init__(self, port: int, key: str | None = ADMIN_KEY, timeout: float = 20.0) -> None:
         self.conn = http.client.HTTPConnection("127.0.0.1", port, timeout=timeout)
@@ -105,7 +106,10 @@ class KeepAlive:
         self._local = local
         resp = self.conn.getresponse()
         data = resp.read()
-        return resp.status, {k.lower(): v for k, v in resp.getheaders()}, data
+        headers = {k.lower(): v for k, v in resp.getheaders()}
+        if headers.get("connection", "").lower() == "close":
+            self._local = None  # announced: the next request's new connection is not a reset
+        return resp.status, headers, data
 
     def close(self) -> None:
         self.conn.close()
