@@ -17,10 +17,9 @@ import pytest
 
 pytest.importorskip("hypothesis")
 
-from hypothesis import HealthCheck, given, settings  # noqa: E402
-
-from hostile_bodies import Probe, probes  # noqa: E402
-from server_harness import ADMIN_KEY, KeepAlive, Running, write_config  # noqa: E402
+from hostile_bodies import Probe, probes
+from hypothesis import HealthCheck, given, settings
+from server_harness import ADMIN_KEY, KeepAlive, Running, write_config
 
 EXAMPLES = int(os.environ.get("FRONTDESK_FUZZ_BODIES", "300"))
 
@@ -44,7 +43,7 @@ def check_answer(probe: Probe, status: int, body: bytes, store: object) -> None:
         assert set(err) == {"type", "message", "details", "request_id"} and err["message"], (probe, payload)
         assert "Traceback" not in body.decode() and ".py" not in body.decode(), (probe, payload)
     elif probe.path.startswith("/v1/route"):
-        results = payload["results"] if "results" in payload else [payload]
+        results = payload.get("results", [payload])
         for r in results:
             stored = store.get_decision(r["decision"]["id"])  # type: ignore[attr-defined]
             assert stored is not None and stored.model_dump(mode="json") == r["decision"], probe
@@ -55,7 +54,7 @@ def test_hostile_bodies_get_4xx_and_never_drop_the_connection(service: Running) 
     ids: list[str] = []
     with KeepAlive(service.port, ADMIN_KEY) as conn:
         for text in ("my card payment failed and I am confused", "where is my parcel?"):  # real ids for feedback/review
-            status, _, body = conn.request("POST", "/v1/route", json_body={"text": text})
+            _, _, body = conn.request("POST", "/v1/route", json_body={"text": text})
             ids.append(json.loads(body)["decision"]["id"])
         statuses: dict[int, int] = {}
 

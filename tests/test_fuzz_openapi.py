@@ -17,8 +17,8 @@ import pytest
 schemathesis = pytest.importorskip("schemathesis")
 pytest.importorskip("hypothesis")
 
-from openapi_campaign import run_campaign  # noqa: E402
-from server_harness import Running, write_config  # noqa: E402
+from openapi_campaign import run_campaign
+from server_harness import Running, write_config
 
 EXAMPLES = int(os.environ.get("FRONTDESK_FUZZ_EXAMPLES", "25"))
 

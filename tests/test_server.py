@@ -16,11 +16,17 @@ import httpx
 import pytest
 import uvicorn
 import yaml
+from server_harness import (
+    ADMIN_KEY,
+    ROUTE_KEY,
+    Running,
+    free_port,
+    wait_until,
+    write_config,
+)
 
 from frontdesk.server import create_app
 from frontdesk.store.store import Store
-
-from server_harness import ADMIN_KEY, ROUTE_KEY, Running, free_port, wait_until, write_config
 
 
 @pytest.fixture()

@@ -13,11 +13,10 @@ from pathlib import Path
 
 import pytest
 import yaml
+from server_harness import ADMIN_KEY, ROUTE_KEY, Running, wait_until, write_config
 
 from frontdesk.config import STARTER
 from frontdesk.pipeline import Pipeline
-
-from server_harness import ADMIN_KEY, ROUTE_KEY, Running, wait_until, write_config
 
 JSON = {"Content-Type": "application/json"}
 

@@ -4,7 +4,6 @@ and `frontdesk serve` answers the requests in flight on SIGTERM, then exits 0.""
 
 from __future__ import annotations
 
-import json
 import logging
 import os
 import signal
@@ -12,51 +11,22 @@ import subprocess
 import sys
 import threading
 from collections.abc import Iterator
-from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 from pathlib import Path
 
 import httpx
 import pytest
 import yaml
+from server_harness import (
+    ADMIN_KEY,
+    ROUTE_KEY,
+    HeldWebhook,
+    Running,
+    free_port,
+    wait_until,
+    write_config,
+)
 
 from frontdesk.store.store import Store
-
-from server_harness import ADMIN_KEY, ROUTE_KEY, Running, free_port, wait_until, write_config
-
-
-class HeldWebhook:
-    """A webhook receiver on loopback that holds every POST until :meth:`release` (a sink that is slow on cue)."""
-
-    def __init__(self) -> None:
-        self.arrived = threading.Event()
-        self.released = threading.Event()
-        self.bodies: list[dict] = []
-        outer = self
-
-        class Handler(BaseHTTPRequestHandler):
-            def log_message(self, *args: object) -> None:
-                pass
-
-            def do_POST(self) -> None:  # noqa: N802
-                outer.bodies.append(json.loads(self.rfile.read(int(self.headers["Content-Length"]))))
-                outer.arrived.set()
-                outer.released.wait(30)
-                self.send_response(200)
-                self.send_header("Content-Length", "0")
-                self.end_headers()
-
-        self.server = ThreadingHTTPServer(("127.0.0.1", 0), Handler)
-        self.server.daemon_threads = True
-        self.url = f"http://127.0.0.1:{self.server.server_address[1]}/hook"
-        threading.Thread(target=self.server.serve_forever, daemon=True).start()
-
-    def release(self) -> None:
-        self.released.set()
-
-    def close(self) -> None:
-        self.released.set()
-        self.server.shutdown()
-        self.server.server_close()
 
 
 @pytest.fixture()
@@ -120,7 +90,7 @@ def test_any_config_error_keeps_the_running_config_and_the_watcher_alive(service
     with service.client(ADMIN_KEY) as a:
         for how, needle in BAD_CONFIGS:
             _break(path, how, good)
-            wait_until(lambda: needle in (state.last_reload_error or ""), what=f"the watcher to refuse {how}")
+            wait_until(lambda needle=needle: needle in (state.last_reload_error or ""), what=f"the watcher to refuse {how}")
             r = a.post("/v1/admin/reload")
             assert r.status_code == 400, (how, r.text)
             message = r.json()["error"]["message"]

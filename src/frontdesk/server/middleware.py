@@ -74,7 +74,7 @@ class RequestContext:
             if status == 0:
                 await send_error(tagged, exc.status, exc.kind, exc.message, details=exc.details, request_id=rid,
                                  close=bool(exc.headers and exc.headers.get("Connection") == "close"))
-        except Exception:  # noqa: BLE001 - the last resort: log it, answer 500, keep the connection
+        except Exception:
             log.exception("unexpected error in %s %s (request id %s)", scope.get("method"), _printable(scope.get("path", "")), rid)
             if status == 0:
                 status = 500

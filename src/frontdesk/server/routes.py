@@ -28,8 +28,18 @@ from frontdesk.server.auth import RequireKey
 from frontdesk.server.body import StrictJSONRoute
 from frontdesk.server.errors import ApiError, ErrorResponse, error_json, request_id_of
 from frontdesk.server.models import (
-    BatchRequest, BatchResponse, Feedback, FeedbackRequest, Health, Ready, ReloadResponse, ResolveRequest, ReviewItem,
-    ReviewList, RouteRequest, RouteResponse,
+    BatchRequest,
+    BatchResponse,
+    Feedback,
+    FeedbackRequest,
+    Health,
+    Ready,
+    ReloadResponse,
+    ResolveRequest,
+    ReviewItem,
+    ReviewList,
+    RouteRequest,
+    RouteResponse,
 )
 from frontdesk.server.state import ServiceState
 from frontdesk.store.store import StoreError

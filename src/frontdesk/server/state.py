@@ -77,7 +77,7 @@ class PipelineSlot:
     def _close(self, pipeline: Pipeline) -> None:
         try:
             pipeline.close()
-        except Exception:  # noqa: BLE001 - a sink that fails to close must not fail a request
+        except Exception:
             log.exception("closing a replaced pipeline failed")
         self.closed_replaced += 1
 
@@ -192,7 +192,7 @@ class ServiceState:
             raise
         except ValidationError as exc:
             raise ConfigError(validation_message(exc)) from exc
-        except Exception as exc:  # noqa: BLE001 - a reload must never take the service down
+        except Exception as exc:
             log.exception("unexpected error while reloading %s", self.config_path.name)
             raise ConfigError(f"the config could not be loaded ({type(exc).__name__}): see the service log") from exc
         return config, pipeline
@@ -224,7 +224,7 @@ class ServiceState:
                     self.reload()
                 except FrontdeskError as exc:
                     log.error("config change not applied, keeping the running config: %s", exc)
-            except Exception:  # noqa: BLE001 - keep watching whatever happens
+            except Exception:
                 log.exception("config watcher error (still watching)")
 
 
