@@ -303,3 +303,21 @@ def test_long_bodies_are_cut_before_any_preprocessing(saved_model: Path, tmp_pat
         assert line["text"].startswith("[redacted: ") and "parcel" not in line["text"] and line["parent_id"] == d["id"]
     finally:
         svc.stop()
+
+
+def test_sink_redact_parameter(tmp_path: Path) -> None:
+    from frontdesk.errors import ConfigError
+    from frontdesk.routing.sinks import JsonlSink, RedactedSink, StdoutSink, WebhookSink, sink_from_url
+
+    assert isinstance(sink_from_url("stdout"), StdoutSink)
+    redacted = sink_from_url("stdout?redact=true")
+    assert isinstance(redacted, RedactedSink) and isinstance(redacted.inner, StdoutSink)
+    hook = sink_from_url("https://hooks.example.com/x?token=abc&redact=1")
+    assert isinstance(hook, RedactedSink) and isinstance(hook.inner, WebhookSink)
+    assert hook.inner.url == "https://hooks.example.com/x?token=abc"  # other parameters stay
+    hook.close()
+    plain = sink_from_url(f"jsonl://{tmp_path / 'a.jsonl'}?redact=false")
+    assert isinstance(plain, JsonlSink)
+    plain.close()
+    with pytest.raises(ConfigError, match="redact=true or redact=false"):
+        sink_from_url("stdout?redact=maybe")
