@@ -24,10 +24,10 @@ from server_harness import ADMIN_KEY, KeepAlive, Running, write_config
 EXAMPLES = int(os.environ.get("FRONTDESK_FUZZ_BODIES", "300"))
 
 
-@pytest.fixture(scope="module")
-def service(saved_model: Path, tmp_path_factory: pytest.TempPathFactory) -> Iterator[Running]:
-    tmp = tmp_path_factory.mktemp("bodies")
-    cfg = write_config(tmp / "frontdesk.yaml", saved_model, f"sqlite:///{tmp / 'store.db'}", sinks=[],
+@pytest.fixture()
+def service(saved_model: Path, store_url: str, tmp_path: Path) -> Iterator[Running]:
+    """On SQLite and on PostgreSQL: what one backend stores, the other may refuse (U+0000 in a text column)."""
+    cfg = write_config(tmp_path / "frontdesk.yaml", saved_model, store_url, sinks=[],
                        gates={"linear": {"threshold": 0.5, "flag_threshold": 0.9}})  # some decisions go to review
     running = Running(cfg)
     yield running

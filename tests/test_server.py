@@ -324,3 +324,16 @@ def test_concurrent_copies_are_decided_once(service: Running) -> None:
     assert len(out) == 6 and len(originals) == 1
     assert all(d["duplicate_of"] == originals[0]["id"] for d in out if d is not originals[0])
     assert all(_stored(service, d["id"]) for d in out)
+
+
+def test_nul_and_surrogates_are_refused_before_any_backend_sees_them(service: Running) -> None:
+    """PostgreSQL cannot store U+0000 in a text column: every string field is checked up front (422), on both backends."""
+    with service.client(ADMIN_KEY) as c:
+        d = c.post("/v1/route", json={"text": "where is my parcel?"}).json()["decision"]
+        for body in ({"text": "hi there", "sender": "a\u0000b"}, {"text": "hi there", "channel": "\u0000"},
+                     {"text": "hi \u0000 there"}, {"text": "hi there", "metadata": {"k": "\u0000"}}):
+            r = c.post("/v1/route", json=body)
+            assert r.status_code == 422 and "U+0000" in r.json()["error"]["message"], r.text
+        r = c.post("/v1/feedback", json={"decision_id": d["id"], "labels": d["labels"] or ["billing_issue"], "note": "x\u0000"})
+        assert r.status_code == 422 and r.json()["error"]["details"][0]["field"] == "note", r.text
+        assert c.post("/v1/route", json={"text": "where is my parcel? \u200b"}).status_code == 200

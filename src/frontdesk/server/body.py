@@ -27,6 +27,8 @@ MAX_INT = 2**63 - 1
 """Integers in a body must lie within ±MAX_INT (what every database and JSON reader can hold)."""
 
 _SURROGATE = re.compile("[\ud800-\udfff]")
+_UNSTORABLE = re.compile("[\ud800-\udfff\x00]")
+"""Characters no backend stores: lone surrogates (not Unicode text) and U+0000 (PostgreSQL text refuses it)."""
 
 
 class _BadNumber(ValueError):
@@ -100,23 +102,29 @@ def parse_body(body: bytes) -> Any:
 
 
 def check_storable(value: Any) -> None:
-    """Refuse (422) lone surrogates in any string or key, and nesting deeper than MAX_DEPTH."""
+    """Refuse (422) lone surrogates and U+0000 in any string or key, and nesting deeper than MAX_DEPTH."""
     stack: list[tuple[Any, tuple[Any, ...], int]] = [(value, (), 1)]
     while stack:
         node, path, depth = stack.pop()
         if isinstance(node, str):
-            if _SURROGATE.search(node):
-                _unstorable(path, "contains a lone UTF-16 surrogate (e.g. \\ud800), which is not Unicode text: "
-                            "send valid UTF-8 / properly paired \\u escapes")
+            if _UNSTORABLE.search(node):
+                _unstorable(path, _why(node))
         elif isinstance(node, (dict, list)):
             if depth > MAX_DEPTH:
                 _unstorable(path, f"nests deeper than {MAX_DEPTH} levels: flatten it")
             items = node.items() if isinstance(node, dict) else enumerate(node)
             for key, child in items:
-                if isinstance(key, str) and _SURROGATE.search(key):
-                    _unstorable((*path, "<key>"), "a key contains a lone UTF-16 surrogate: send valid Unicode")
+                if isinstance(key, str) and _UNSTORABLE.search(key):
+                    _unstorable((*path, "<key>"), "a key " + _why(key))
                 if isinstance(child, (str, dict, list)):
                     stack.append((child, (*path, key), depth + 1))
+
+
+def _why(text: str) -> str:
+    if _SURROGATE.search(text):
+        return ("contains a lone UTF-16 surrogate (e.g. \\ud800), which is not Unicode text: send valid UTF-8 / "
+                "properly paired \\u escapes")
+    return "contains U+0000 (NUL), which the store cannot hold: remove it"
 
 
 def _unstorable(path: tuple[Any, ...], problem: str) -> None:
