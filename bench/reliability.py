@@ -456,7 +456,12 @@ def main() -> None:
     ap.add_argument("--server-src", type=Path, default=ROOT / "src", help="serve this checkout's src/ (default: this one)")
     ap.add_argument("--json-out", type=Path, help="also write the raw results here")
     ap.add_argument("--no-write", action="store_true", help="do not touch BENCHMARKS.md")
+    ap.add_argument("--compare", type=Path, help="--json-out of a run with --server-src OLD: adds a 'before' column")
+    ap.add_argument("--from-json", type=Path, help="write the table from this --json-out instead of measuring")
     args = ap.parse_args()
+    if args.from_json:
+        write(json.loads(args.from_json.read_text()), args)
+        return
     src = args.server_src.resolve()
     modern = src == (ROOT / "src").resolve()
     work = Path(tempfile.mkdtemp(prefix="frontdesk-reliability-"))
@@ -493,38 +498,54 @@ def main() -> None:
         write(results, args)
 
 
-def write(r: dict[str, Any], args: argparse.Namespace) -> None:
-    o, b, a, lat, faults = r["openapi"], r["bodies"], r["attacks"], r["latency"], r["faults"]
-    kill = next(f for f in faults if f["fault"].startswith("kill -9"))
+def _cells(r: dict[str, Any]) -> list[str]:
+    """The result column of the table for one run (faults only when the run had them)."""
+    o, b, a, lat, faults = r["openapi"], r["bodies"], r["attacks"], r["latency"], r.get("faults")
     ms = lambda x: f"{x:,.1f}"  # noqa: E731
-    rows = [
-        ["OpenAPI fuzzing (schemathesis, every operation, positive + negative)",
-         f"{o['requests']:,} requests: **{o['5xx']} × 5xx, {o['resets']} dropped connections, {o['schema_violations']} schema violations**",
-         "statuses " + ", ".join(f"{k}: {v:,}" for k, v in o["statuses"].items())],
-        ["hostile-body fuzzing (hypothesis, one keep-alive connection)",
-         f"{b['requests']:,} requests: **{b['5xx']} × 5xx, {b['resets']} dropped connections, {b['unstorable']} accepted but not stored equal**",
-         "statuses " + ", ".join(f"{k}: {v:,}" for k, v in b["statuses"].items())],
-        ["named attacks (surrogates, NaN, 1e999, deep nesting, huge ints, wrong media types, 2 MB, …)",
-         f"{a['tried']} tried, **{a['tried'] - a['as_expected']} accepted**, {a['5xx']} × 5xx, {a['dropped_connections']} dropped connections",
-         "each refused with its 4xx and the connection kept (413: announced close)"],
-        ["faults survived", f"**{sum(f['ok'] for f in faults)} of {len(faults)}**", "; ".join(f"{f['fault']}: {f['outcome']}" for f in faults)],
-        ["acknowledged and lost (kill -9 under load)", f"**{kill['lost']} of {kill['acked']:,}**", "every 200 was committed before it was sent"],
-        ["small-request latency, no attack (1 closed-loop client)", f"p50 {ms(lat['small_p50'])} ms, p95 {ms(lat['small_p95'])} ms",
-         f"{lat['small_n']:,} requests"],
-        [f"small-request latency while {lat['attackers']} clients loop ~1 MB bodies",
-         f"p50 {ms(lat['attacked_p50'])} ms, **p95 {ms(lat['attacked_p95'])} ms**",
-         f"{lat['attacked_n']:,} small requests; {lat['big_requests']:,} big ones answered (p50 {ms(lat['big_p50'])} ms, "
-         f"statuses {lat['big_statuses']}); each big text is cut to max_chars before preprocessing"],
+    kill = next((f for f in faults or [] if f["fault"].startswith("kill -9")), None)
+    return [
+        f"{o['requests']:,} requests: **{o['5xx']} × 5xx, {o['resets']} dropped connections, {o['schema_violations']} schema violations**",
+        f"{b['requests']:,} requests: **{b['5xx']} × 5xx, {b['resets']} dropped connections**"
+        + (f", {b['unstorable']} accepted but not stored equal" if r.get("faults") else ""),
+        f"{a['tried']} tried, **{a['tried'] - a['as_expected']} not refused as expected**, {a['5xx']} × 5xx, "
+        f"{a['dropped_connections']} dropped connections",
+        f"**{sum(f['ok'] for f in faults)} of {len(faults)}**" if faults else "not run",
+        f"**{kill['lost']} of {kill['acked']:,}**" if kill else "not run",
+        f"p50 {ms(lat['small_p50'])} ms, p95 {ms(lat['small_p95'])} ms ({lat['small_n']:,} requests)",
+        f"p50 {ms(lat['attacked_p50'])} ms, **p95 {ms(lat['attacked_p95'])} ms** ({lat['attacked_n']:,} small requests; "
+        f"{lat['big_requests']:,} big ones answered, p50 {ms(lat['big_p50'])} ms)",
     ]
+
+
+def write(r: dict[str, Any], args: argparse.Namespace) -> None:
+    faults = r["faults"]
+    names = [
+        "OpenAPI fuzzing (schemathesis, every operation, positive + negative cases)",
+        "hostile-body fuzzing (hypothesis, one keep-alive connection)",
+        "named attacks (surrogates, NaN, 1e999, deep nesting, huge ints, media types, 2 MB, ~1 MB text, …)",
+        "faults survived", "acknowledged and lost (kill -9 under load)",
+        "small-request latency, no attack (1 closed-loop client)",
+        f"small-request latency while {r['latency']['attackers']} clients loop ~1 MB bodies",
+    ]
+    before = json.loads(args.compare.read_text()) if args.compare else None
+    columns = [names, _cells(r)] + ([_cells(before)] if before else [])
+    rows = [list(row) for row in zip(*columns)]
+    headers = ["measure", "this code"] + (["before (same script, `--server-src` of main before these fixes)"] if before else [])
     command = (f"python bench/reliability.py --openapi-examples {args.openapi_examples} --bodies {args.bodies} "
                f"--attack-s {args.attack_s:g}")
-    body = "\n".join([
+    lines = [
         "### The service (`bench/reliability.py`)", "",
         stamp(command),
-        "The bundled support model (linear tier), SQLite store, auth on; server and clients share the machine's cores. "
-        "Fuzzers are random per run (the CI tests run bounded, derandomised versions: tests/test_fuzz_*.py).", "",
-        table(["measure", "result", "notes"], rows),
-    ])
+        "The bundled support model (linear tier), SQLite store, auth on; server and clients share the machine's 2 cores "
+        "(other jobs were running: absolute latencies are noisy, compare within a row). Fuzzers are random per run; the CI "
+        "tests run bounded, derandomised versions (tests/test_fuzz_*.py).", "",
+        table(headers, rows), "",
+        "Faults: " + "; ".join(f"{f['fault']} → {f['outcome']}" for f in faults) + ".",
+    ]
+    if before:
+        lines += ["", f"*before*: `{before.get('command', 'python bench/reliability.py --server-src ../main/src --no-write')}` "
+                  "with the fixes' config keys left out (the old code refuses them); faults are not run against it."]
+    body = "\n".join(lines)
     ensure_frame(BENCHMARKS)
     write_section(BENCHMARKS, "reliability-server", body)
     print(f"wrote the reliability-server section of {BENCHMARKS}")
