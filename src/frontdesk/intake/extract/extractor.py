@@ -112,7 +112,7 @@ class Extractor:
         if emails:
             values["emails"] = {e: e for e in emails}
         blanked = blank(text, found)
-        has_digits = any(c.isdigit() for c in text)
+        has_digits = _DIGIT.search(text) is not None
         if has_digits:
             strict = cfg.mask.strict
             ibans, spans = finance.extract_ibans(text, strict_mask=strict)
@@ -206,7 +206,10 @@ class Extractor:
         for loc in ("en-GB", "en-US", "de-DE", "fr-FR", "es-ES", "pt-PT"):
             self.extract(sample, None, now, locale=loc)
         self.signals("thanks, my card was stolen", None)
-        dates.resolve.cache_clear()
+        dates.clear_caches()
+
+
+_DIGIT = re.compile(r"\d")
 
 
 def _iso_datetimes(text: str) -> list[Span]:

@@ -72,9 +72,11 @@ def sentiment(text: str, config: SentimentConfig | None = None) -> Sentiment | N
     if config.method == "none":
         return None
     score = _analyzer(tuple(sorted(config.lexicon.items()))).polarity_scores(text)["compound"]
-    letters = [ch for ch in text if ch.isalpha()]
-    caps = sum(ch.isupper() for ch in letters) / max(1, len(letters))
-    shouting = caps > 0.6 and len(letters) > 12
+    upper = sum(map(str.isupper, text))
+    shouting = False
+    if upper > 7:  # > 60 % of more than 12 letters are capitals
+        letters = sum(map(str.isalpha, text))
+        shouting = letters > 12 and upper / letters > 0.6
     legal, insult = bool(_LEGAL.search(text)), bool(_INSULT.search(text))
     if _SARCASM.search(text) or (_NEG_CUES.search(text) and score < 0.5) or score <= -0.05 or legal or insult or shouting:
         label = "negative"
