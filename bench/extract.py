@@ -184,7 +184,7 @@ def time_against_routing(router, ex: Extractor, items: list[tuple[str, dt.dateti
     finally:
         _dates._parser = parser
     both = [a + b for a, b in zip(route_ms, extract_ms)]
-    return {"n": len(items), "route_p50": _pct(route_ms, 0.5), "extract_p50": _pct(extract_ms, 0.5),
+    return {"n": len(items), "route_p50": _pct(route_ms, 0.5), "route_p99": _pct(route_ms, 0.99), "extract_p50": _pct(extract_ms, 0.5),
             "extract_p90": _pct(extract_ms, 0.9), "extract_p99": _pct(extract_ms, 0.99), "both_p50": _pct(both, 0.5),
             "ratio": _pct(extract_ms, 0.5) / _pct(route_ms, 0.5), "dateparser_share": reached / len(items),
             "extract_mean": statistics.mean(extract_ms)}
@@ -214,6 +214,7 @@ def main() -> None:
 
         from frontdesk import Dataset, Objective, Router
 
+        res["load"] = " / ".join(f"{x:.1f}" for x in os.getloadavg())
         data = Dataset.load(dataset_dir("banking77"))
         router = Router.train(data, ["linear"], objective=Objective(max_escalation=0.2))
         sent = dt.datetime(2026, 3, 6, 9, 14, tzinfo=dt.timezone.utc)
@@ -244,20 +245,24 @@ def render(res: dict) -> str:
            "The extraction corpus (360 messages, 77 BANKING77 intents, en/de/fr/es/pt; tricky cases such as "
            "'3/4' on en-GB and en-US, '€1.234,50', two amounts, masked card numbers, numbers that are not amounts) "
            "is what the rules were tuned on; the held-out file (64 messages) was written after the research "
-           "prototype froze. Data: `bench/data/extract/`.", "",
+           "prototype froze and scored it once (dates recall 0.87). Four of its five date misses ('Weds', 'Thurs', "
+           "'last Sat', 'a couple of days ago') were fixed afterwards, so its dates number is no longer a blind "
+           "score; 'Valentine's day' (holidays) is still missed. Data: `bench/data/extract/`.", "",
            table(["field", "corpus gold", "corpus P / R", "held-out gold", "held-out P / R"], rows), ""]
     if "time_banking77" in res:
         tb, tc = res["time_banking77"], res["time_corpus"]
         trow = [[name, f"{t['n']}", f"{t['route_p50']:.3f}", f"{t['extract_p50']:.3f}", f"{t['ratio']:.2f}",
-                 f"{t['extract_p90']:.3f}", f"{t['extract_p99']:.3f}", f"{t['dateparser_share']:.1%}"]
+                 f"{t['extract_p90']:.3f}", f"{t['extract_p99']:.3f}", f"{t['route_p99']:.3f}", f"{t['dateparser_share']:.1%}"]
                 for name, t in (("BANKING77 test (real messages)", tb), ("extraction corpus (field-dense)", tc))]
         out += ["Cost per message, in one run: routing alone (linear router, `Router.route`) and then the extract "
                 "stage (scan + mask + label's fields + sentiment + urgency), interleaved per message. Budget: "
                 "≤ 0.2 ms added at p50. 'dateparser' = messages where a date span needed dateparser (ISO, numeric, "
                 "relative-day and weekday spans are resolved without it, from its locale data).", "",
                 table(["messages", "n", "routing p50 ms", "extract p50 ms (added)", "ratio extract/routing",
-                       "extract p90 ms", "extract p99 ms", "dateparser"], trow), "",
-                f"First-use cost (`Extractor.warm_up()`: imports and dateparser's first parse): {res['warm_up_s']:.2f} s.", ""]
+                       "extract p90 ms", "extract p99 ms", "routing p99 ms", "dateparser"], trow), "",
+                f"First-use cost (`Extractor.warm_up()`: imports and dateparser's first parse): {res['warm_up_s']:.2f} s. "
+                f"Load average during the run: {res.get('load', '?')} on a machine shared with other jobs — p50 values "
+                "are usable, p99 values are mostly scheduling noise (routing alone shows the same spikes).", ""]
     srow = []
     for name in ("sentiment_corpus", "sentiment_holdout"):
         s = res[name]

@@ -365,3 +365,15 @@ def test_upgrade_from_the_first_schema_keeps_old_decisions(store_url: str) -> No
         store.save_decision(new)
         assert {i.decision_id: i.reason for i in store.review_queue()}[new.id] == "requires_human"
         assert store.actions_of(new.id)[0].status == "held"
+
+
+def test_actions_left_pending_by_a_crash_are_resumed_once(receiver: Receiver, store_url: str) -> None:
+    r = runner(receiver.url)
+    d = decision()
+    d = d.model_copy(update={"actions": r.plan(d)})
+    with Store(store_url) as store:
+        store.save_decision(d)  # committed, then the process died before running the action
+        assert store.unfinished_actions(older_than_s=3600) == []  # too recent: a live worker may be on it
+        assert r.resume(store, older_than_s=0) == 1 and len(receiver.calls) == 1
+        assert r.resume(store, older_than_s=0) == 0 and len(receiver.calls) == 1
+        assert store.get_decision(d.id).actions[0].status == "done"

@@ -352,6 +352,16 @@ class ActionRunner:
             return ledger.actions_of(decision.id)
         return self.run(decision.model_copy(update={"actions": []}), ledger, approved_by=reviewer or "reviewer")
 
+    def resume(self, store: Any, *, older_than_s: float | None = None) -> int:
+        """Run the actions a crash left pending (committed decisions whose action never ran, or whose
+        claim went stale); returns how many decisions were looked at. The service calls it at start."""
+        ids = store.unfinished_actions(older_than_s=self.lease_s if older_than_s is None else older_than_s)
+        for decision_id in ids:
+            decision = store.get_decision(decision_id)
+            if decision is not None:
+                self.run(decision.model_copy(update={"actions": []}), store)
+        return len(ids)
+
     # -- execution ----------------------------------------------------------------------------
     def _call(self, action: ActionResult, decision: Decision, *, approved_by: str | None, with_pii: bool) -> ActionCall:
         fields = decision.fields

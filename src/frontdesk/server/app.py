@@ -122,6 +122,9 @@ class ServiceState:
         self.monitor = DriftMonitor.from_router(self.pipeline.router, config.drift)
         self.monitor.register(self.metrics.registry)
         self.monitor.start(15.0)
+        if self.pipeline.actions:  # actions a crash left pending between commit and run
+            threading.Thread(target=self.pipeline.actions.resume, args=(self.store,), name="frontdesk-actions-resume",
+                             daemon=True).start()
         self._reload_lock = threading.Lock()
         self._stop = threading.Event()
         self._mtime = config_path.stat().st_mtime if config_path else None

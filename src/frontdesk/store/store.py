@@ -605,6 +605,10 @@ class Store:
         """Record actions of a stored decision that are not recorded yet (recorded ones stay as they are)."""
         if not actions:
             return
+        with self._read() as conn:  # the usual case (recorded with the decision) needs no write transaction
+            known = set(conn.scalars(sa.select(_actions.c.name).where(_actions.c.decision_id == decision_id)))
+        if all(a.name in known for a in actions):
+            return
         now = _now()
         with self._write() as conn:
             if conn.scalar(sa.select(_decisions.c.id).where(_decisions.c.id == decision_id)) is None:
@@ -642,6 +646,15 @@ class Store:
         with self._read() as conn:
             rows = conn.execute(sa.select(_actions).where(_actions.c.decision_id == decision_id).order_by(_actions.c.name))
             return [_action_result(r) for r in rows]
+
+    def unfinished_actions(self, *, older_than_s: float, limit: int = 500) -> list[str]:
+        """Ids of decisions with an action still pending (or running under a stale claim) for longer than
+        ``older_than_s``: what a crash between commit and run left behind (see ActionRunner.resume)."""
+        cutoff = _now() - timedelta(seconds=older_than_s)
+        q = (sa.select(_actions.c.decision_id).distinct()
+             .where(_actions.c.status.in_(("pending", "running")), _actions.c.updated_at < cutoff).limit(limit))
+        with self._read() as conn:
+            return list(conn.scalars(q))
 
     def review_actions(self, decision_id: str, *, approve: bool, reviewer: str | None,
                        keep: Sequence[str], add: Sequence[ActionResult]) -> list[ActionResult]:
