@@ -585,3 +585,41 @@ def test_service_metrics_and_alert_from_feedback(certified: Router, support: Dat
             assert values[key("frontdesk_drift_alerts_active", kind="accepted_accuracy")] == 0.0
     finally:
         svc.stop()
+
+
+def test_drift_replay_measures_accepted_accuracy_from_stored_feedback(tmp_path: Path) -> None:
+    from typer.testing import CliRunner
+    import typer
+
+    from frontdesk.cli.monitor import register
+    from frontdesk.loop.drift import drift_report
+    from frontdesk.store.store import Store
+
+    url = f"sqlite:///{tmp_path / 'fd.db'}"
+    decisions = [labelled(label="a") for _ in range(120)] + [labelled("human") for _ in range(10)]
+    with Store(url) as store:
+        store.save_decisions(decisions)
+        for d in decisions[:60]:
+            store.add_feedback(d.id, ["b"] if d in decisions[:30] else ["a"])  # 30 wrong, 30 confirmed
+        for d in decisions[120:]:
+            store.add_feedback(d.id, ["b"])  # human review: not an accepted decision
+        report = drift_report(store, config=DriftConfig(window=200, min_window=100, accepted_accuracy_target=0.9))
+    acc = report.snapshot.accepted_accuracy
+    assert (acc["linear"].labelled, acc["linear"].correct) == (60, 30)
+    assert acc["all"].target == 0.9 and acc["all"].labelled == 60  # a replay knows no primary tier: all tiers together
+    assert [a.kind for a in report.active] == ["accepted_accuracy"]  # fired after the last feedback item
+    app = typer.Typer()
+    register(app)
+    result = CliRunner().invoke(app, ["drift", "--store", url, "--window", "200", "--target-accuracy", "0.9"])
+    assert result.exit_code == 0, result.output
+    assert "accepted accuracy, linear" in result.output and "accepted accuracy, all" in result.output
+    assert "target 0.900" in result.output
+    assert "accepted_accuracy" in result.output
+
+
+def test_html_report_states_the_guarantee(certified: Router, support: Dataset, tmp_path: Path) -> None:
+    from frontdesk.evaluation.report import write_html_report
+
+    report, _ = evaluate(certified, support.test)
+    html = write_html_report(report, certified, tmp_path / "r.html").read_text()
+    assert "guarantee (linear)" in html and f"certified at threshold {certified.guarantee.threshold:.4f}" in html

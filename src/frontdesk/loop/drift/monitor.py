@@ -397,26 +397,24 @@ class DriftMonitor:
                 out["psi"] = _Condition(value, cfg.psi_alert, f"label-distribution PSI {s['psi']:.3f}{noise} {last} "
                                         f"(threshold {cfg.psi_alert:.3f}); largest shifts: {top}",
                                         "look for new intents and retrain")
-        accuracy = self._accuracy_condition()
-        if accuracy is not False:
-            out["accepted_accuracy"] = accuracy
+        target = self.accepted_accuracy_target
+        if cfg.accepted_accuracy_alert and target is not None:
+            out["accepted_accuracy"] = self._accuracy_condition(target)
         return out
 
-    def _accuracy_condition(self) -> _Condition | None | bool:
-        """The accepted_accuracy alert: fires when the interval's upper bound for the primary tier is below the
-        target (evidence the accuracy is below it), clears once the estimate is back at the target. False when
-        the alert is off (no target), None with too few labelled decisions."""
-        cfg, target = self.config, self.accepted_accuracy_target
-        if not cfg.accepted_accuracy_alert or target is None:
-            return False
+    def _accuracy_condition(self, target: float) -> _Condition | None:
+        """The accepted_accuracy alert: fires when the interval's upper bound for the primary tier (every model
+        tier together when the monitor knows none, e.g. a replay) is below the target (evidence the accuracy
+        is below it), clears once the estimate is back at the target. None with too few labelled decisions."""
+        cfg = self.config
         tier = self.primary_tier or ALL_TIERS
         a = self._accuracy.estimate(tier, confidence=cfg.accepted_accuracy_confidence, target=target)
         if a.labelled < cfg.accepted_accuracy_min_labelled or a.high is None or a.estimate is None:
             return None
         return _Condition(
             a.high, target, f"accepted accuracy of tier '{tier}' {a.estimate:.3f} from {a.labelled} labelled decisions, "
-            f"{cfg.accepted_accuracy_confidence:.0%} interval [{a.low:.3f}, {a.high:.3f}]: even the upper bound is below the "
-            f"target {target:.3f}", "check the recent feedback and the review queue, look for drift, retrain (the labels "
+            f"{cfg.accepted_accuracy_confidence:.0%} interval [{a.low:.3f}, {a.high:.3f}], target {target:.3f} (alert while "
+            "the upper bound is below the target, until the estimate is back at it)", "check the recent feedback and the review queue, look for drift, retrain (the labels "
             "come from feedback and reviews, which over-sample errors: confirm correct answers too)",
             fire=a.high < target, clear=a.estimate >= target)
 
