@@ -38,7 +38,7 @@ from pathlib import Path  # noqa: E402
 import numpy as np  # noqa: E402
 
 sys.path.insert(0, os.path.dirname(__file__))
-from _common import BENCHMARKS, data_root, stamp, table, write_section  # noqa: E402
+from _common import BENCHMARKS, dataset_dir, stamp, table, write_section  # noqa: E402
 
 from frontdesk import Dataset, Objective, Router, accuracy_interval, fit_gate  # noqa: E402
 from frontdesk.evaluation.evaluate import evaluate  # noqa: E402
@@ -80,9 +80,9 @@ class Pool:
     correct: np.ndarray
 
 
-def model_and_probs(dataset: str, root: Path, cache: Path) -> tuple[Router, dict[str, np.ndarray], Dataset]:
+def model_and_probs(dataset: str, cache: Path) -> tuple[Router, dict[str, np.ndarray], Dataset]:
     """The dataset's model (trained once with a guarantee, cached) and its validation/test probabilities."""
-    data = Dataset.load(root / dataset)
+    data = Dataset.load(dataset_dir(dataset))
     model_dir, probs_file = cache / f"{dataset}-model", cache / f"{dataset}-probs.npz"
     if model_dir.is_dir():
         router = Router.load(model_dir)
@@ -207,13 +207,12 @@ def main() -> None:
     args = ap.parse_args()
     if args.splits < 1:
         sys.exit("--splits must be ≥ 1")
-    root = data_root()
     args.cache.mkdir(parents=True, exist_ok=True)
     views = [v.strip() for v in args.views.split(",") if v.strip()]
     unknown = sorted(set(views) - set(VIEWS))
     if unknown:
         sys.exit(f"unknown view(s) {unknown}: use {', '.join(VIEWS)}")
-    loaded = {ds: model_and_probs(ds, root, args.cache) for ds in dict.fromkeys(VIEWS[v].dataset for v in views)}
+    loaded = {ds: model_and_probs(ds, args.cache) for ds in dict.fromkeys(VIEWS[v].dataset for v in views)}
 
     results, rows, pop_rows = [], [], []
     for key in views:
