@@ -14,7 +14,7 @@ auth on, no sinks) and measures, over real HTTP on loopback:
 * small-request latency (one closed-loop client) with and without three clients looping 1 MB bodies.
 
 Writes its table into BENCHMARKS.md, section ``reliability-server`` inside the ``reliability``
-frame (other helpers add their rows under ``reliability-llm-robust`` / ``reliability-llm-earn``).
+frame (the LLM tier's tables go under ``reliability-llm`` (bench/reliability_llm.py) and ``reliability-llm-earn``).
 ``--server-src PATH`` serves another checkout's code (e.g. the code before these fixes) with a
 minimal config, and runs only the fuzzing, attack and latency parts (``--no-write`` implied).
 
@@ -59,14 +59,14 @@ FRAME = """<!-- reliability:start -->
 ## Reliability: hostile clients, faults and lifecycle (`frontdesk serve`)
 
 What a hostile or unlucky client can do to the service, measured over real HTTP on loopback. Each part
-has its own table below: the service itself (`bench/reliability.py`), the LLM tier's deadlines
-(`reliability-llm-robust`) and prompt-injection attacks (`reliability-llm-earn`).
+has its own table below: the service itself (`bench/reliability.py`), a hanging LLM tier
+(`bench/reliability_llm.py`) and prompt-injection attacks (section `reliability-llm-earn`).
 
 <!-- reliability-server:start -->
 <!-- reliability-server:end -->
 
-<!-- reliability-llm-robust:start -->
-<!-- reliability-llm-robust:end -->
+<!-- reliability-llm:start -->
+<!-- reliability-llm:end -->
 
 <!-- reliability-llm-earn:start -->
 <!-- reliability-llm-earn:end -->

@@ -7,7 +7,7 @@ import sys
 from datetime import datetime, timezone
 from importlib import resources
 from pathlib import Path
-from typing import Annotated, Optional
+from typing import Annotated, Any, Optional
 
 import typer
 from pydantic import ValidationError
@@ -29,27 +29,35 @@ def progress_bar() -> Progress:
                     TimeElapsedColumn(), console=console, transient=True, disable=not console.is_terminal)
 
 
-def objective(target_accuracy: float | None, max_escalation: float | None, per_label: bool, flag_accuracy: float | None) -> Objective:
-    """The threshold-fitting objective from the train options."""
+def objective(target_accuracy: float | None, max_escalation: float | None, per_label: bool, flag_accuracy: float | None,
+              **guarantee: Any) -> Objective:
+    """The threshold-fitting objective from the train options (``guarantee``: the certified-gate options,
+    ``guarantee``, ``guarantee_window``, ``on_uncertified``; None values are left at their defaults)."""
+    extra = {k: v for k, v in guarantee.items() if v is not None}
     try:
-        return Objective(target_accuracy=target_accuracy, max_escalation=max_escalation, per_label=per_label, flag_accuracy=flag_accuracy)
+        return Objective(target_accuracy=target_accuracy, max_escalation=max_escalation, per_label=per_label,
+                         flag_accuracy=flag_accuracy, **extra)
     except ValidationError as exc:
         raise ConfigError(validation_message(exc), field="objective") from exc
 
 
-LLMOpt = Annotated[Optional[str], typer.Option("--llm", help="add an LLM tier: local | openai | anthropic")]
+LLMOpt = Annotated[Optional[str], typer.Option("--llm", help="add an LLM tier: local | llama-cpp | openai | anthropic | a plug-in provider")]
 LLMModelOpt = Annotated[Optional[str], typer.Option("--llm-model", help="LLM model id (default per provider)")]
 LLMUrlOpt = Annotated[Optional[str], typer.Option("--llm-base-url", help="OpenAI-compatible / Anthropic endpoint")]
 
 
 def llm_params(provider: str | None, model: str | None, base_url: str | None, **extra: object) -> dict | None:
     """The LLM tier settings given on the command line (None when --llm is not given)."""
+    from frontdesk.llm.registry import get_provider, provider_names
+
     if provider is None:
         if model or base_url:
-            raise ConfigError("--llm-model / --llm-base-url need --llm local|openai|anthropic", field="--llm")
+            raise ConfigError(f"--llm-model / --llm-base-url need --llm {'|'.join(provider_names())}", field="--llm")
         return None
-    if provider not in ("local", "openai", "anthropic"):
-        raise ConfigError(f"unknown LLM provider {provider!r}: use local, openai or anthropic", field="--llm")
+    try:
+        get_provider(provider)
+    except ConfigError as exc:
+        raise ConfigError(str(exc).removeprefix("llm.provider: "), field="--llm") from None
     return {"provider": provider, "model": model, "base_url": base_url, **{k: v for k, v in extra.items() if v is not None}}
 
 

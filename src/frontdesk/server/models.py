@@ -8,7 +8,7 @@ body parser (:mod:`frontdesk.server.body`), so every accepted request is storabl
 
 from __future__ import annotations
 
-from typing import Annotated, Any
+from typing import Annotated, Any, Literal
 
 from pydantic import AfterValidator, BaseModel, ConfigDict, Field, StringConstraints
 
@@ -100,6 +100,8 @@ class ResolveRequest(BaseModel):
 
     labels: Labels
     reviewer: ShortText | None = None
+    action: Literal["approve", "reject"] | None = Field(
+        None, description="verdict on the decision's held action: approve runs it (once), reject never does")
 
 
 class ReviewList(BaseModel):

@@ -24,6 +24,7 @@ from starlette.concurrency import run_in_threadpool
 
 from frontdesk.errors import FrontdeskError, InputError
 from frontdesk.pipeline import Pipeline, Routed, Uncommitted
+from frontdesk.server import review_actions
 from frontdesk.server.auth import RequireKey
 from frontdesk.server.body import StrictJSONRoute
 from frontdesk.server.errors import ApiError, ErrorResponse, error_json, request_id_of
@@ -95,7 +96,10 @@ def build_routes(state: ServiceState) -> APIRouter:
                            "shutting down): retry — the retry is decided afresh", headers={"Retry-After": "1"}) from exc
 
     async def respond(results: list[Routed], pipeline: Pipeline) -> list[str]:
-        """Deliver the targets (after the commit) and build each result's JSON text (targets without text)."""
+        """Run the actions and deliver the targets (after the commit); build each result's JSON text (targets
+        without text)."""
+        if any(r.decision.actions for r in results):
+            await run_in_threadpool(review_actions.run_actions, results, pipeline, state.store)
         if pipeline.sinks and any(r.targets for r in results):
             for r in results:
                 r.delivery_errors = await run_in_threadpool(pipeline.deliver, r.targets)
@@ -187,13 +191,16 @@ def build_routes(state: ServiceState) -> APIRouter:
             decision = state.store.get_decision(decision_id)
             if decision is None:
                 raise ApiError(404, "not_found", f"no decision {decision_id!r}: check the id")
-            try:
-                item = state.store.resolve_review(decision_id, req.labels, reviewer=req.reviewer)
-            except StoreError as exc:
-                if isinstance(exc.__cause__, (OperationalError, InterfaceError)):
-                    raise
+            try:  # resolves the item and gives held actions the reviewer's verdict
+                with state.slot.use() as pipeline:
+                    item = review_actions.resolve_review(state.store, pipeline, decision, req.labels,
+                                                         reviewer=req.reviewer, action=req.action)
+            except review_actions.ReviewActionError as exc:
+                cause = exc.__cause__
+                if isinstance(cause, StoreError) and isinstance(cause.__cause__, (OperationalError, InterfaceError)):
+                    raise cause from None  # a database problem: 503 (store_call), not a conflict
                 message = str(exc).replace("use add_feedback", "POST /v1/feedback").replace("add_feedback", "POST /v1/feedback")
-                raise ApiError(409, "conflict", message) from exc
+                raise ApiError(exc.status, exc.kind, message) from exc
         state.monitor.observe_feedback(decision, req.labels)
         return item
 

@@ -97,7 +97,9 @@ class ServiceState:
                  watch: bool | None = None) -> None:
         self.config = config
         self.config_path = config_path
-        self.slot = PipelineSlot(Pipeline.from_config(config))
+        pipeline = Pipeline.from_config(config)
+        pipeline.warm_up()
+        self.slot = PipelineSlot(pipeline)
         self.keys = KeyRing(config.auth)
         self.store = store or Store(config.store, synchronous=config.store_sync.upper(),  # type: ignore[arg-type]
                                     busy_timeout_s=config.store_busy_timeout_s)
@@ -134,6 +136,9 @@ class ServiceState:
         self._started = True
         self.committer.start()
         self.monitor.start(15.0)
+        if self.pipeline.actions:  # actions a crash left pending between commit and run
+            threading.Thread(target=self.pipeline.actions.resume, args=(self.store,), name="frontdesk-actions-resume",
+                             daemon=True).start()
         if self.watching:
             self._watcher = threading.Thread(target=self.watch, name="frontdesk-config-watch", daemon=True)
             self._watcher.start()
@@ -171,6 +176,7 @@ class ServiceState:
             self.slot.swap(pipeline)
             if model_changed:
                 self.monitor.reset(labels=pipeline.router.labels, primary_tier=pipeline.router.primary.name)
+            self.monitor.use_model_target(pipeline.router)  # a promoted model may carry another guarantee
             self.metrics.reloads.labels("ok").inc()
             log.info("reloaded %s", self.config_path.name)
             self._finished(None)
@@ -188,6 +194,7 @@ class ServiceState:
             except ModelError:  # a `frontdesk promote` swapping the directory mid-read: read again
                 time.sleep(0.2)
                 pipeline = Pipeline.from_config(config)
+            pipeline.warm_up()  # here, not on the first request after the swap
         except FrontdeskError:
             raise
         except ValidationError as exc:
