@@ -255,16 +255,16 @@ def test_training_examples_precedence_and_dedup(store: Store) -> None:
 # -- schema migrations --------------------------------------------------------------------------
 def test_migrations_are_idempotent(store_url: str) -> None:
     with Store(store_url) as first:
-        assert first.revision() == "0001"
+        assert first.revision() == "0002"
         d = make()
         first.save_decision(d)
     with Store(store_url) as second:  # opening again migrates nothing and keeps the data
-        assert second.revision() == "0001"
+        assert second.revision() == "0002"
         assert second.get_decision(d.id) == d
     engine = sa.create_engine(store_url)
     try:
         with engine.connect() as conn:
-            assert conn.execute(sa.text("SELECT version_num FROM alembic_version")).scalars().all() == ["0001"]
+            assert conn.execute(sa.text("SELECT version_num FROM alembic_version")).scalars().all() == ["0002"]
             tables = set(sa.inspect(conn).get_table_names())
             indexes = {i["name"] for t in ("decisions", "review_items") for i in sa.inspect(conn).get_indexes(t)}
     finally:
@@ -302,7 +302,7 @@ def test_concurrent_openers_migrate_once(store_url: str) -> None:
     assert run_threads(open_and_write, 6) == []
     with Store(store_url) as s:
         assert s.count_decisions() == 6
-        assert s.revision() == "0001"
+        assert s.revision() == "0002"
 
 
 def test_concurrent_openers_of_different_databases(tmp_path: Path) -> None:
@@ -310,7 +310,7 @@ def test_concurrent_openers_of_different_databases(tmp_path: Path) -> None:
     def open_and_write(i: int) -> None:
         with Store(tmp_path / f"db{i}.sqlite") as s:
             s.save_decision(make(f"db {i}"))
-            assert s.revision() == "0001"
+            assert s.revision() == "0002"
 
     assert run_threads(open_and_write, 6) == []
     for i in range(6):

@@ -95,6 +95,19 @@ class ServerConfig(BaseModel):
     watch_interval_s: float = Field(1.0, gt=0)
 
 
+class ConsoleConfig(BaseModel):
+    """The browser console under ``/ui`` (review queue, decision search, dashboard, discovery)."""
+
+    model_config = ConfigDict(extra="forbid")
+
+    enabled: bool = Field(True, description="serve the console under /ui")
+    session_ttl_s: int = Field(12 * 3600, ge=60, le=30 * 86400, description="a sign-in lasts this long (seconds)")
+    undo_window_s: float = Field(10.0, ge=0, le=3600, description="a reviewer may undo a resolution this long after it")
+    page_size: int = Field(50, ge=5, le=500, description="review items / search results per page")
+    secure_cookies: bool | None = Field(
+        None, description="mark cookies Secure (HTTPS only); None = when the request came over HTTPS")
+
+
 class FrontdeskConfig(BaseModel):
     """The whole ``frontdesk.yaml``."""
 
@@ -119,6 +132,7 @@ class FrontdeskConfig(BaseModel):
     server: ServerConfig = Field(default_factory=ServerConfig)
     drift: DriftConfig = Field(default_factory=DriftConfig, description="drift monitoring of the service (window, alert thresholds, webhook)")
     auth: AuthConfig = Field(default_factory=AuthConfig)
+    console: ConsoleConfig = Field(default_factory=ConsoleConfig, description="the browser console under /ui")
 
     def targets_config(self) -> TargetsConfig:
         """The TargetsConfig that :func:`~frontdesk.routing.targets.fan_out` uses."""
@@ -267,6 +281,12 @@ drift:                           # rolling monitors on /metrics; alerts to the l
   unknown_rate_alert: 0.03       # alert when more than 3% are unknown / out of scope
   confidence_drop_alert: 0.05    # alert when mean tier-1 confidence falls this much below the baseline
   # webhook_url: https://hooks.example.com/frontdesk-alerts
+
+console:                         # the browser console at /ui: sign in with an API key
+  enabled: true                  # admin keys work the review queue; route keys see, read-only
+  session_ttl_s: 43200           # a sign-in lasts 12 hours
+  undo_window_s: 10              # press u within this many seconds to undo a resolution
+  page_size: 50
 
 auth:                            # API keys: `frontdesk keys create --name ops --scope admin`
   enabled: true

@@ -33,6 +33,7 @@ from frontdesk.routing.targets import RoutedTarget
 from frontdesk.types import Decision, Message
 from frontdesk.server.auth import KeyRing
 from frontdesk.server.commit import GroupCommitter
+from frontdesk.server.console import mount_console
 from frontdesk.server.metrics import Metrics
 
 log = logging.getLogger("frontdesk.server")
@@ -413,6 +414,7 @@ def create_app(config: FrontdeskConfig | str | Path, *, store: Store | None = No
         """Prometheus metrics."""
         return Response(generate_latest(state.metrics.registry), media_type=CONTENT_TYPE_LATEST)
 
+    mount_console(app, state)  # the browser console under /ui
     app.add_middleware(BodyLimit, get_limit=lambda: state.config.server.max_body_bytes)
     app.add_middleware(RequestMetrics, metrics=state.metrics)
     do_watch = cfg.server.watch_config if watch is None else watch
