@@ -166,8 +166,9 @@ def build_router(state: ServiceState, renderer: Renderer) -> APIRouter:
         auth.check_csrf(request, v, form.get("csrf"))  # type: ignore[arg-type]
         return form
 
-    def chosen_labels(form: FormData) -> tuple[list[str], str | None]:
-        """The labels a resolve / re-route / cluster form asks for (validated), and the new intent's name."""
+    def chosen_labels(form: FormData) -> list[str]:
+        """The labels a resolve / re-route / cluster form asks for: ticked ones, the searched one, the unknown
+        label for 'out of scope' and a new intent's name — validated, in that order, without repeats."""
         known = set(known_labels())
         picked = [str(x) for x in form.getlist("label") if str(x).strip()]
         search = str(form.get("search_label") or "").strip()
@@ -189,7 +190,7 @@ def build_router(state: ServiceState, renderer: Renderer) -> APIRouter:
         if not labels:
             raise ConsoleError(422, "No label chosen", "pick at least one label (1–9, the search box, 'out of scope' or "
                                "a new intent)")
-        return labels, new or None
+        return labels
 
     def note_of(form: FormData) -> str | None:
         note = str(form.get("note") or "").strip()
@@ -295,7 +296,7 @@ def build_router(state: ServiceState, renderer: Renderer) -> APIRouter:
         v = viewer(request)
         form = await form_of(request, v)
         v.require("admin", "Resolving a review item")
-        labels, _new = chosen_labels(form)
+        labels = chosen_labels(form)
         decision = state.store.get_decision(decision_id)
         if decision is None:
             raise ConsoleError(404, "No such decision", f"no decision {decision_id[:40]!r}: it may have been deleted")
@@ -375,7 +376,7 @@ def build_router(state: ServiceState, renderer: Renderer) -> APIRouter:
         v = viewer(request)
         form = await form_of(request, v)
         v.require("admin", "Re-routing a decision")
-        labels, _new = chosen_labels(form)
+        labels = chosen_labels(form)
         decision = state.store.get_decision(decision_id)
         if decision is None:
             raise ConsoleError(404, "No such decision", f"no decision {decision_id[:40]!r}")
@@ -428,7 +429,7 @@ def build_router(state: ServiceState, renderer: Renderer) -> APIRouter:
         v = viewer(request)
         form = await form_of(request, v)
         v.require("admin", "Labelling a cluster")
-        labels, _new = chosen_labels(form)
+        labels = chosen_labels(form)
         ids = [str(x) for x in form.getlist("ids")][:5000]
         if not ids:
             raise ConsoleError(422, "No message chosen", "tick at least one message of the cluster to label")
