@@ -75,8 +75,43 @@ def test_init_and_route_through_the_pipeline(model: Path, tmp_path: Path) -> Non
     cfg.write_text(cfg.read_text().replace("model: model", f"model: {model}"))
     res = run("route", "--config", str(cfg), "--sender", "u1", "<p>I will <b>sue</b> you over this charge</p>")
     assert res.returncode == 0, res.stderr
-    lines = [json.loads(x) for x in res.stdout.splitlines() if x.startswith("{")]
-    out = lines[-1]
+    lines = [json.loads(x) for x in res.stdout.splitlines()]  # one JSON shape on stdout: the stdout sink is off
+    assert len(lines) == 1 and set(lines[0]) == {"decision", "targets", "delivery_errors"}
+    out = lines[0]
     assert out["decision"]["labels"] == ["legal_or_complaint"] and out["decision"]["tier"] == "guardrails"
     assert out["targets"][0]["parent_id"] == out["decision"]["id"]
     assert run("route", "hello").returncode == 2  # neither --model nor --config
+
+
+def run_bytes(*args: str, stdin: bytes) -> subprocess.CompletedProcess[bytes]:
+    return subprocess.run([sys.executable, "-m", "frontdesk", *args], capture_output=True, input=stdin, timeout=300)
+
+
+def test_stdin_errors_name_the_line_and_the_rest_is_routed(model: Path) -> None:
+    res = run_bytes("route", "--model", str(model), stdin=b"where is my order\n\xff\xfe broken\ncancel my plan please\n")
+    assert res.returncode == 1
+    assert [json.loads(x)["text"] for x in res.stdout.decode().splitlines()] == ["where is my order", "cancel my plan please"]
+    assert "stdin line 2: not valid UTF-8 (byte 0xff at column 1)" in res.stderr.decode()
+
+
+def test_route_table_format(model: Path) -> None:
+    res = run("route", "--model", str(model), "--format", "table", "where is my order 5521", "I will sue you")
+    assert res.returncode == 0, res.stderr
+    assert "labels" in res.stdout and "where is my order 5521" in res.stdout and not res.stdout.lstrip().startswith("{")
+    assert run("route", "--model", str(model), "--format", "yaml", "hi").returncode == 2
+
+
+def test_version_and_help_without_python_types() -> None:
+    from frontdesk import __version__
+
+    res = run("--version")
+    assert res.returncode == 0 and res.stdout.strip() == f"frontdesk {__version__}"
+    res = run("route", "--help")
+    assert res.returncode == 0 and "--model PATH" in res.stdout
+    assert "<str>" not in res.stdout and "<bool>" not in res.stdout and "<path>" not in res.stdout
+
+
+def test_error_text_is_printed_whole(tmp_path: Path) -> None:
+    """Rich markup must not eat bracketed text, such as the hint pip install 'frontdesk[llm]' or a path."""
+    res = run("route", "--model", str(tmp_path / "model[llm]"), "hello")
+    assert res.returncode == 2 and f"{tmp_path / 'model[llm]'}" in res.stderr

@@ -29,7 +29,8 @@ from sqlalchemy.engine import make_url
 from frontdesk import ConfigError, Decision, FrontdeskError, LabelScore, Message, TierTrace
 from frontdesk.types import Verdict
 from conftest import pg_database, pg_drop
-from frontdesk.store.store import Feedback, ReviewItem, Store, StoreError, normalise_text
+from frontdesk.common.textkey import text_key as normalise_text
+from frontdesk.store.store import Feedback, ReviewItem, Store, StoreError
 
 T0 = datetime(2025, 3, 1, 12, 0, tzinfo=timezone.utc)
 BACKENDS = ["sqlite", "postgresql"]

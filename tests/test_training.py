@@ -18,7 +18,8 @@ import pytest
 from conftest import frontdesk_cli
 
 from frontdesk import Dataset, Decision, FrontdeskError, Router, TierTrace
-from frontdesk.store.store import Store, normalise_text
+from frontdesk.common.textkey import text_key as normalise_text
+from frontdesk.store.store import Store
 from frontdesk.loop.promote import PromotionError, previous_versions, promote
 from frontdesk.loop.retrain import (
     REPORT_FILE,

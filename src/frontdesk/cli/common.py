@@ -104,3 +104,25 @@ def open_store(url: str):  # noqa: ANN201 - Store (imported lazily: needs the st
         raise ConfigError(f"no database at {path}: pass the store the service writes to (its frontdesk.yaml "
                           "'store:' URL), e.g. --store sqlite:///frontdesk.db", field="--store")
     return Store(url)
+
+
+_VALUE_NAMES = {"str": "TEXT", "int": "INTEGER", "float": "NUMBER", "path": "PATH", "file": "FILE", "directory": "DIR",
+                "bool": "BOOLEAN", "datetime": "DATETIME"}
+
+
+def plain_help_metavars() -> None:
+    """Show option values in help the click way (``--model PATH``, ``--limit INTEGER``), not as typer's Python
+    types (``<path>``, ``<str>``, ``<list[str]>``), which crowd every help screen."""
+    from typer.core import _TyperParameter
+
+    if getattr(_TyperParameter.display_type, "_frontdesk", False):
+        return
+    typed = _TyperParameter.display_type
+
+    def display_type(self, ctx):  # noqa: ANN001, ANN202 - typer's signature
+        label = typed(self, ctx).strip("<>")
+        inner = label[5:-1] if label.startswith("list[") else label
+        return _VALUE_NAMES.get(inner, inner.upper() if inner.isidentifier() else inner)
+
+    display_type._frontdesk = True  # type: ignore[attr-defined]
+    _TyperParameter.display_type = display_type  # type: ignore[method-assign]

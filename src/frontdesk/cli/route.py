@@ -4,11 +4,13 @@ from __future__ import annotations
 
 import json
 import sys
+from collections.abc import Iterator
 from contextlib import nullcontext
 from pathlib import Path
 from typing import Annotated, Optional
 
 import typer
+from rich.markup import escape
 from rich.table import Table
 
 from frontdesk.cascade.router import Router, RouterSettings
@@ -18,7 +20,7 @@ from frontdesk.data.dataset import Dataset
 from frontdesk.errors import ConfigError, FrontdeskError
 from frontdesk.gating.gate import Objective
 from frontdesk.tiers.llm import LLMParams
-from frontdesk.types import Message
+from frontdesk.types import Decision, Message
 
 
 def _local_llm_ready() -> str | None:
@@ -34,6 +36,39 @@ def _local_llm_ready() -> str | None:
     return None
 
 
+def _inputs(texts: list[str] | None) -> Iterator[tuple[str, str, str | None]]:
+    """(where, text, problem) for each message: the arguments, else stdin lines (blank lines skipped).
+    Stdin is read as bytes so that a line that is not UTF-8 is reported with its number, not fatal."""
+    if texts:
+        for i, text in enumerate(texts, 1):
+            yield f"message {i}", text, None
+        return
+    for n, raw in enumerate(sys.stdin.buffer, 1):
+        try:
+            text = raw.decode("utf-8").rstrip("\r\n")
+        except UnicodeDecodeError as exc:
+            yield f"stdin line {n}", "", f"not valid UTF-8 (byte 0x{raw[exc.start]:02x} at column {exc.start + 1}): send UTF-8 text"
+            continue
+        if text.strip():
+            yield f"stdin line {n}", text, None
+
+
+def _decision_table(*, with_queue: bool) -> Table:
+    table = Table(show_lines=False)
+    table.add_column("message", max_width=60, overflow="fold")
+    table.add_column("labels")
+    table.add_column("conf", justify="right")
+    table.add_column("tier")
+    table.add_column("queue" if with_queue else "reason", max_width=50, overflow="fold")
+    return table
+
+
+def _add_row(table: Table, d: Decision, targets: list) -> None:
+    outcome = "human review" if d.tier == "human" else d.tier + (" (flagged)" if d.flagged else "")
+    last = ", ".join(t.queue for t in targets) if targets else d.reason
+    table.add_row(escape(d.text), escape(", ".join(d.labels) or "—"), f"{d.confidence:.2f}", outcome, escape(last))
+
+
 def register(app: typer.Typer) -> None:
     """Add ``route`` and ``demo`` to ``app``."""
 
@@ -43,45 +78,69 @@ def register(app: typer.Typer) -> None:
         model: Annotated[Optional[Path], typer.Option("--model", help="model directory (classification only)")] = None,
         config: Annotated[Optional[Path], typer.Option("--config", help="frontdesk.yaml: the full pipeline (cleanup, rules, targets, sinks)")] = None,
         sender: Annotated[Optional[str], typer.Option(help="sender id (enables dedup with --config)")] = None,
+        fmt: Annotated[str, typer.Option("--format", help="auto (a table on a terminal, JSON lines in a pipe) | table | json")] = "auto",
         llm: LLMOpt = None,
         llm_model: LLMModelOpt = None,
         llm_base_url: LLMUrlOpt = None,
     ) -> None:
-        """Route messages and print one decision JSON per line (with --config: decision + targets)."""
+        """Route messages: a readable table, or one JSON object per line (--model: the decision; --config:
+        {decision, targets, delivery_errors}, the HTTP API's shape). Stdin lines that are not UTF-8 are
+        reported with their line number and skipped; the exit code is 1 when any message failed."""
         if (model is None) == (config is None):
             raise ConfigError("give exactly one of --model (classify) or --config (full pipeline)", field="route")
+        if fmt not in ("auto", "table", "json"):
+            raise ConfigError(f"--format {fmt!r}: use auto, table or json", field="--format")
+        as_json = fmt == "json" or (fmt == "auto" and not sys.stdout.isatty())
         params = llm_params(llm, llm_model, llm_base_url)
-        lines = texts if texts else (line.rstrip("\n") for line in sys.stdin)
-        failed = 0
         if config is not None:
-            from frontdesk.pipeline import Pipeline
-
             from frontdesk.config import load_config
+            from frontdesk.pipeline import Pipeline
+            from frontdesk.routing.sinks import StdoutSink
 
             cfg = load_config(config)
             if params is not None:
                 cfg = cfg.model_copy(update={"llm": LLMParams(**params)})
             pipeline = Pipeline.from_config(cfg)
-            handle = lambda text: json.dumps({  # noqa: E731
-                "decision": json.loads(r.decision.model_dump_json(exclude={"message"})),
-                "targets": [json.loads(t.model_dump_json()) for t in r.targets], "delivery_errors": r.delivery_errors,
-            }, ensure_ascii=False) if (r := pipeline.route(Message(text=text, sender=sender))) else ""
+            if any(isinstance(s, StdoutSink) for s in pipeline.sinks):  # one JSON shape per stream: route prints the targets
+                pipeline.sinks = [s for s in pipeline.sinks if not isinstance(s, StdoutSink)]
+                console.print("note: the stdout sink is off for `route` (the targets are in its output)")
+
+            def handle(text: str) -> tuple[Decision, list, list[str]]:
+                r = pipeline.route(Message(text=text, sender=sender))
+                return r.decision, r.targets, r.delivery_errors
         else:
             router = Router.load(model)  # type: ignore[arg-type]
             if params is not None:
                 router = router.with_llm(params)
-            handle = lambda text: router.route(text).model_dump_json(exclude={"message"})  # noqa: E731
-        for text in lines:
-            if not texts and not text.strip():
+
+            def handle(text: str) -> tuple[Decision, list, list[str]]:
+                return router.route(text), [], []
+
+        table = None if as_json else _decision_table(with_queue=config is not None)
+        failed = 0
+        for where, text, problem in _inputs(texts):
+            if problem is not None:
+                failed += 1
+                console.print(f"error: {where}: {problem}", markup=False)
                 continue
             try:
-                out.print(handle(text), markup=False)
+                decision, targets, errors = handle(text)
             except FrontdeskError as exc:
                 failed += 1
-                console.print(f"[red]error:[/] {exc}")
+                console.print(f"error: {where}: {exc}", markup=False)
+                continue
+            if table is not None:
+                _add_row(table, decision, targets)
+            elif config is not None:
+                out.print(json.dumps({"decision": json.loads(decision.model_dump_json(exclude={"message"})),
+                                      "targets": [json.loads(t.model_dump_json()) for t in targets],
+                                      "delivery_errors": errors}, ensure_ascii=False), markup=False)
+            else:
+                out.print(decision.model_dump_json(exclude={"message"}), markup=False)
+        if table is not None and table.row_count:
+            out.print(table)
         if failed:
             raise typer.Exit(1)
-
 
     @app.command()
     def demo(

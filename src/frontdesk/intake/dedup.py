@@ -5,13 +5,12 @@ from __future__ import annotations
 import hashlib
 import threading
 import time
-import unicodedata
 from collections import OrderedDict
 from collections.abc import Callable
 from typing import Generic, TypeVar
 
 from frontdesk.errors import ConfigError
-from frontdesk.intake.clean import normalize_text
+from frontdesk.common.textkey import text_key
 
 T = TypeVar("T")
 
@@ -19,23 +18,9 @@ T = TypeVar("T")
 # -- duplicates ---------------------------------------------------------------------------
 
 
-def _strip_edge_punctuation(text: str) -> str:
-    start, end = 0, len(text)
-    while start < end and unicodedata.category(text[start]).startswith("P"):
-        start += 1
-    while end > start and unicodedata.category(text[end - 1]).startswith("P"):
-        end -= 1
-    return text[start:end]
-
-
 def dedup_text(text: str) -> str:
-    """The form of a message compared for duplicates: normalised, casefolded, one line, no edge punctuation.
-
-    "Where is my refund?" and "  where is my REFUND " are the same message; so are texts that differ
-    only in zero-width characters or fullwidth letters.
-    """
-    folded = " ".join(normalize_text(text).casefold().split())
-    return _strip_edge_punctuation(folded).strip()
+    """The form of a message compared for duplicates (see :func:`frontdesk.common.textkey.text_key`)."""
+    return text_key(text)
 
 
 class _Claim(Generic[T]):

@@ -36,6 +36,7 @@ from typing import TYPE_CHECKING, Literal
 import numpy as np
 from pydantic import BaseModel, Field
 
+from frontdesk.common.textkey import text_key
 from frontdesk.errors import ConfigError
 from frontdesk.loop.drift import is_escalated, is_unknown, primary_confidence
 from frontdesk.types import Decision
@@ -161,7 +162,7 @@ def discover(
         examples: list[str] = []
         seen: set[str] = set()
         for i in keep[order]:
-            key = " ".join(texts[i].casefold().split())
+            key = text_key(texts[i])
             if key not in seen:
                 seen.add(key)
                 examples.append(texts[i])

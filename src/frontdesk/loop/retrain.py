@@ -18,7 +18,7 @@ import hashlib
 import os
 import shutil
 import time
-from collections.abc import Callable, Iterable, Mapping
+from collections.abc import Iterable, Mapping
 from dataclasses import dataclass, field
 from datetime import datetime, timezone
 from pathlib import Path
@@ -27,16 +27,17 @@ from typing import Any
 from pydantic import BaseModel, Field, ValidationError
 
 from frontdesk.data.dataset import Dataset, Example
+from frontdesk.common.progress import Progress
 from frontdesk.common.atomic import replace_directory, staging_path
 from frontdesk.errors import ConfigError
 from frontdesk.gating.gate import Objective
 from frontdesk.cascade.router import MANIFEST, Router
-from frontdesk.store.store import Store, normalise_text
+from frontdesk.common.textkey import text_key
+from frontdesk.store.store import Store
 
 REPORT_FILE = "retrain_report.json"
 HUMAN_SOURCES_NOTE = "every feedback source except 'llm' (feedback, review, labelling, …) counts as a human label"
 
-Progress = Callable[[str, float], None]
 
 
 # -- the training set -----------------------------------------------------------------------------
@@ -46,7 +47,7 @@ def slice_of(text: str, seed: int = 13) -> float:
     The same message always lands in the same slice, whatever else is in the store, so a message
     held back once stays held back in every later retrain.
     """
-    digest = hashlib.blake2b(f"{seed}\x00{normalise_text(text)}".encode("utf-8"), digest_size=8).digest()
+    digest = hashlib.blake2b(f"{seed}\x00{text_key(text)}".encode("utf-8"), digest_size=8).digest()
     return int.from_bytes(digest, "big") / 2.0**64
 
 
@@ -76,7 +77,7 @@ def build_training_set(
     * **llm** — decisions an LLM tier accepted without a flag (only with ``include_llm``).
     * **original** — ``base.train`` / ``base.validation`` / ``base.test``.
 
-    De-duplication is on :func:`frontdesk.store.store.normalise_text` (NFKC, case-folded, whitespace
+    De-duplication is on :func:`frontdesk.common.textkey.text_key` (NFKC, case-folded, whitespace
     collapsed); priority is human > llm > original:
 
     * A human label for a text that is in the original **train** split replaces that example
@@ -125,10 +126,10 @@ def build_training(
     eval_index: dict[str, list[tuple[str, int]]] = {}
     for split in ("validation", "test"):
         for i, ex in enumerate(getattr(base, split)):
-            eval_index.setdefault(normalise_text(ex.text), []).append((split, i))
+            eval_index.setdefault(text_key(ex.text), []).append((split, i))
     train_labels: dict[str, tuple[str, ...]] = {}
     for ex in base.train:
-        train_labels.setdefault(normalise_text(ex.text), ex.labels)
+        train_labels.setdefault(text_key(ex.text), ex.labels)
 
     validation_ex = list(base.validation)
     test_ex = list(base.test)
@@ -143,7 +144,7 @@ def build_training(
     new_labels: list[str] = []
 
     for text, labels, source in produced:
-        key = normalise_text(text)
+        key = text_key(text)
         labels = tuple(dict.fromkeys(labels))
         if source == "llm":
             if any(label not in known for label in labels):
@@ -188,7 +189,7 @@ def build_training(
             moved += len(pool) - len(keep)
             human_train.extend(ex for ex in pool if label in ex.labels)
             pool[:] = keep
-    original_train = [ex for ex in base.train if normalise_text(ex.text) not in overridden_train]
+    original_train = [ex for ex in base.train if text_key(ex.text) not in overridden_train]
     train = original_train + human_train + llm_train
     labels_out = tuple(base.labels) + tuple(sorted(new_labels))
     dataset = Dataset(train, validation_ex + human_val, test_ex, labels=labels_out, descriptions=dict(base.descriptions),

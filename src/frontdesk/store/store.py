@@ -26,7 +26,6 @@ from __future__ import annotations
 import json
 import os
 import threading
-import unicodedata
 from collections.abc import Iterable, Iterator, Sequence
 from contextlib import AbstractContextManager, contextmanager
 from datetime import datetime, timezone
@@ -39,6 +38,7 @@ from sqlalchemy.dialects import postgresql
 from sqlalchemy.engine import URL, Connection, Dialect, Engine, make_url
 from sqlalchemy.exc import ArgumentError, IntegrityError, InterfaceError, NoSuchModuleError, OperationalError
 
+from frontdesk.common.textkey import text_key
 from frontdesk.errors import ConfigError, FrontdeskError
 from frontdesk.types import Decision, TierTrace
 
@@ -178,9 +178,6 @@ def _chunks(items: Sequence[str], size: int = _CHUNK) -> Iterator[Sequence[str]]
         yield items[i : i + size]
 
 
-def normalise_text(text: str) -> str:
-    """The key training examples are de-duplicated on: NFKC, case-folded, whitespace collapsed."""
-    return " ".join(unicodedata.normalize("NFKC", text).casefold().split())
 
 
 def _answering_trace(decision: Decision) -> TierTrace | None:
@@ -610,7 +607,7 @@ class Store:
         Every decision with feedback contributes its *latest* feedback's labels (source
         ``"feedback"`` or ``"review"``). With ``include_llm``, decisions that an LLM tier (trace
         ``kind == "llm"``) accepted without flagging contribute its labels (source ``"llm"``),
-        unless the decision also has feedback. Texts are de-duplicated on :func:`normalise_text`:
+        unless the decision also has feedback. Texts are de-duplicated on :func:`~frontdesk.common.textkey.text_key`:
         feedback beats LLM labels, and within each, the latest wins. ``text`` is the decision's
         text (as the tiers saw it: preprocessed and truncated).
         """
@@ -636,7 +633,7 @@ class Store:
         # Feedback first, latest feedback first: the first example per normalised text wins.
         for decision_id, (_fid, labels, source) in sorted(latest.items(), key=lambda kv: -kv[1][0]):
             text, created = texts[decision_id]
-            chosen.setdefault(normalise_text(text), (created, decision_id, text, tuple(labels), source))
+            chosen.setdefault(text_key(text), (created, decision_id, text, tuple(labels), source))
         for r in llm_rows:
             if r.id in latest:
                 continue
@@ -644,7 +641,7 @@ class Store:
             answering = _answering_trace(d)
             if answering is None or answering.verdict != "accept" or not d.labels:
                 continue  # e.g. mapped to the unknown label because the LLM was not confident
-            chosen.setdefault(normalise_text(d.text), (r.created_at, d.id, d.text, tuple(d.labels), "llm"))
+            chosen.setdefault(text_key(d.text), (r.created_at, d.id, d.text, tuple(d.labels), "llm"))
         return [(text, labels, source) for _c, _i, text, labels, source in sorted(chosen.values(), key=lambda x: x[:2])]
 
     # -- housekeeping ----------------------------------------------------------------------------

@@ -13,20 +13,19 @@ from __future__ import annotations
 
 import importlib
 from abc import ABC, abstractmethod
-from collections.abc import Callable, Sequence
+from collections.abc import Sequence
 from pathlib import Path
 from typing import Any, ClassVar, TypeVar
 
 import numpy as np
 from pydantic import BaseModel, ValidationError
 
+from frontdesk.common.progress import Progress
 from frontdesk.data.dataset import Dataset
 from frontdesk.errors import ConfigError, ModelError, NotFittedError, validation_message
 from frontdesk.gating.gate import GatePolicy
 from frontdesk.types import TierResult
 
-Progress = Callable[[str, float], None]
-"""Callback for long work: ``progress(step_description, fraction_done)``."""
 
 P = TypeVar("P", bound=BaseModel)
 
