@@ -334,3 +334,48 @@ def test_corpus_covers_every_kind(seeded: tuple[Store, list[Decision]]) -> None:
     assert any(d.tier == "human" and not d.labels for d in decisions) and any(d.labels == ["unknown"] for d in decisions)
     assert any(t.verdict == "error" and t.kind == "llm" for d in decisions for t in d.trace)
     assert set(LABELS) <= {label for d in decisions for label in d.labels}
+
+
+# -- the dashboard's drift view and review-item urgency ---------------------------------------------
+def test_store_drift_windows_and_baselines(store: Store) -> None:
+    from frontdesk.loop.drift import DriftConfig
+    from frontdesk.server.console.dashboard import store_drift
+
+    decisions = sorted(corpus(NOW, n=240), key=lambda d: (d.created_at, d.id))
+    store.save_decisions(decisions)
+    since = NOW - timedelta(days=2)
+    cfg = DriftConfig(window=100, min_window=50, baseline_size=80, unknown_rate_alert=0.05)
+    big = store_drift(store, cfg, since=since, now=NOW, labels=LABELS, primary_tier="linear")
+    newest = [d for d in decisions[-100:] if not d.duplicate_of]
+    assert big.window == 100 and big.snapshot.n == len(newest)
+    assert big.snapshot.unknown_rate == pytest.approx(sum(is_unknown(d, UNKNOWN) for d in newest) / len(newest))
+    assert big.snapshot.baseline.n == sum(1 for d in decisions[:80] if not d.duplicate_of)
+    assert "unknown_rate" in {a.kind for a in big.alerts}  # 10 % of the corpus is 'unknown' > 5 %
+    small = store_drift(store, cfg.model_copy(update={"window": 200, "baseline_size": 200}), since=since, now=NOW,
+                        labels=LABELS, primary_tier="linear")  # 240 < 400: halves of 120
+    assert small.window == 120 and small.snapshot.baseline.n == sum(1 for d in decisions[:120] if not d.duplicate_of)
+    tiny = store_drift(store, cfg.model_copy(update={"window": 200, "baseline_size": 200, "min_window": 150}),
+                       since=since, now=NOW, labels=LABELS, primary_tier="linear")
+    assert tiny.window == 200 and tiny.snapshot.baseline is None and tiny.baseline_source is None
+    empty = store_drift(store, cfg, since=NOW + timedelta(days=1), now=NOW + timedelta(days=2), labels=LABELS,
+                        primary_tier="linear")
+    assert empty.snapshot is None and empty.window == 0
+
+
+def test_urgency_follows_the_routing_targets(seeded: tuple[Store, list[Decision]]) -> None:
+    from frontdesk.routing.targets import LabelTarget, QueueRoute, TargetsConfig
+    from frontdesk.server.console.dashboard import urgency
+
+    store, _ = seeded
+    targets = TargetsConfig(labels={"refund_request": LabelTarget(queue=QueueRoute(queue="billing", priority=1,
+                                                                                    sla_minutes=30))},
+                            review_queue=QueueRoute(queue="human-review", priority=2, sla_minutes=240))
+    items = store.review_queue(limit=1000)
+    human = next(i for i in items if i.reason == "human")
+    u = urgency(targets, human)
+    assert (u.queue, u.priority, u.due_at) == ("human-review", 2, human.created_at + timedelta(minutes=240))
+    flagged = [i for i in items if i.reason == "flagged"]
+    refund = next(i for i in flagged if i.decision.labels[0] == "refund_request")
+    assert urgency(targets, refund) == type(u)("billing", 1, refund.created_at + timedelta(minutes=30))
+    other = next(i for i in flagged if "refund_request" not in i.decision.labels)
+    assert urgency(targets, other) == type(u)("triage", 3, None)  # the default queue has no SLA

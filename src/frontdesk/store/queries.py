@@ -8,8 +8,8 @@ from an index rather than from the JSON payloads:
 * time series group on ``created_hour`` (UTC epoch hours) and ``tier`` — the covering index
   ``ix_decisions_hourly`` streams them in order; ranges under a day group 5-minute buckets of
   ``created_at`` instead (few rows);
-* per-label volume groups on ``label`` with ``ix_decisions_label_hour`` (SQLite skip-scans it), plus the
-  further labels of multi-label decisions (``ix_decisions_multilabel_hour``);
+* per-label volume walks the distinct labels of ``ix_decisions_label_created_at`` and counts each one's
+  range, plus the further labels of multi-label decisions (``ix_decisions_multilabel_created_at``);
 * LLM calls and cost per hour read the partial index ``ix_decisions_llm_hour`` (LLM rows only);
 * the review queue's depth, age buckets and SLA breaches are one ``GROUP BY`` over the pending items.
 
@@ -61,13 +61,14 @@ def search_decisions(store: Store, flt: DecisionFilter, *, limit: int = 50, offs
     """Decisions matching ``flt``, newest first: (one page of hits, whether there are more).
 
     An ``id`` matches exactly or as a prefix of at least 6 characters; ``label`` matches any of a
-    decision's labels.
+    decision's labels — the first label through the ``(label, created_at)`` index, further labels of
+    multi-label decisions through their partial index; the two ordered streams are merged here.
     """
     if limit < 1 or offset < 0:
         raise ConfigError(f"limit must be ≥ 1 and offset ≥ 0, got {limit}, {offset}", field="limit")
     d = _decisions
     has_feedback = sa.exists().where(_feedback.c.decision_id == d.c.id)
-    q = sa.select(d.c.payload, has_feedback.label("reviewed"))
+    q = sa.select(d.c.payload, d.c.created_at, d.c.id, has_feedback.label("reviewed"))
     if flt.id:
         ident = flt.id.strip()
         q = q.where(d.c.id.startswith(ident, autoescape=True) if len(ident) >= 6 else d.c.id == ident)
@@ -81,21 +82,28 @@ def search_decisions(store: Store, flt: DecisionFilter, *, limit: int = 50, offs
         q = q.where(d.c.created_at < flt.until)
     if flt.reviewed is not None:
         q = q.where(has_feedback if flt.reviewed else ~has_feedback)
+    queries_ = [q]
     if flt.label:
-        q = q.where(_has_label(store, flt.label))
-    q = q.order_by(d.c.created_at.desc(), d.c.id.desc()).limit(limit + 1).offset(offset)
+        queries_ = [q.where(d.c.label == flt.label),
+                    q.where(d.c.n_labels > 1, d.c.label != flt.label, _has_further_label(store, flt.label))]
+    wanted = offset + limit + 1
+    rows = []
     with store._read() as conn:
-        rows = conn.execute(q).all()
-    hits = [DecisionHit(Decision.model_validate_json(r.payload), bool(r.reviewed)) for r in rows[:limit]]
-    return hits, len(rows) > limit
+        for one in queries_:
+            rows += conn.execute(one.order_by(d.c.created_at.desc(), d.c.id.desc()).limit(wanted)).all()
+    rows.sort(key=lambda r: (_utc(r.created_at), r.id), reverse=True)
+    page = rows[offset:offset + limit + 1]
+    hits = [DecisionHit(Decision.model_validate_json(r.payload), bool(r.reviewed)) for r in page[:limit]]
+    return hits, len(page) > limit
 
 
-def _has_label(store: Store, label: str) -> sa.ColumnElement[bool]:
+def _has_further_label(store: Store, label: str) -> sa.ColumnElement[bool]:
+    """The decision's labels (a JSON array) hold ``label``."""
     d = _decisions
     if store.backend == "postgresql":
-        return sa.or_(d.c.label == label, sa.type_coerce(d.c.labels, postgresql.JSONB).contains([label]))
+        return sa.type_coerce(d.c.labels, postgresql.JSONB).contains([label])
     each = sa.func.json_each(d.c.labels).table_valued("value")
-    return sa.or_(d.c.label == label, sa.and_(d.c.n_labels > 1, sa.exists(sa.select(1).select_from(each).where(each.c.value == label))))
+    return sa.exists(sa.select(1).select_from(each).where(each.c.value == label))
 
 
 def review_item(store: Store, decision_id: str) -> ReviewItem | None:
@@ -184,41 +192,11 @@ class Bucket:
     def confidence_mean(self) -> float | None:
         return self.confidence_sum / self.confidence_n if self.confidence_n else None
 
-    def add(self, tier: str, n: int, dup: int, esc: int, unk: int, csum: float | None, cn: int, llm: int,
-            cost: float | None) -> None:
-        self.n += n
-        self.tiers[tier] = self.tiers.get(tier, 0) + n
-        self.duplicates += dup
-        self.escalated += esc
-        self.unknown += unk
-        self.confidence_sum += csum or 0.0
-        self.confidence_n += cn
-        self.llm_calls += llm
-        self.cost_usd += cost or 0.0
-
 
 def range_start(rng: Range, now: datetime) -> datetime:
     """The start of the first bucket of ``rng`` ending at ``now`` (bucket edges are UTC epoch multiples)."""
     epoch = int(_utc(now).timestamp())
     return datetime.fromtimestamp((epoch // rng.bucket_s - rng.n + 1) * rng.bucket_s, timezone.utc)
-
-
-def _rate_columns(unknown_labels: Sequence[str], count_human_as_unknown: bool) -> list[Any]:
-    d = _decisions
-    fresh = d.c.duplicate.is_(False)
-    human = d.c.tier == "human"
-    unknown = sa.or_(d.c.label.in_(list(unknown_labels)) if unknown_labels else sa.false(),
-                     sa.and_(human, sa.true() if count_human_as_unknown else d.c.label.is_(None)))
-    return [
-        sa.func.count(),
-        sa.func.sum(sa.case((d.c.duplicate.is_(True), 1), else_=0)),
-        sa.func.sum(sa.case((sa.and_(fresh, sa.or_(d.c.escalated.is_(True), human)), 1), else_=0)),
-        sa.func.sum(sa.case((sa.and_(fresh, unknown), 1), else_=0)),
-        sa.func.sum(sa.case((fresh, d.c.primary_confidence), else_=None)),
-        sa.func.count(sa.case((fresh, d.c.primary_confidence), else_=None)),
-        sa.func.sum(d.c.llm_calls),
-        sa.func.sum(d.c.cost_usd),
-    ]
 
 
 def _bucket(store: Store, column: Any, size_s: int) -> Any:
@@ -228,61 +206,108 @@ def _bucket(store: Store, column: Any, size_s: int) -> Any:
     return sa.cast(sa.func.floor(sa.extract("epoch", column) / size_s), sa.BigInteger)
 
 
+PAID = sa.or_(_decisions.c.llm_calls > 0, _decisions.c.cost_usd > 0)
+"""The condition of the partial index ``ix_decisions_llm_hour``: rows that called an LLM or cost money."""
+
+
 def traffic(store: Store, rng: Range, now: datetime, *, unknown_labels: Sequence[str] = ("oos", "unknown"),
             count_human_as_unknown: bool = False) -> tuple[list[Bucket], Bucket]:
     """Per-bucket totals (decisions per tier, repeats, escalations, unknowns, primary confidence, LLM
-    calls and cost) over ``rng`` ending at ``now``, and their sum over the range."""
+    calls and cost) over ``rng`` ending at ``now``, and their sum over the range.
+
+    One ``GROUP BY (bucket, tier, duplicate)`` with plain sums — the per-row work is what bounds a
+    30-day range, so the tier-dependent parts of "escalated" and "unknown" are applied per group in
+    Python — plus, for whole-hour buckets, the LLM calls and cost from the partial index of paid rows.
+    """
     start = range_start(rng, now)
     d = _decisions
-    rates = _rate_columns(unknown_labels, count_human_as_unknown)
-    if rng.bucket_s % HOUR == 0:  # whole hours: stream the covering index in (created_hour, tier) order
+    unknown = list(unknown_labels)
+    cols = [sa.func.count(), sa.func.sum(sa.cast(d.c.escalated, sa.Integer)),
+            sa.func.sum(sa.cast(d.c.label.in_(unknown), sa.Integer)) if unknown else sa.literal(0),
+            sa.func.count(d.c.label), sa.func.sum(d.c.primary_confidence), sa.func.count(d.c.primary_confidence)]
+    hourly = rng.bucket_s % HOUR == 0
+    hour0 = int(start.timestamp()) // HOUR
+    if hourly:  # whole hours: stream the covering index in (created_hour, tier, duplicate) order
         key, size = d.c.created_hour, HOUR
-        q = sa.select(key, d.c.tier, *rates).where(key >= int(start.timestamp()) // HOUR)
+        q = sa.select(key, d.c.tier, d.c.duplicate, *cols).where(key >= hour0)
+        paid = (sa.select(key, sa.func.sum(d.c.llm_calls), sa.func.sum(d.c.cost_usd))
+                .where(PAID, key >= hour0).group_by(key))
     else:  # under an hour per bucket: the range is short, group an expression over its few rows
         key, size = _bucket(store, d.c.created_at, rng.bucket_s).label("bucket"), rng.bucket_s
-        q = sa.select(key, d.c.tier, *rates).where(d.c.created_at >= start)
-    q = q.group_by(key, d.c.tier)
+        q = sa.select(key, d.c.tier, d.c.duplicate, *cols, sa.func.sum(d.c.llm_calls), sa.func.sum(d.c.cost_usd)
+                      ).where(d.c.created_at >= start)
+        paid = None
+    q = q.group_by(key, d.c.tier, d.c.duplicate)
     with store._read() as conn:
         rows = conn.execute(q).all()
+        spent = conn.execute(paid).all() if paid is not None else [(r[0], r[9], r[10]) for r in rows]
     first = int(start.timestamp())
     buckets = [Bucket(start=datetime.fromtimestamp(first + i * rng.bucket_s, timezone.utc)) for i in range(rng.n)]
     total = Bucket(start=start)
-    for row in rows:
-        i = (int(row[0]) * size - first) // rng.bucket_s
-        if not 0 <= i < rng.n:
-            continue  # stamped in the future (a writer's clock ahead of ours): not in this range
-        values = [int(row[2]), int(row[3] or 0), int(row[4] or 0), int(row[5] or 0), row[6], int(row[7] or 0),
-                  int(row[8] or 0), row[9]]
-        buckets[i].add(row[1], *values)
-        total.add(row[1], *values)
+
+    def index(k: Any) -> int | None:
+        i = (int(k) * size - first) // rng.bucket_s
+        return i if 0 <= i < rng.n else None  # None: stamped in the future (a writer's clock ahead of ours)
+
+    for k, tier, duplicate, n, esc, unk, labelled, csum, cn, *_ in rows:
+        i = index(k)
+        if i is None:
+            continue
+        n = int(n)
+        human = tier == "human"
+        values = ((n, 0, 0, 0.0, 0) if duplicate else
+                  (0, n if human else int(esc or 0),
+                   (n if count_human_as_unknown else int(unk or 0) + n - int(labelled)) if human else int(unk or 0),
+                   float(csum or 0.0), int(cn)))
+        for b in (buckets[i], total):
+            b.n += n
+            b.tiers[tier] = b.tiers.get(tier, 0) + n
+            b.duplicates += values[0]
+            b.escalated += values[1]
+            b.unknown += values[2]
+            b.confidence_sum += values[3]
+            b.confidence_n += values[4]
+    for k, calls, cost in spent:
+        i = index(k)
+        if i is not None:
+            for b in (buckets[i], total):
+                b.llm_calls += int(calls or 0)
+                b.cost_usd += float(cost or 0.0)
     return buckets, total
+
+
+_LABELS = """
+WITH RECURSIVE walk(label) AS (
+    SELECT min(label) FROM decisions WHERE label IS NOT NULL
+    UNION ALL
+    SELECT (SELECT min(d.label) FROM decisions d WHERE d.label > walk.label) FROM walk WHERE walk.label IS NOT NULL
+)
+SELECT label, (SELECT count(*) FROM decisions d WHERE d.label = walk.label AND d.created_at >= :start) AS n
+FROM walk WHERE label IS NOT NULL
+"""
+"""Per-label counts without reading every row: walk the distinct labels of ``(label, created_at)`` one index
+seek at a time (a loose index scan; neither backend plans one by itself without statistics), then count
+each label's range of that index."""
+_MORE_LABELS = {
+    "sqlite": "SELECT j.value, count(*) FROM decisions, json_each(decisions.labels) AS j "
+              "WHERE decisions.n_labels > 1 AND decisions.created_at >= :start AND j.key > 0 GROUP BY j.value",
+    "postgresql": "SELECT e.value, count(*) FROM decisions, jsonb_array_elements_text(decisions.labels) "
+                  "WITH ORDINALITY AS e(value, n) WHERE decisions.n_labels > 1 AND decisions.created_at >= :start "
+                  "AND e.n > 1 GROUP BY e.value",
+}
+"""The second and further labels of multi-label decisions (the partial index ``ix_decisions_multilabel_created_at``)."""
 
 
 def label_volume(store: Store, rng: Range, now: datetime) -> dict[str, int]:
     """Decisions per label over the range (every label of a multi-label decision counts; repeats count)."""
     start = range_start(rng, now)
-    d = _decisions
-    hour0 = int(start.timestamp()) // HOUR
-    exact = rng.bucket_s % HOUR != 0  # ranges under a day start mid-hour
-    q = sa.select(d.c.label, sa.func.count()).where(d.c.created_hour >= hour0, d.c.label.is_not(None))
-    if exact:
-        q = q.where(d.c.created_at >= start)
-    q = q.group_by(d.c.label)
-    if store.backend == "sqlite":
-        more = sa.text("SELECT j.value, count(*) FROM decisions, json_each(decisions.labels) AS j "
-                       "WHERE decisions.n_labels > 1 AND decisions.created_hour >= :h AND decisions.created_at >= :s "
-                       "AND j.key > 0 GROUP BY j.value")
-    else:
-        more = sa.text("SELECT e.value, count(*) FROM decisions, jsonb_array_elements_text(decisions.labels) "
-                       "WITH ORDINALITY AS e(value, n) WHERE decisions.n_labels > 1 AND decisions.created_hour >= :h "
-                       "AND decisions.created_at >= :s AND e.n > 1 GROUP BY e.value")
-    more = more.bindparams(sa.bindparam("s", type_=_UTCDateTime()))
+    param = sa.bindparam("start", type_=_UTCDateTime())
     out: dict[str, int] = {}
     with store._read() as conn:
-        for label, n in conn.execute(q):
-            out[label] = out.get(label, 0) + int(n)
-        for label, n in conn.execute(more, {"h": hour0, "s": start}):
-            out[label] = out.get(label, 0) + int(n)
+        for query in (_LABELS, _MORE_LABELS[store.backend]):
+            for label, n in conn.execute(sa.text(query).bindparams(param), {"start": start}):
+                if n:
+                    out[label] = out.get(label, 0) + int(n)
     return dict(sorted(out.items(), key=lambda kv: (-kv[1], kv[0])))
 
 
@@ -337,7 +362,7 @@ def llm_spend(store: Store, now: datetime, *, days: int = 30) -> LLMSpend:
     since_hour = int(min(first_day, month_start, week_ago).timestamp()) // HOUR
     d = _decisions
     q = (sa.select(d.c.created_hour, sa.func.sum(d.c.llm_calls), sa.func.sum(d.c.cost_usd))
-         .where(d.c.llm_calls > 0, d.c.created_hour >= since_hour).group_by(d.c.created_hour))
+         .where(PAID, d.c.created_hour >= since_hour).group_by(d.c.created_hour))
     with store._read() as conn:
         rows = conn.execute(q).all()
     per_day: dict[int, list[float]] = {}

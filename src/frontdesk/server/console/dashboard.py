@@ -3,9 +3,12 @@ of review items from the routing targets in the config."""
 
 from __future__ import annotations
 
+import time
+from collections.abc import Callable
+from concurrent.futures import Future, ThreadPoolExecutor
 from dataclasses import dataclass, field
 from datetime import datetime, timedelta
-from typing import TYPE_CHECKING
+from typing import TYPE_CHECKING, Any
 
 from markupsafe import Markup
 
@@ -65,40 +68,38 @@ class DriftView:
     baseline_source: str | None
 
 
-def store_drift(store: Store, config: DriftConfig, *, since: datetime, now: datetime, total: int, labels: list[str],
+def store_drift(store: Store, config: DriftConfig, *, since: datetime, now: datetime, labels: list[str],
                 primary_tier: str | None) -> DriftView:
-    """Replay the newest decisions of ``[since, now]`` (``total`` of them) through a
-    :class:`DriftMonitor` whose baseline is the oldest decisions of that span; the alerts firing at
-    the end are the dashboard's drift alerts.
+    """Replay the newest decisions of ``[since, now]`` through a :class:`DriftMonitor` whose baseline is
+    the oldest decisions of that span; the alerts firing at the end are the dashboard's drift alerts.
 
-    With enough decisions the window is the configured ``window`` and the baseline the first
-    ``baseline_size`` of the span; with fewer (but at least ``2 × min_window``) the span is split in
-    two halves, older = baseline; with fewer still there is only a window and no baseline (the
-    baseline-relative alerts cannot fire)."""
+    With enough decisions the window is the newest ``window`` and the baseline the first
+    ``baseline_size`` of the span; when the span holds fewer than both together (then those two reads
+    hold all of it) it is split in halves, older = baseline, if each half has ``min_window``
+    decisions; with fewer still there is only a window and no baseline (the baseline-relative alerts
+    cannot fire)."""
     size = config.window or 500
     base_size = config.baseline_size or size
-    if total >= size + base_size:
-        window_n, baseline_n = size, base_size
-    elif total >= 2 * config.min_window:
-        window_n = total - total // 2
-        baseline_n = total // 2
-    else:
-        window_n, baseline_n = min(total, size), 0
     until = now + timedelta(seconds=1)
-    window = queries.latest_decisions(store, limit=max(window_n, 1), after=since, before=until)
+    window = queries.latest_decisions(store, limit=size, after=since, before=until)
     if not window:
         return DriftView(None, [], 0, None)
+    oldest = queries.latest_decisions(store, limit=base_size, after=since, before=until, oldest_first=True)
+    seen = {d.id for d in window}
+    if len(seen | {d.id for d in oldest}) < size + base_size:  # the span holds no more than these: all of it
+        every = sorted({d.id: d for d in oldest + window}.values(), key=lambda d: (d.created_at, d.id))
+        half = len(every) // 2
+        if half >= config.min_window:
+            oldest, window = every[:half], every[half:]
+        else:
+            oldest, window = [], every[-size:]
     baseline = None
-    if baseline_n:
-        before = queries.latest_decisions(store, limit=baseline_n, after=since, before=until, oldest_first=True)
-        window_ids = {d.id for d in window}
-        before = [d for d in before if d.id not in window_ids]
-        if before:
-            baseline = Baseline.from_decisions(before, config, primary_tier=primary_tier,
-                                               source=f"the first {len(before)} decisions since {since:%Y-%m-%d %H:%M} UTC")
+    if oldest:
+        baseline = Baseline.from_decisions(oldest, config, primary_tier=primary_tier,
+                                           source=f"the first {len(oldest)} decisions since {since:%Y-%m-%d %H:%M} UTC")
     at = [now.timestamp()]
-    monitor = DriftMonitor(config.model_copy(update={"webhook_url": None}), baseline=baseline, labels=labels, primary_tier=primary_tier, clock=lambda: at[0],
-                           notify=False)
+    monitor = DriftMonitor(config.model_copy(update={"webhook_url": None}), baseline=baseline, labels=labels,
+                           primary_tier=primary_tier, clock=lambda: at[0], notify=False)
     for d in window:
         monitor.observe(d, at=d.created_at.timestamp())
     monitor.check()
@@ -130,40 +131,50 @@ class Dashboard:
     timings_ms: dict[str, float] = field(default_factory=dict)
 
 
+_POOL = ThreadPoolExecutor(max_workers=4, thread_name_prefix="frontdesk-dashboard")
+"""The dashboard's queries are independent: they run side by side, each on its own pooled connection."""
+
+
 def build(store: Store, *, rng: queries.Range, now: datetime, router: Router, drift: DriftConfig,
           targets: TargetsConfig) -> Dashboard:
-    """Every number on the dashboard for ``rng`` ending at ``now``."""
-    import time
-
+    """Every number on the dashboard for ``rng`` ending at ``now`` (``timings_ms``: each query's time)."""
     timings: dict[str, float] = {}
 
-    def timed(name: str, fn, *args, **kwargs):  # type: ignore[no-untyped-def]
-        t0 = time.perf_counter()
-        out = fn(*args, **kwargs)
-        timings[name] = (time.perf_counter() - t0) * 1e3
-        return out
+    def timed(name: str, fn: Callable[..., Any], *args: Any, **kwargs: Any) -> Future[Any]:
+        def run() -> Any:
+            t0 = time.perf_counter()
+            try:
+                return fn(*args, **kwargs)
+            finally:
+                timings[name] = (time.perf_counter() - t0) * 1e3
+        return _POOL.submit(run)
 
     since = queries.range_start(rng, now)
-    buckets, total = timed("traffic", queries.traffic, store, rng, now, unknown_labels=drift.unknown_labels,
-                           count_human_as_unknown=drift.count_human_as_unknown)
+    label_names = sorted(set(router.labels) | {lb for t in router.tiers for lb in (t.labels_ or ())})
+    jobs = {
+        "traffic": timed("traffic", queries.traffic, store, rng, now, unknown_labels=drift.unknown_labels,
+                         count_human_as_unknown=drift.count_human_as_unknown),
+        "labels": timed("labels", queries.label_volume, store, rng, now),
+        "drift": timed("drift", store_drift, store, drift, since=since, now=now, labels=list(router.labels),
+                       primary_tier=router.primary.name),
+        "llm": timed("llm", queries.llm_spend, store, now),
+        "queue": timed("queue", queries.queue_stats, store, now, review_sla_minutes=targets.review_queue.sla_minutes,
+                       label_sla_minutes=sla_minutes_by_label(targets, label_names)),
+        "recall": timed("recall", queries.label_recall, store, since),
+    }
+    done = {name: job.result() for name, job in jobs.items()}
+    buckets, total = done["traffic"]
     order = [t.name for t in router.tiers] + ["human"]
     tiers = [t for t in order if t in total.tiers] + sorted(set(total.tiers) - set(order))
-    spend = timed("llm", queries.llm_spend, store, now)
-    label_names = sorted(set(router.labels) | {lb for t in router.tiers for lb in (t.labels_ or ())})
-    queue = timed("queue", queries.queue_stats, store, now, review_sla_minutes=targets.review_queue.sla_minutes,
-                  label_sla_minutes=sla_minutes_by_label(targets, label_names))
-    volume = timed("labels", queries.label_volume, store, rng, now)
-    recall = timed("recall", queries.label_recall, store, since)
+    volume = done["labels"]
     n_labels = sum(volume.values()) or 1
     rows = {label: LabelRow(label, n, n / n_labels) for label, n in volume.items()}
-    for label, r in recall.items():
+    for label, r in done["recall"].items():
         row = rows.setdefault(label, LabelRow(label, 0, 0.0))
         row.support, row.recall = r.support, r.recall
-    view = timed("drift", store_drift, store, drift, since=since, now=now, total=total.n, labels=list(router.labels),
-                 primary_tier=router.primary.name)
-    return Dashboard(range=rng, now=now, since=since, buckets=buckets, total=total, tiers=tiers, spend=spend,
-                     queue=queue, labels=sorted(rows.values(), key=lambda r: (-r.volume, -r.support, r.label)),
-                     drift=view, timings_ms=timings)
+    return Dashboard(range=rng, now=now, since=since, buckets=buckets, total=total, tiers=tiers, spend=done["llm"],
+                     queue=done["queue"], labels=sorted(rows.values(), key=lambda r: (-r.volume, -r.support, r.label)),
+                     drift=done["drift"], timings_ms=timings)
 
 
 TIME_FORMATS = {"1h": "%H:%M", "24h": "%H:%M", "7d": "%m-%d %Hh", "30d": "%m-%d"}

@@ -9,8 +9,8 @@ so that SQL can sum them without parsing JSON: ``created_hour`` (UTC epoch hours
 time series group on), ``label`` (the first label), ``n_labels``, ``primary_confidence`` (the first
 model tier's confidence), ``llm_calls``, ``cost_usd`` and ``duplicate``. One covering index over
 ``(created_hour, tier, …)`` lets a range of hours be aggregated from the index alone; ``(label,
-created_hour)`` does the same for per-label volume; two partial indexes hold only the LLM-answered
-and the multi-label rows. Rows written before this revision are backfilled from their payload.
+created_at)`` serves per-label volume and the newest decisions of a label; two partial indexes hold only
+the rows with LLM calls or a cost and the multi-label rows. Rows written before this revision are backfilled from their payload.
 
 ``review_items.feedback_id`` names the feedback row a resolution wrote, so the resolution can be
 undone. ``console_sessions`` holds the console's sign-ins (only a hash of each session token).
@@ -34,6 +34,8 @@ branch_labels: str | Sequence[str] | None = None
 depends_on: str | Sequence[str] | None = None
 
 _SKIP_KINDS = {"rules", "human", "preprocess"}
+PAID = "llm_calls > 0 OR cost_usd > 0"
+"""The rows of the partial index ``ix_decisions_llm_hour`` (queries must repeat this condition to use it)."""
 _BATCH = 2000
 
 
@@ -91,10 +93,10 @@ def upgrade() -> None:
     op.create_index("ix_decisions_hourly", "decisions",
                     ["created_hour", "tier", "duplicate", "escalated", "label", "primary_confidence", "llm_calls",
                      "cost_usd"])
-    op.create_index("ix_decisions_label_hour", "decisions", ["label", "created_hour"])
+    op.create_index("ix_decisions_label_created_at", "decisions", ["label", "created_at"])
     op.create_index("ix_decisions_llm_hour", "decisions", ["created_hour", "llm_calls", "cost_usd"],
-                    sqlite_where=sa.text("llm_calls > 0"), postgresql_where=sa.text("llm_calls > 0"))
-    op.create_index("ix_decisions_multilabel_hour", "decisions", ["created_hour"],
+                    sqlite_where=sa.text(PAID), postgresql_where=sa.text(PAID))
+    op.create_index("ix_decisions_multilabel_created_at", "decisions", ["created_at"],
                     sqlite_where=sa.text("n_labels > 1"), postgresql_where=sa.text("n_labels > 1"))
     op.create_index("ix_decisions_sender_created_at", "decisions", ["sender", "created_at"])
 
@@ -117,8 +119,8 @@ def downgrade() -> None:
     op.drop_table("console_sessions")
     with op.batch_alter_table("review_items") as batch:
         batch.drop_column("feedback_id")
-    for name in ("ix_decisions_sender_created_at", "ix_decisions_multilabel_hour", "ix_decisions_llm_hour",
-                 "ix_decisions_label_hour", "ix_decisions_hourly"):
+    for name in ("ix_decisions_sender_created_at", "ix_decisions_multilabel_created_at", "ix_decisions_llm_hour",
+                 "ix_decisions_label_created_at", "ix_decisions_hourly"):
         op.drop_index(name, table_name="decisions")
     with op.batch_alter_table("decisions") as batch:
         for name in ("duplicate", "cost_usd", "llm_calls", "primary_confidence", "n_labels", "label", "created_hour"):
