@@ -236,8 +236,13 @@ def test_search_and_reroute(service: Service) -> None:
         assert r.status_code == 303 and r.headers["location"] == f"/ui/decisions/{ids[0]}?rerouted=1"
         page = c.get(r.headers["location"])
         assert 'id="rerouted"' in page.text and "lost parcel" in page.text and "shipping_status" in page.text
-    [fb] = service.store.feedback(decision_id=ids[0])
-    assert (fb.labels, fb.source, fb.actor, fb.note) == (["shipping_status"], "feedback", "ana", "lost parcel")
+    [fb] = service.store.feedback(decision_id=ids[0])  # it was waiting for review: the re-route resolved it
+    assert (fb.labels, fb.source, fb.actor, fb.note) == (["shipping_status"], "review", "ana", "lost parcel")
+    assert ids[0] not in pending_ids(service)
+    with browser(service) as c:  # once resolved, a further re-route is plain feedback
+        csrf = sign_in(c, ADMIN2)
+        assert c.post(f"/ui/decisions/{ids[0]}/reroute", data={"label": "refund_request", "csrf": csrf}).status_code == 303
+    assert [(f.source, f.actor) for f in service.store.feedback(decision_id=ids[0])] == [("review", "ana"), ("feedback", "ben")]
 
 
 def test_label_a_cluster_writes_feedback_for_the_chosen_messages(service: Service) -> None:
@@ -330,3 +335,22 @@ def test_metrics_expose_the_review_queue_age(service: Service) -> None:
         text = c.get("/metrics").text
     age = float(re.search(r"^frontdesk_review_queue_oldest_age_seconds (\S+)$", text, re.M).group(1))
     assert age > 0 and "# TYPE frontdesk_llm_errors_total counter" in text
+
+
+def test_nul_characters_are_refused_not_a_500(saved_model: Path, store_url: str, tmp_path: Path) -> None:
+    """PostgreSQL text cannot hold U+0000: the console refuses it in addresses and forms (both backends)."""
+    svc = Service(console_config(tmp_path / "frontdesk.yaml", saved_model, store_url, gates=HUMAN))
+    try:
+        svc.route(MESSAGES[:1])
+        item = pending_ids(svc)[0]
+        with browser(svc) as c:
+            csrf = sign_in(c, ADMIN)
+            for path in ("/ui/decisions?sender=a%00b", "/ui/decisions/ab%00cd", "/ui/queue?item=%00"):
+                r = c.get(path)
+                assert r.status_code == 400 and "NUL" in r.text, path
+            r = c.post(f"/ui/queue/{item}/resolve", data={"label": "billing_issue", "note": "a\x00b", "csrf": csrf})
+            assert r.status_code == 422 and "NUL" in r.text
+            assert c.post(f"/ui/queue/{item}/resolve", data={"label": "billing_issue", "note": "ok", "csrf": csrf}
+                          ).status_code == 303
+    finally:
+        svc.stop()

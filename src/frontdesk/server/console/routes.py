@@ -65,6 +65,8 @@ class ConsoleRoute(APIRoute):
         async def run(request: Request) -> Response:
             t0 = time.perf_counter()
             try:
+                if "\x00" in request.url.path or any("\x00" in v for v in request.query_params.values()):
+                    raise ConsoleError(400, "Bad request", "the address holds a NUL character (U+0000): remove it")
                 response = await handler(request)
             except _SignIn:
                 target = request.url.path + (f"?{request.url.query}" if request.url.query else "")
@@ -164,6 +166,9 @@ def build_router(state: ServiceState, renderer: Renderer) -> APIRouter:
     async def form_of(request: Request, v: Viewer) -> FormData:
         form = await request.form()
         auth.check_csrf(request, v, form.get("csrf"))  # type: ignore[arg-type]
+        if any(isinstance(value, str) and "\x00" in value for _, value in form.multi_items()):
+            raise ConsoleError(422, "Bad input", "a field holds a NUL character (U+0000), which cannot be stored: "
+                               "remove it and submit again")
         return form
 
     def chosen_labels(form: FormData) -> list[str]:
@@ -380,10 +385,14 @@ def build_router(state: ServiceState, renderer: Renderer) -> APIRouter:
         decision = state.store.get_decision(decision_id)
         if decision is None:
             raise ConsoleError(404, "No such decision", f"no decision {decision_id[:40]!r}")
+        item = queries.review_item(state.store, decision_id)
         try:
-            state.store.add_feedback(decision_id, labels, source="feedback", actor=v.name, note=note_of(form))
+            if item is not None and item.status == "pending":  # it waits for a human: this is its resolution
+                state.store.resolve_review(decision_id, labels, reviewer=v.name, note=note_of(form))
+            else:
+                state.store.add_feedback(decision_id, labels, source="feedback", actor=v.name, note=note_of(form))
         except StoreError as exc:
-            raise ConsoleError(422, "Cannot re-route", str(exc)) from exc
+            raise ConsoleError(409, "Cannot re-route", str(exc)) from exc
         state.monitor.observe_feedback(decision, labels)
         log.info("console: %s re-routed %s to %s", v.name, decision_id, labels)
         return RedirectResponse(f"/ui/decisions/{quote(decision_id)}?rerouted=1", status_code=303)
