@@ -126,14 +126,14 @@ def copy_from_sqlite(sqlite_db: Path, url: str) -> float:
     times = {"created_at", "stored_at", "resolved_at"}
     bools = {"escalated", "flagged", "duplicate"}
     with psycopg.connect(plain) as pg, pg.cursor() as cur:
-        for table, cols in tables.items():
+        for name, cols in tables.items():
             conv = [(lambda v: None if v is None else v + "+00") if c in times else
                     (lambda v: bool(v)) if c in bools else (lambda v: v) for c in cols]
-            with cur.copy(f"COPY {table} ({', '.join(cols)}) FROM STDIN") as copy:
-                for n, row in enumerate(src.execute(f"SELECT {', '.join(cols)} FROM {table}")):
+            with cur.copy(f"COPY {name} ({', '.join(cols)}) FROM STDIN") as copy:
+                for n, row in enumerate(src.execute(f"SELECT {', '.join(cols)} FROM {name}")):
                     copy.write_row([f(v) for f, v in zip(conv, row)])
                     if n and n % 200_000 == 0:
-                        print(f"  {table}: {n:,} rows copied ({time.perf_counter() - t0:.0f} s)", flush=True)
+                        print(f"  {name}: {n:,} rows copied ({time.perf_counter() - t0:.0f} s)", flush=True)
         pg.commit()
     return time.perf_counter() - t0
 
