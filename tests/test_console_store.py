@@ -12,6 +12,7 @@ import pytest
 import sqlalchemy as sa
 
 from console_fixtures import LABELS, corpus
+from test_store import HEAD
 from frontdesk.loop.discovery import candidates_from_store
 from frontdesk.loop.drift.signals import is_escalated, is_unknown, primary_confidence
 from frontdesk.store import queries
@@ -60,8 +61,8 @@ def test_migration_0002_backfills_rows_written_under_0001(store_url: str) -> Non
                                            "payload": d.model_dump_json()} for d in decisions])
     finally:
         engine.dispose()
-    with Store(store_url) as s:  # opening migrates 0001 → 0002 and backfills
-        assert s.revision() == "0002"
+    with Store(store_url) as s:  # opening migrates 0001 → 0002 (backfill) → … → head
+        assert s.revision() == HEAD
         columns = ["created_hour", "label", "n_labels", "primary_confidence", "llm_calls", "cost_usd", "duplicate"]
         with s._read() as conn:
             rows = {r.id: r for r in conn.execute(sa.text(f"SELECT id, {', '.join(columns)} FROM decisions"))}
@@ -256,8 +257,8 @@ def test_review_item_and_next_pending(seeded: tuple[Store, list[Decision]]) -> N
     queue = store.review_queue(limit=1000)
     assert len(queue) >= 3
     a, b, c = queue[0], queue[1], queue[2]
-    assert queries.review_item(store, b.decision_id) == b
-    assert queries.review_item(store, "no-such-id") is None
+    assert store.review_item(b.decision_id) == b
+    assert store.review_item("no-such-id") is None
     assert queries.next_pending(store, a.created_at, a.decision_id).decision_id == b.decision_id
     store.resolve_review(b.decision_id, ["billing_issue"], reviewer="ana")
     assert queries.next_pending(store, a.created_at, a.decision_id).decision_id == c.decision_id
@@ -285,7 +286,7 @@ def test_resolve_records_the_note_and_undo_takes_it_back(seeded: tuple[Store, li
     back = store.undo_review(item.decision_id, reviewer="ana", within_s=60)
     assert back.status == "pending" and back.reviewer is None and back.labels is None
     assert store.feedback(decision_id=item.decision_id) == []
-    assert queries.review_item(store, item.decision_id).status == "pending"
+    assert store.review_item(item.decision_id).status == "pending"
     with pytest.raises(StoreError, match="not resolved"):
         store.undo_review(item.decision_id, reviewer="ana", within_s=60)
     store.resolve_review(item.decision_id, ["refund_request"], reviewer="ana")  # resolvable again

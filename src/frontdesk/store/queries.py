@@ -106,15 +106,6 @@ def _has_further_label(store: Store, label: str) -> sa.ColumnElement[bool]:
     return sa.exists(sa.select(1).select_from(each).where(each.c.value == label))
 
 
-def review_item(store: Store, decision_id: str) -> ReviewItem | None:
-    """The review item of one decision (pending or resolved), or None when it never went to review."""
-    q = (sa.select(_reviews, _decisions.c.payload).join(_decisions, _decisions.c.id == _reviews.c.decision_id)
-         .where(_reviews.c.decision_id == decision_id))
-    with store._read() as conn:
-        row = conn.execute(q).first()
-    return None if row is None else store._review_item(row._mapping, row.payload)
-
-
 def reviewed_ids(store: Store, ids: Sequence[str]) -> set[str]:
     """Which of these decisions already have feedback (or a resolved review)."""
     out: set[str] = set()
@@ -410,7 +401,8 @@ def queue_stats(store: Store, now: datetime, *, review_sla_minutes: int | None,
     """Depth, oldest item, age buckets and SLA breaches of the pending review items, in one query.
 
     ``review_sla_minutes``: the SLA of items a model sent to human review (``reason == "human"``);
-    ``label_sla_minutes``: the SLA of flagged items by their first label (missing = no SLA).
+    ``label_sla_minutes``: the SLA of the other items (flagged, requires_human) by their first label
+    (missing = no SLA). Per-message SLA caps from urgency signals are not applied here.
     """
     now = _utc(now)
     r, d = _reviews, _decisions
@@ -430,7 +422,7 @@ def queue_stats(store: Store, now: datetime, *, review_sla_minutes: int | None,
         if minutes is not None and label is not None:
             by_sla.setdefault(minutes, []).append(label)
     for minutes, labels in sorted(by_sla.items()):
-        breach.append((sa.and_(r.c.reason == "flagged", d.c.label.in_(labels),
+        breach.append((sa.and_(r.c.reason != "human", d.c.label.in_(labels),
                                r.c.created_at < now - timedelta(minutes=minutes)), 1))
     overdue = sa.func.sum(sa.case(*breach, else_=0)) if breach else sa.literal(0)
     q = (sa.select(sa.func.count(), sa.func.min(r.c.created_at), overdue, *ages)

@@ -42,9 +42,11 @@ def route_of(targets: TargetsConfig, reason: str, label: str | None) -> QueueRou
 
 
 def urgency(targets: TargetsConfig, item: ReviewItem) -> Urgency:
-    """The most urgent route among the decision's labels, and its due time."""
+    """The most urgent route among the decision's labels (made more urgent by its urgency and sentiment
+    signals, as :func:`~frontdesk.routing.targets.fan_out` does), and its due time."""
     labels = item.decision.labels or [None]
-    routes = [route_of(targets, item.reason, label) for label in (labels if item.reason == "flagged" else labels[:1])]
+    routes = [targets.signals.adjust(route_of(targets, item.reason, label), item.decision)
+              for label in (labels if item.reason != "human" else labels[:1])]
     best = min(routes, key=lambda r: (r.priority, r.sla_minutes or 10**9))
     slas = [r.sla_minutes for r in routes if r.sla_minutes]
     due = item.created_at + timedelta(minutes=min(slas)) if slas else None
@@ -52,7 +54,7 @@ def urgency(targets: TargetsConfig, item: ReviewItem) -> Urgency:
 
 
 def sla_minutes_by_label(targets: TargetsConfig, labels: list[str]) -> dict[str | None, int | None]:
-    """The SLA of a flagged review item by its first label (for the queue's SLA-breach count)."""
+    """The SLA of a flagged (or requires_human) review item by its first label (for the SLA-breach count)."""
     return {label: route_of(targets, "flagged", label).sla_minutes for label in labels}
 
 

@@ -21,6 +21,7 @@ from fastapi.responses import HTMLResponse, RedirectResponse
 from fastapi.routing import APIRoute
 from starlette.datastructures import FormData
 
+from frontdesk.server import review_actions
 from frontdesk.server.console import auth
 from frontdesk.server.console.auth import ConsoleError, Viewer
 from frontdesk.server.console.dashboard import build as build_dashboard
@@ -251,6 +252,7 @@ def build_router(state: ServiceState, renderer: Renderer) -> APIRouter:
 
     # -- review queue ----------------------------------------------------------------------------
     def item_context(item: ReviewItem, v: Viewer) -> dict[str, Any]:
+        item = state.store.review_item(item.decision_id) or item  # with the actions as they stand now
         return {"item": item, "urgency": urgency(state.config.targets_config(), item),
                 "candidates": candidates(item.decision), "all_labels": known_labels(),
                 "unknown_label": unknown_label()}
@@ -258,7 +260,7 @@ def build_router(state: ServiceState, renderer: Renderer) -> APIRouter:
     def undo_context(decision_id: str | None, v: Viewer) -> dict[str, Any] | None:
         if not decision_id:
             return None
-        done = queries.review_item(state.store, decision_id)
+        done = state.store.review_item(decision_id)
         if done is None or done.status != "resolved" or done.reviewer != v.name or done.resolved_at is None:
             return None
         until = done.resolved_at + timedelta(seconds=state.config.console.undo_window_s)
@@ -277,7 +279,7 @@ def build_router(state: ServiceState, renderer: Renderer) -> APIRouter:
         wanted = request.query_params.get("item")
         selected = next((i for i in items if i.decision_id == wanted), None)
         if selected is None and wanted:
-            selected = queries.review_item(state.store, wanted)
+            selected = state.store.review_item(wanted)
         if selected is None and items:
             selected = items[0]
         targets = state.config.targets_config()
@@ -291,10 +293,31 @@ def build_router(state: ServiceState, renderer: Renderer) -> APIRouter:
         v = viewer(request)
         if not _is_htmx(request):
             return RedirectResponse("/ui/queue?" + urlencode({"item": decision_id}), status_code=303)
-        item = queries.review_item(state.store, decision_id)
+        item = state.store.review_item(decision_id)
         if item is None:
             raise ConsoleError(404, "Not in the queue", f"decision {decision_id[:40]!r} has no review item")
         return page(request, "_item.html", v, **item_context(item, v))
+
+    def settle(decision: Decision, labels: list[str], v: Viewer, form: FormData) -> ReviewItem:
+        """Resolve a decision's review item — through the review actions, so that held actions get the
+        reviewer's verdict (``action``: approve or reject) exactly as over the API."""
+        verdict = str(form.get("action") or "") or None
+        if verdict not in (None, "approve", "reject"):
+            raise ConsoleError(422, "Bad action", "the held action's verdict is 'approve' or 'reject'")
+        try:
+            return review_actions.resolve_review(state.store, state.pipeline, decision, labels, reviewer=v.name,
+                                                 action=verdict, note=note_of(form))  # type: ignore[arg-type]
+        except review_actions.ReviewActionError as exc:
+            current = state.store.review_item(decision.id)
+            if exc.status == 409 and current is not None and current.status == "resolved":
+                when = f"{current.resolved_at:%H:%M:%S} UTC" if current.resolved_at else "earlier"
+                raise ConsoleError(409, "Already resolved", f"already resolved by {current.reviewer or 'someone'} at "
+                                   f"{when} as {', '.join(current.labels or [])}: nothing was changed. Move on to "
+                                   "the next item (j).") from exc
+            if exc.kind == "action_required":
+                raise ConsoleError(422, "Approve or reject the held action", f"{exc} — in the form: 'run the held "
+                                   "action' or 'never run it'") from exc
+            raise ConsoleError(exc.status, "Cannot resolve", str(exc)) from exc
 
     @router.post("/queue/{decision_id}/resolve", response_class=HTMLResponse)
     async def resolve(request: Request, decision_id: str) -> Response:
@@ -305,16 +328,7 @@ def build_router(state: ServiceState, renderer: Renderer) -> APIRouter:
         decision = state.store.get_decision(decision_id)
         if decision is None:
             raise ConsoleError(404, "No such decision", f"no decision {decision_id[:40]!r}: it may have been deleted")
-        try:
-            item = state.store.resolve_review(decision_id, labels, reviewer=v.name, note=note_of(form))
-        except StoreError as exc:
-            current = queries.review_item(state.store, decision_id)
-            if current is not None and current.status == "resolved":
-                when = f"{current.resolved_at:%H:%M:%S} UTC" if current.resolved_at else "earlier"
-                raise ConsoleError(409, "Already resolved", f"already resolved by {current.reviewer or 'someone'} at "
-                                   f"{when} as {', '.join(current.labels or [])}: nothing was changed. Move on to "
-                                   "the next item (j).") from exc
-            raise ConsoleError(409, "Cannot resolve", str(exc)) from exc
+        item = settle(decision, labels, v, form)
         state.monitor.observe_feedback(decision, labels)
         log.info("console: %s resolved %s as %s", v.name, decision_id, labels)
         nxt = queries.next_pending(state.store, item.created_at, item.decision_id)
@@ -330,6 +344,14 @@ def build_router(state: ServiceState, renderer: Renderer) -> APIRouter:
         v = viewer(request)
         await form_of(request, v)
         v.require("admin", "Undoing a resolution")
+        done = state.store.review_item(decision_id)
+        if done is not None and done.resolved_at is not None:
+            released = [a for a in done.decision.actions
+                        if a.status != "held" and a.updated_at is not None and a.updated_at >= done.resolved_at]
+            if released:
+                raise ConsoleError(409, "Cannot undo", f"this resolution gave the held action(s) "
+                                   f"{', '.join(a.name + ' (' + a.status + ')' for a in released)} their verdict: "
+                                   "it cannot be undone; correct the labels with a re-route (feedback)")
         try:
             state.store.undo_review(decision_id, reviewer=v.name, within_s=state.config.console.undo_window_s)
         except StoreError as exc:
@@ -370,7 +392,7 @@ def build_router(state: ServiceState, renderer: Renderer) -> APIRouter:
         if decision is None:
             raise ConsoleError(404, "No such decision", f"no decision {decision_id[:40]!r}: check the id, or search")
         feedback = state.store.feedback(decision_id=decision_id)
-        item = queries.review_item(state.store, decision_id)
+        item = state.store.review_item(decision_id)
         return page(request, "decision.html", v, decision=decision, feedback=feedback, item=item,
                     urgency=urgency(state.config.targets_config(), item) if item else None,
                     candidates=candidates(decision), all_labels=known_labels(), unknown_label=unknown_label(),
@@ -385,14 +407,14 @@ def build_router(state: ServiceState, renderer: Renderer) -> APIRouter:
         decision = state.store.get_decision(decision_id)
         if decision is None:
             raise ConsoleError(404, "No such decision", f"no decision {decision_id[:40]!r}")
-        item = queries.review_item(state.store, decision_id)
-        try:
-            if item is not None and item.status == "pending":  # it waits for a human: this is its resolution
-                state.store.resolve_review(decision_id, labels, reviewer=v.name, note=note_of(form))
-            else:
+        item = state.store.review_item(decision_id)
+        if item is not None and item.status == "pending":  # it waits for a human: this is its resolution
+            settle(decision, labels, v, form)
+        else:
+            try:
                 state.store.add_feedback(decision_id, labels, source="feedback", actor=v.name, note=note_of(form))
-        except StoreError as exc:
-            raise ConsoleError(409, "Cannot re-route", str(exc)) from exc
+            except StoreError as exc:
+                raise ConsoleError(409, "Cannot re-route", str(exc)) from exc
         state.monitor.observe_feedback(decision, labels)
         log.info("console: %s re-routed %s to %s", v.name, decision_id, labels)
         return RedirectResponse(f"/ui/decisions/{quote(decision_id)}?rerouted=1", status_code=303)
