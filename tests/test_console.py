@@ -354,3 +354,36 @@ def test_nul_characters_are_refused_not_a_500(saved_model: Path, store_url: str,
                           ).status_code == 303
     finally:
         svc.stop()
+
+
+def test_held_actions_need_a_verdict_and_a_released_one_cannot_be_undone(saved_model: Path, tmp_path: Path) -> None:
+    """A requires_human decision holds its label's action: the console's resolve asks approve / reject
+    (as the API does), approving runs it once, and the undo of that resolution is refused."""
+    from test_actions import Receiver
+
+    receiver = Receiver()
+    path = console_config(tmp_path / "frontdesk.yaml", saved_model, f"sqlite:///{tmp_path / 's.db'}",
+                          actions={"hook": {"webhook": receiver.url, "backoff_s": 0}},
+                          labels={"legal_or_complaint": {"action": "hook"}})
+    svc = Service(path)
+    try:
+        [d] = svc.route(["I will sue you, my lawyer has the papers ready"], sender="bo")
+        assert d["requires_human"] and [a["status"] for a in d["actions"]] == ["held"]
+        with browser(svc) as c:
+            csrf = sign_in(c, ADMIN)
+            page = c.get("/ui/queue", params={"item": d["id"]})
+            assert 'id="held-actions"' in page.text and 'value="approve"' in page.text and "requires_human" in page.text
+            form = {"label": "legal_or_complaint", "csrf": csrf}
+            r = c.post(f"/ui/queue/{d['id']}/resolve", data=form)
+            assert r.status_code == 422 and "Approve or reject" in r.text and receiver.calls == []
+            assert c.post(f"/ui/queue/{d['id']}/resolve", data=form | {"action": "maybe"}).status_code == 422
+            r = c.post(f"/ui/queue/{d['id']}/resolve", data=form | {"action": "approve", "note": "checked"})
+            assert r.status_code == 303 and len(receiver.calls) == 1 and receiver.calls[0]["body"]["approved_by"] == "ana"
+            r = c.post(f"/ui/queue/{d['id']}/undo", data={"csrf": csrf})
+            assert r.status_code == 409 and "cannot be undone" in r.text
+            assert 'data-status="done"' in c.get(f"/ui/decisions/{d['id']}").text
+        assert svc.store.feedback(decision_id=d["id"])[0].note == "checked"
+        assert svc.store.review_item(d["id"]).status == "resolved"
+    finally:
+        svc.stop()
+        receiver.close()
