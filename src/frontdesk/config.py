@@ -122,6 +122,19 @@ class ServerConfig(BaseModel):
     )
 
 
+class ConsoleConfig(BaseModel):
+    """The browser console under ``/ui`` (review queue, decision search, dashboard, discovery)."""
+
+    model_config = ConfigDict(extra="forbid")
+
+    enabled: bool = Field(True, description="serve the console under /ui")
+    session_ttl_s: int = Field(12 * 3600, ge=60, le=30 * 86400, description="a sign-in lasts this long (seconds)")
+    undo_window_s: float = Field(10.0, ge=0, le=3600, description="a reviewer may undo a resolution this long after it")
+    page_size: int = Field(50, ge=5, le=500, description="review items / search results per page")
+    secure_cookies: bool | None = Field(
+        None, description="mark cookies Secure (HTTPS only); None = when the request came over HTTPS")
+
+
 class FrontdeskConfig(BaseModel):
     """The whole ``frontdesk.yaml``."""
 
@@ -150,6 +163,7 @@ class FrontdeskConfig(BaseModel):
     server: ServerConfig = Field(default_factory=ServerConfig)
     drift: DriftConfig = Field(default_factory=DriftConfig, description="drift monitoring of the service (window, alert thresholds, webhook)")
     auth: AuthConfig = Field(default_factory=AuthConfig)
+    console: ConsoleConfig = Field(default_factory=ConsoleConfig, description="the browser console under /ui")
     extract: ExtractConfig = Field(default_factory=ExtractConfig, description="rule fields, PII masking, sentiment, urgency")
     actions: dict[str, ActionSpec] = Field(default_factory=dict, description="actions by name: webhooks, or settings "
                                            "for registered Python actions")
@@ -380,6 +394,12 @@ drift:                           # rolling monitors on /metrics; alerts to the l
   #                                 # reviews is below this (default: the model's `train --guarantee` target)
   # accepted_accuracy_min_labelled: 50   # labelled accepted decisions the alert needs (window: 1000)
   # webhook_url: https://hooks.example.com/frontdesk-alerts
+
+console:                         # the browser console at /ui: sign in with an API key
+  enabled: true                  # admin keys work the review queue; route keys see, read-only
+  session_ttl_s: 43200           # a sign-in lasts 12 hours
+  undo_window_s: 10              # press u within this many seconds to undo a resolution
+  page_size: 50
 
 auth:                            # API keys; only their SHA-256 is stored here
   enabled: true                  # with no keys, every request gets 401 — create one first:

@@ -23,6 +23,7 @@ from frontdesk import __version__
 from frontdesk.config import FrontdeskConfig, load_config
 from frontdesk.errors import ConfigError
 from frontdesk.server import errors
+from frontdesk.server.console import mount_console
 from frontdesk.server.middleware import BodyGuard, RequestContext
 from frontdesk.server.routes import build_routes, docs_routes
 from frontdesk.server.state import ServiceState
@@ -64,6 +65,7 @@ def create_app(config: FrontdeskConfig | str | Path, *, store: Store | None = No
     errors.install(app)
     app.include_router(build_routes(state))
     app.include_router(docs_routes(state, app))
+    mount_console(app, state)  # the browser console under /ui
     app.add_middleware(BodyGuard, get_limit=lambda: state.config.server.max_body_bytes,
                        get_timeout=lambda: state.config.server.read_timeout_s)
     app.add_middleware(RequestContext, metrics=state.metrics)  # outermost: sees every request and every error

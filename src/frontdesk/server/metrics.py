@@ -29,6 +29,8 @@ class Metrics:
         self.duplicates = Counter("frontdesk_duplicates", "duplicate messages answered from the dedup window", registry=r)
         self.llm_calls = Counter("frontdesk_llm_calls", "LLM tier calls", ["tier"], registry=r)
         self.llm_cost = Counter("frontdesk_llm_cost_usd", "LLM cost in USD", ["tier"], registry=r)
+        self.llm_errors = Counter("frontdesk_llm_errors", "LLM tier calls that failed (the trace verdict is 'error')",
+                                  ["tier"], registry=r)
         self.confidence = Histogram("frontdesk_confidence", "decision confidence (mean = sum / count)",
                                     buckets=_CONF_BUCKETS, registry=r)
         self.reloads = Counter("frontdesk_reloads", "config reloads", ["result"], registry=r)
@@ -41,6 +43,9 @@ class Metrics:
                                ["action", "status"], registry=r)
         self.review_depth = Gauge("frontdesk_review_queue_depth", "pending human-review items", registry=r)
         self.review_depth.set_function(review_depth)
+        self.review_age = Gauge("frontdesk_review_queue_oldest_age_seconds",
+                                "age of the oldest pending human-review item (0 when none)", registry=r)
+        """Set by the console (:func:`frontdesk.server.console.mount_console`) to read the store at scrape time."""
 
     def observe(self, decision: Decision) -> None:
         """Record one decision."""
@@ -60,6 +65,8 @@ class Metrics:
             if t.kind == "llm":
                 self.llm_calls.labels(t.tier).inc()
                 self.llm_cost.labels(t.tier).inc(t.cost_usd)
+                if t.verdict == "error":
+                    self.llm_errors.labels(t.tier).inc()
         self.observe_extract(decision)
 
     def observe_extract(self, decision: Decision) -> None:

@@ -34,7 +34,7 @@ def run_actions(results: Sequence[Routed], pipeline: Pipeline, store: Store) -> 
 
 
 def resolve_review(store: Store, pipeline: Pipeline, decision: Decision, labels: list[str], *, reviewer: str | None,
-                   action: Literal["approve", "reject"] | None) -> ReviewItem:
+                   action: Literal["approve", "reject"] | None, note: str | None = None) -> ReviewItem:
     """Resolve a review item and give the decision's held actions the reviewer's verdict.
 
     A decision with held actions needs ``action``; without held actions, ``action`` is ignored.
@@ -48,7 +48,7 @@ def resolve_review(store: Store, pipeline: Pipeline, decision: Decision, labels:
                                 f"decision {decision.id} holds action(s) {held} until a reviewer decides: send "
                                 "\"action\": \"approve\" (run it) or \"reject\" (never run it) with the labels")
     try:
-        item = store.resolve_review(decision.id, labels, reviewer=reviewer)
+        item = store.resolve_review(decision.id, labels, reviewer=reviewer, note=note)
     except StoreError as exc:
         if not (held and action is not None and "already resolved" in str(exc)):
             raise ReviewActionError(409, "conflict", str(exc)) from exc

@@ -138,6 +138,14 @@ _decisions = sa.Table(
     sa.Column("sender", sa.String()),
     sa.Column("channel", sa.String()),
     sa.Column("payload", sa.Text(), nullable=False),
+    # aggregate columns (revision 0002): what the console's dashboard sums, see _stat_columns
+    sa.Column("created_hour", sa.Integer()),
+    sa.Column("label", sa.String()),
+    sa.Column("n_labels", sa.Integer(), nullable=False),
+    sa.Column("primary_confidence", sa.Float()),
+    sa.Column("llm_calls", sa.Integer(), nullable=False),
+    sa.Column("cost_usd", sa.Float(), nullable=False),
+    sa.Column("duplicate", sa.Boolean(), nullable=False),
 )
 _feedback = sa.Table(
     "feedback", _meta,
@@ -158,6 +166,7 @@ _reviews = sa.Table(
     sa.Column("resolved_at", _UTCDateTime()),
     sa.Column("reviewer", sa.String()),
     sa.Column("labels", _JSON),
+    sa.Column("feedback_id", sa.Integer()),
 )
 _actions = sa.Table(
     "actions", _meta,
@@ -206,6 +215,20 @@ def _answering_trace(decision: Decision) -> TierTrace | None:
         if entry.tier == decision.tier:
             return entry
     return None
+
+
+def _stat_columns(decision: Decision) -> dict[str, Any]:
+    """The aggregate columns of a decision (revision 0002): its UTC epoch hour, first label, number of
+    labels, first model tier's confidence, LLM calls (none for a repeat: its trace is the earlier
+    decision's), cost and whether it repeats an earlier one."""
+    from frontdesk.loop.drift.signals import primary_confidence
+
+    return {"created_hour": int(_utc(decision.created_at).timestamp()) // 3600,
+            "label": decision.labels[0] if decision.labels else None, "n_labels": len(decision.labels),
+            "primary_confidence": primary_confidence(decision),
+            "llm_calls": 0 if decision.duplicate_of else sum(1 for t in decision.trace if t.kind == "llm"),
+            "cost_usd": decision.cost_usd,
+            "duplicate": decision.duplicate_of is not None}
 
 
 def _check_labels(labels: Sequence[str], decision_id: str) -> list[str]:
@@ -436,6 +459,7 @@ class Store:
                 "confidence": d.confidence, "escalated": d.escalated, "flagged": d.flagged,
                 "language": d.language or (msg.language if msg else None),
                 "sender": msg.sender if msg else None, "channel": msg.channel if msg else None, "payload": payload,
+                **_stat_columns(d),
             })
             if d.tier == "human" or d.flagged or d.requires_human:
                 reason = "human" if d.tier == "human" else "flagged" if d.flagged else "requires_human"
@@ -488,6 +512,19 @@ class Store:
             raise StoreError("feedback source must be a non-empty string, e.g. 'feedback'", decision_id=decision_id)
         with self._write() as conn:
             return self._insert_feedback(conn, decision_id, labels, source=source, actor=actor, note=note)
+
+    def add_feedback_many(self, decision_ids: Sequence[str], labels: list[str], *, source: str = "feedback",
+                          actor: str | None = None, note: str | None = None) -> list[Feedback]:
+        """The same labels for several decisions (e.g. a cluster of one new intent), in one transaction:
+        all committed on return, or none (an unknown id raises StoreError)."""
+        if not decision_ids:
+            return []
+        labels = _check_labels(labels, decision_ids[0])
+        if not source:
+            raise StoreError("feedback source must be a non-empty string, e.g. 'feedback'")
+        with self._write() as conn:
+            return [self._insert_feedback(conn, i, labels, source=source, actor=actor, note=note)
+                    for i in dict.fromkeys(decision_ids)]
 
     def _insert_feedback(self, conn: Connection, decision_id: str, labels: list[str], *, source: str,
                          actor: str | None, note: str | None) -> Feedback:
@@ -553,9 +590,10 @@ class Store:
             return int(conn.scalar(sa.select(sa.func.count()).select_from(_reviews)
                                    .where(_reviews.c.status == "pending")) or 0)
 
-    def resolve_review(self, decision_id: str, labels: list[str], *, reviewer: str | None = None) -> ReviewItem:
+    def resolve_review(self, decision_id: str, labels: list[str], *, reviewer: str | None = None,
+                       note: str | None = None) -> ReviewItem:
         """Mark a pending review item resolved with the reviewer's labels, and record them as feedback
-        (``source="review"``), in one transaction; committed on return."""
+        (``source="review"``, with ``note``), in one transaction; committed on return."""
         labels = _check_labels(labels, decision_id)
         with self._write() as conn:
             row = conn.execute(
@@ -572,17 +610,47 @@ class Store:
                 raise StoreError(f"review of decision {decision_id!r} was already resolved by {row.reviewer or 'someone'} "
                                  f"at {row.resolved_at:%Y-%m-%d %H:%M:%S} UTC as {row.labels}: to correct it, use "
                                  "add_feedback", decision_id=decision_id)
-            now = _now()
+            fb = self._insert_feedback(conn, decision_id, labels, source="review", actor=reviewer, note=note)
+            now = fb.created_at
             updated = conn.execute(
                 sa.update(_reviews)
                 .where(_reviews.c.decision_id == decision_id, _reviews.c.status == "pending")
-                .values(status="resolved", resolved_at=now, reviewer=reviewer, labels=labels)
+                .values(status="resolved", resolved_at=now, reviewer=reviewer, labels=labels, feedback_id=fb.id)
             ).rowcount
             if updated != 1:  # pragma: no cover - the row lock above makes this unreachable
                 raise StoreError(f"review of decision {decision_id!r} was resolved concurrently: reload the queue",
                                  decision_id=decision_id)
-            self._insert_feedback(conn, decision_id, labels, source="review", actor=reviewer, note=None)
             values = dict(row._mapping, status="resolved", resolved_at=now, reviewer=reviewer, labels=labels)
+        return self._review_item(values, row.payload)
+
+    def undo_review(self, decision_id: str, *, reviewer: str | None, within_s: float) -> ReviewItem:
+        """Put a resolved review item back in the queue and delete the feedback its resolution wrote, in
+        one transaction — only for the reviewer who resolved it and only within ``within_s`` seconds of
+        the resolution (an undo, not a way to rewrite history: later corrections go through feedback)."""
+        with self._write() as conn:
+            row = conn.execute(
+                sa.select(_reviews, _decisions.c.payload)
+                .join(_decisions, _decisions.c.id == _reviews.c.decision_id)
+                .where(_reviews.c.decision_id == decision_id).with_for_update(of=_reviews)
+            ).first()
+            if row is None:
+                raise StoreError(f"no review item for decision {decision_id!r}: nothing to undo", decision_id=decision_id)
+            if row.status != "resolved":
+                raise StoreError(f"review of decision {decision_id!r} is not resolved (it is {row.status}): nothing "
+                                 "to undo", decision_id=decision_id)
+            if row.reviewer != reviewer:
+                raise StoreError(f"review of decision {decision_id!r} was resolved by {row.reviewer or 'someone'}, "
+                                 f"not {reviewer or 'you'}: only they can undo it; correct it with feedback",
+                                 decision_id=decision_id)
+            age = (_now() - row.resolved_at).total_seconds()
+            if age > within_s:
+                raise StoreError(f"review of decision {decision_id!r} was resolved {age:.0f} s ago: an undo is "
+                                 f"possible for {within_s:g} s only; correct it with feedback", decision_id=decision_id)
+            conn.execute(sa.update(_reviews).where(_reviews.c.decision_id == decision_id)
+                         .values(status="pending", resolved_at=None, reviewer=None, labels=None, feedback_id=None))
+            if row.feedback_id is not None:
+                conn.execute(sa.delete(_feedback).where(_feedback.c.id == row.feedback_id))
+            values = dict(row._mapping, status="pending", resolved_at=None, reviewer=None, labels=None)
         return self._review_item(values, row.payload)
 
     # -- actions (the ActionLedger of frontdesk.routing.actions) ----------------------------------

@@ -1,7 +1,7 @@
 """Actions: the state of each label's action per decision; review items for ``requires_human`` decisions.
 
 Revision ID: 0003
-Revises: 0001 (set to the newest revision on main when merging: 0002 if the console migration is there)
+Revises: 0002
 Create Date: 2025-02-15
 
 ``actions`` holds one row per (decision, action): its status (pending, held, running, done, failed,
@@ -20,7 +20,7 @@ from alembic import op
 from sqlalchemy.dialects import postgresql
 
 revision: str = "0003"
-down_revision: str | None = "0001"
+down_revision: str | None = "0002"
 branch_labels: str | Sequence[str] | None = None
 depends_on: str | Sequence[str] | None = None
 
