@@ -218,6 +218,14 @@ class EncoderTier(Tier):
             out.append(TierResult([(self.labels_[i], float(row[i])) for i in top], cost_usd=self.params.cost_per_call_usd, latency_ms=per))
         return out
 
+    def set_threads(self, threads: int | None) -> None:
+        """Pin inference threads (batch workers use 1 each, so N workers share N cores without oversubscription)."""
+        self.params = self.params.model_copy(update={"threads": threads})
+        if self._onnx is not None:
+            self._onnx = OnnxEncoder(self._onnx.path, self.params.max_length, threads)
+        elif self._torch is not None:
+            set_threads(threads)
+
     def info(self) -> dict[str, Any]:
         return dict(self._info)
 
