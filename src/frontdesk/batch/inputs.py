@@ -90,7 +90,7 @@ class InputSpec:
         """(header fields, text column index, id column index, bytes up to the first data record)."""
         with _open_binary(self.path) as f:
             lines = _LineCounter(f)
-            reader = csv.reader(lines, delimiter=self._delimiter())
+            reader = csv.reader(lines.text(), delimiter=self._delimiter())
             header = next(reader, None)
             end = lines.consumed
         if not header:
@@ -349,10 +349,11 @@ def _csv_records_from(lines: _LineCounter, spec: InputSpec, text_i: int, id_i: i
         for fields in csv.reader(lines.text(), delimiter=spec._delimiter()):
             if not fields or fields == [""]:
                 continue  # blank line
+            rid = fields[id_i] if id_i is not None and id_i < len(fields) else None
             if len(fields) < need:
-                yield None, None, f"the row has {len(fields)} fields; the text column is field {text_i + 1}"
+                yield None, rid, f"the row has {len(fields)} fields; the text column is field {text_i + 1}"
                 continue
-            yield fields[text_i], fields[id_i] if id_i is not None else None, None
+            yield fields[text_i], rid, None
     except csv.Error as exc:
         raise DataError(f"cannot parse the CSV input after byte {lines.consumed} ({exc}): fix the file or pass --in-format",
                         path=spec.path) from exc
