@@ -66,6 +66,7 @@ class BatchSummary(BaseModel):
     cost_usd: float
     seconds: float
     rate: float = Field(description="rows routed per second by this run, file to file")
+    startup_seconds: float = Field(0.0, description="seconds until the first chunk was written (workers started, model loaded)")
     peak_rss_mb: float = Field(description="peak resident memory of the main process")
     peak_worker_rss_mb: float = Field(0.0, description="peak resident memory of the largest worker process (local engine)")
 
@@ -157,10 +158,12 @@ def run_batch(options: BatchOptions, progress: BatchProgress | None = None) -> B
             results = _run_local(options, spec, out_fmt, start, workers)
         done, errors, cost = start, 0, 0.0
         tiers: dict[str, int] = {}
+        first: float | None = None
         for res in results:
             if res.start != done:
                 raise DataError(f"internal ordering error: chunk at row {res.start}, expected row {done}", path=options.output)
             writer.write(res.payload)
+            first = time.perf_counter() - t0 if first is None else first
             done += res.rows
             cost += res.cost_usd
             for k, v in res.tiers.items():
@@ -176,7 +179,8 @@ def run_batch(options: BatchOptions, progress: BatchProgress | None = None) -> B
     kids = resource.getrusage(resource.RUSAGE_CHILDREN).ru_maxrss / 1024
     return BatchSummary(output=str(options.output), engine=options.engine, workers=workers, rows=done - start, resumed_from=start,
                         errors=errors, tiers=tiers, cost_usd=round(cost, 6), seconds=round(seconds, 3),
-                        rate=round((done - start) / seconds, 1) if seconds > 0 else 0.0, peak_rss_mb=round(me, 1),
+                        rate=round((done - start) / seconds, 1) if seconds > 0 else 0.0, startup_seconds=round(first or 0.0, 3),
+                        peak_rss_mb=round(me, 1),
                         peak_worker_rss_mb=round(kids, 1) if workers > 1 and options.engine == "local" else 0.0)
 
 

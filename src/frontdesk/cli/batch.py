@@ -23,11 +23,19 @@ class _RateColumn(ProgressColumn):
         return Text(f"{speed:,.0f} msg/s" if speed else "– msg/s", style="progress.data.speed")
 
 
+class _CountColumn(ProgressColumn):
+    """Rows done / rows in the input (an estimate until the end)."""
+
+    def render(self, task) -> Text:  # noqa: ANN001 - rich's Task
+        total = f"{task.total:,.0f}" if task.total is not None else "?"
+        return Text(f"{task.completed:,.0f}/{total}", style="progress.download")
+
+
 class _Reporter:
     """A rich bar (rows, rate, ETA) on a terminal; otherwise a plain progress line every 30 seconds on stderr."""
 
     def __init__(self) -> None:
-        self.bar = Progress(TextColumn("routing"), BarColumn(), TextColumn("{task.completed:,.0f}/{task.total:,.0f}"), _RateColumn(),
+        self.bar = Progress(TextColumn("routing"), BarColumn(), _CountColumn(), _RateColumn(),
                             TextColumn("ETA"), TimeRemainingColumn(), TimeElapsedColumn(), console=console, transient=False,
                             disable=not console.is_terminal)
         self.task = self.bar.add_task("routing", total=None)
@@ -99,7 +107,8 @@ def register(app: typer.Typer) -> None:
             tiers = ", ".join(f"{k} {v:,}" for k, v in sorted(summary.tiers.items(), key=lambda kv: -kv[1]))
             resumed = f" (resumed after {summary.resumed_from:,} rows already written)" if summary.resumed_from else ""
             out.print(f"routed {summary.rows:,} rows{resumed} in {summary.seconds:,.1f} s ({summary.rate:,.0f} msg/s, "
-                      f"{summary.workers} {'actors' if engine == 'ray' else 'workers'}) → {summary.output}", markup=False)
+                      f"{summary.workers} {'actors' if engine == 'ray' else 'workers'}, {summary.startup_seconds:,.1f} s to the first "
+                      f"chunk) → {summary.output}", markup=False)
             if tiers:
                 out.print(f"final tiers: {tiers}", markup=False)
         if summary.errors:
