@@ -30,7 +30,7 @@ def training_texts(data: Dataset) -> list[str]:
 
 
 def test_pruned_copy_is_smaller_and_identical_where_the_tokens_were_kept(int8_model: Path, support: Dataset, tmp_path: Path) -> None:
-    dst, files = export_model(int8_model, tmp_path / "pruned", vocab_texts=training_texts(support))
+    dst, files = export_model(int8_model, tmp_path / "pruned", vocab_texts=training_texts(support), keep_frequent=0)
     before = (int8_model / "tiers/encoder/onnx/model.int8.onnx").stat().st_size
     after = files[0].stat().st_size
     assert after < 0.6 * before  # ~23 MB → ~13 MB on this small vocabulary
@@ -53,7 +53,7 @@ def test_pruned_copy_is_smaller_and_identical_where_the_tokens_were_kept(int8_mo
 
 
 def test_without_the_character_fallback_unseen_words_become_unk(int8_model: Path, support: Dataset, tmp_path: Path) -> None:
-    dst, _ = export_model(int8_model, tmp_path / "bare", vocab_texts=training_texts(support), keep_characters=False)
+    dst, _ = export_model(int8_model, tmp_path / "bare", vocab_texts=training_texts(support), keep_characters=False, keep_frequent=0)
     tok = Router.load(dst).tier("encoder")._onnx.tokenizer
     assert "[UNK]" in tok.encode("zyxwvut qwertyuiop").tokens
     onnx_dir = dst / "tiers/encoder/onnx"
@@ -62,7 +62,17 @@ def test_without_the_character_fallback_unseen_words_become_unk(int8_model: Path
         prune_vocabulary(onnx_dir, ["hello"])
 
 
-def test_cli_export_prune_vocab(int8_model: Path, support_dir: Path, tmp_path: Path) -> None:
+def test_cli_export_prune_vocab_keeps_the_most_frequent_tokens_by_default(int8_model: Path, support_dir: Path, tmp_path: Path) -> None:
     code, stdout, stderr = frontdesk_cli("export", "--model", str(int8_model), "--out", str(tmp_path / "cli"), "--prune-vocab", str(support_dir))
     assert code == 0, stderr
-    assert "model.int8.onnx" in stdout and (tmp_path / "cli/tiers/encoder/onnx/model.int8.onnx").stat().st_size < 15e6
+    onnx_file = tmp_path / "cli/tiers/encoder/onnx/model.int8.onnx"
+    assert "model.int8.onnx" in stdout and 15e6 < onnx_file.stat().st_size < 20e6  # under the 20 MB budget
+    facts = json.loads((tmp_path / "cli/tiers/encoder/encoder.json").read_text())["info"]["exported"]["vocabulary"]
+    assert facts["frequent"] == 18_000 and 18_000 < facts["kept"] < 22_000
+    full = Router.load(int8_model).tier("encoder")._onnx.tokenizer
+    pruned = Router.load(tmp_path / "cli").tier("encoder")._onnx.tokenizer
+    common = "what is the weather like in paris tomorrow and can you book a table for two"  # nothing like the support data
+    assert pruned.encode(common).tokens == full.encode(common).tokens
+    code, _, _ = frontdesk_cli("export", "--model", str(int8_model), "--out", str(tmp_path / "small"), "--prune-vocab", str(support_dir),
+                               "--keep-frequent", "0")
+    assert code == 0 and (tmp_path / "small/tiers/encoder/onnx/model.int8.onnx").stat().st_size < 14e6  # training tokens only

@@ -40,8 +40,8 @@ def _import_ray() -> Any:
 def pack_model(model: str | Path) -> bytes:
     """The model directory as one tar archive (shipped to the actors through the object store)."""
     buf = io.BytesIO()
-    with tarfile.open(fileobj=buf, mode="w") as tar:
-        tar.add(str(model), arcname="model")
+    with tarfile.open(fileobj=buf, mode="w", dereference=True) as tar:  # a symlinked model ships its files
+        tar.add(str(Path(model).resolve()), arcname="model")
     return buf.getvalue()
 
 

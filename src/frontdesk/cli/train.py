@@ -132,6 +132,8 @@ def register(app: typer.Typer) -> None:
         keep_characters: Annotated[bool, typer.Option(
             "--keep-characters/--no-keep-characters", help="with --prune-vocab: keep every single-character token, so new words "
             "split into known pieces instead of [UNK]")] = True,
+        keep_frequent: Annotated[int, typer.Option(
+            help="with --prune-vocab: also keep this many of the vocabulary's most frequent tokens (0: the smallest file)")] = 18_000,
     ) -> None:
         """Write an ONNX copy of the model's encoder tiers next to the model; the original is untouched.
 
@@ -145,7 +147,8 @@ def register(app: typer.Typer) -> None:
             data = Dataset.load(prune_vocab)
             texts = [ex.text for ex in data.train + data.validation]
         with console.status("exporting to ONNX" + (" and quantizing to INT8" if int8 else "") + (", pruning the vocabulary" if texts else "")):
-            dst, files = export_model(model, out_dir, int8=int8, vocab_texts=texts, keep_characters=keep_characters)
+            dst, files = export_model(model, out_dir, int8=int8, vocab_texts=texts, keep_characters=keep_characters,
+                                      keep_frequent=keep_frequent)
         for f in files:
             out.print(f"{f.relative_to(dst)}: {f.stat().st_size / 1e6:.1f} MB")
         out.print(f"saved to {dst}")

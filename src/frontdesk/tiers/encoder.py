@@ -37,6 +37,9 @@ from frontdesk.types import TierResult
 from frontdesk.tiers.base import Progress, Tier, parse_params
 
 BACKBONE_DIR = "backbone"
+KEEP_FREQUENT = 18_000
+"""Most frequent vocabulary tokens a pruned export keeps besides the training tokens: MiniLM's INT8 file
+lands at ~19 MB (under 20), and out-of-scope messages keep their common words (BENCHMARKS.md, tier-2 size)."""
 ONNX_DIR = "onnx"
 
 
@@ -320,12 +323,14 @@ def _torch_available() -> bool:
 
 
 def export_model(model_dir: str | Path, out_dir: str | Path | None = None, *, int8: bool = True,
-                 vocab_texts: Iterable[str] | None = None, keep_characters: bool = True) -> tuple[Path, list[Path]]:
+                 vocab_texts: Iterable[str] | None = None, keep_characters: bool = True,
+                 keep_frequent: int = KEEP_FREQUENT) -> tuple[Path, list[Path]]:
     """Copy a saved model to ``out_dir`` with every encoder tier converted to ONNX (INT8 by default).
 
     The original is untouched; the copy holds no torch weights and runs with onnxruntime alone.
     ``vocab_texts`` (e.g. the training texts) prunes each exported encoder's vocabulary to the tokens
-    they use (see :func:`prune_vocabulary`); a model that is already an ONNX copy can be pruned this way too.
+    they use plus the ``keep_frequent`` most frequent ones (see :func:`prune_vocabulary`); a model that is
+    already an ONNX copy can be pruned this way too.
     Returns (the new model directory, the .onnx files written).
     """
     src = Path(model_dir)
@@ -353,7 +358,7 @@ def export_model(model_dir: str | Path, out_dir: str | Path | None = None, *, in
             else:
                 raise ModelError("this encoder tier has no torch weights to export (already an ONNX copy?)", path=tier_dir)
             if texts is not None:
-                facts = prune_vocabulary(onnx_file.parent, texts, keep_characters=keep_characters)
+                facts = prune_vocabulary(onnx_file.parent, texts, keep_characters=keep_characters, keep_frequent=keep_frequent)
                 meta_file = target / "encoder.json"
                 meta = json.loads(meta_file.read_text())
                 exported = meta.setdefault("info", {}).setdefault("exported", {})
@@ -366,7 +371,7 @@ def export_model(model_dir: str | Path, out_dir: str | Path | None = None, *, in
     return dst, written
 
 
-def prune_vocabulary(onnx_dir: Path, texts: Iterable[str], *, keep_characters: bool = True) -> dict[str, Any]:
+def prune_vocabulary(onnx_dir: Path, texts: Iterable[str], *, keep_characters: bool = True, keep_frequent: int = 0) -> dict[str, Any]:
     """Shrink an exported encoder (``onnx_dir``: model*.onnx + tokenizer.json) to the tokens ``texts`` use.
 
     The word-embedding matrix is most of the INT8 file (30,522 × 384 bytes of 23 MB for MiniLM); rows of
@@ -374,7 +379,10 @@ def prune_vocabulary(onnx_dir: Path, texts: Iterable[str], *, keep_characters: b
     the already-quantized matrix, so a message whose tokens were all kept gets exactly the old vector. A
     new word whose pieces were dropped is split into smaller kept pieces — with ``keep_characters`` every
     single character (and its ``##`` form) stays, so it never collapses to ``[UNK]`` unless the character
-    itself is unknown. Returns what was kept. Ids up to the last special token (0–103 for BERT) stay as they are.
+    itself is unknown. ``keep_frequent`` also keeps that many of the vocabulary's most frequent tokens: BERT
+    vocabularies list words by corpus frequency after the characters ("the", "of", "and", … from id 1996), so
+    messages unlike the training data (out-of-scope ones) keep their common words. Returns what was kept.
+    Ids up to the last special token (0–103 for BERT) stay as they are.
     """
     import onnx
     from onnx import numpy_helper
@@ -402,8 +410,12 @@ def prune_vocabulary(onnx_dir: Path, texts: Iterable[str], *, keep_characters: b
     # tokenizer's post-processor and padding refer to them by number)
     last_special = max([t["id"] for t in spec.get("added_tokens", [])] or [0])
     keep = set(range(last_special + 1)) | used
+    chars = {i for t, i in vocab.items() if len(t) == 1 or (t.startswith("##") and len(t) == 3)}
     if keep_characters:
-        keep |= {i for t, i in vocab.items() if len(t) == 1 or (t.startswith("##") and len(t) == 3)}
+        keep |= chars
+    if keep_frequent > 0:  # the words after the reserved and character blocks, in the vocabulary's (frequency) order
+        words = sorted(i for t, i in vocab.items() if i > last_special and i not in chars and not t.startswith("["))
+        keep |= set(words[:keep_frequent])
     order = np.array(sorted(keep), dtype=np.int64)
     new_id = {int(old): new for new, old in enumerate(order.tolist())}
     spec["model"]["vocab"] = {t: new_id[i] for t, i in sorted(vocab.items(), key=lambda kv: kv[1]) if i in new_id}
@@ -423,4 +435,5 @@ def prune_vocabulary(onnx_dir: Path, texts: Iterable[str], *, keep_characters: b
     onnx.save(model, str(onnx_file))
     tok_file.write_text(json.dumps(spec, ensure_ascii=False), encoding="utf-8")
     return {"kept": len(order), "of": len(vocab), "from_texts": n_texts, "used_by_texts": len(used),
-            "fallback": "characters" if keep_characters else "[UNK]", "bytes_before": before, "bytes_after": onnx_file.stat().st_size}
+            "fallback": "characters" if keep_characters else "[UNK]", "frequent": keep_frequent, "bytes_before": before,
+            "bytes_after": onnx_file.stat().st_size}
