@@ -14,12 +14,23 @@ BENCHMARKS = ROOT / "BENCHMARKS.md"
 README = ROOT / "README.md"
 
 
-def data_root() -> Path:
-    """Datasets live in $FRONTDESK_DATA, default ../shared/datasets next to the repository."""
-    root = Path(os.environ.get("FRONTDESK_DATA", ROOT.parent / "shared" / "datasets"))
-    if not root.is_dir():
-        sys.exit(f"no datasets at {root}: set FRONTDESK_DATA to the folder holding banking77/, clinc150/, snips/")
+def data_root(*names: str) -> Path:
+    """Datasets live in $FRONTDESK_DATA, default ../shared/datasets next to the repository; exits saying how to
+    fetch them when the folder (or one of the named datasets in it) is missing."""
+    root = Path(os.environ.get("FRONTDESK_DATA") or ROOT.parent / "shared" / "datasets")
+    missing = [n for n in names if not (root / n / "train.jsonl").is_file()]
+    if not root.is_dir() or missing:
+        wanted = missing or ["banking77", "clinc150", "snips"]
+        fetch = "; ".join(f"frontdesk datasets fetch {n} --dest {root}" for n in wanted)
+        sys.exit(f"no {'datasets' if not root.is_dir() else ', '.join(missing)} at {root}: fetch them from their public "
+                 f"sources with `{fetch}`, or set FRONTDESK_DATA to the folder holding banking77/, clinc150/, snips/ "
+                 "(see `frontdesk datasets list`)")
     return root
+
+
+def dataset_dir(name: str) -> Path:
+    """``$FRONTDESK_DATA/name``; exits with the `frontdesk datasets fetch` command when it is not there."""
+    return data_root(name) / name
 
 
 def machine() -> str:

@@ -27,7 +27,7 @@ import time
 from pathlib import Path
 
 sys.path.insert(0, str(Path(__file__).resolve().parent))
-from _common import BENCHMARKS, ROOT, data_root, stamp, table, write_section  # noqa: E402
+from _common import BENCHMARKS, ROOT, dataset_dir, stamp, table, write_section  # noqa: E402
 
 os.environ.setdefault("TOKENIZERS_PARALLELISM", "false")
 
@@ -107,7 +107,7 @@ def model(cache: Path, dataset: str, tiers: str, head: str) -> Path:
     if not (path / "frontdesk.json").is_file():
         print(f"training {name} …", flush=True)
         params = {"encoder": {"head": head, "threads": 1}} if "encoder" in tiers else None
-        Router.train(Dataset.load(data_root() / dataset), tiers.split(","), tier_params=params).save(path)
+        Router.train(Dataset.load(dataset_dir(dataset)), tiers.split(","), tier_params=params).save(path)
     if "encoder" not in tiers:
         return path
     int8 = cache / f"{name}-int8"
@@ -119,7 +119,7 @@ def model(cache: Path, dataset: str, tiers: str, head: str) -> Path:
 def messages(dataset: str) -> list[str]:
     from frontdesk import Dataset
 
-    return [ex.text for ex in Dataset.load(data_root() / dataset).test]
+    return [ex.text for ex in Dataset.load(dataset_dir(dataset)).test]
 
 
 def input_file(cache: Path, dataset: str, n: int, fmt: str) -> Path:
@@ -284,7 +284,7 @@ def part_tier2(cache: Path, args: argparse.Namespace, command: str) -> None:
 
     rows = []
     for dataset in ("banking77", "clinc150"):
-        data = Dataset.load(data_root() / dataset)
+        data = Dataset.load(dataset_dir(dataset))
         full = model(cache, dataset, "linear,encoder", args.encoder_head)
         train_texts = [ex.text for ex in data.train + data.validation]
         variants = [("INT8 export (full vocabulary)", full)]

@@ -28,7 +28,7 @@ from collections import Counter  # noqa: E402
 from pathlib import Path  # noqa: E402
 
 sys.path.insert(0, os.path.dirname(__file__))
-from _common import BENCHMARKS, data_root, stamp, table, write_section  # noqa: E402
+from _common import BENCHMARKS, dataset_dir, stamp, table, write_section  # noqa: E402
 
 from frontdesk import Dataset, Objective, Router  # noqa: E402
 from frontdesk.data.dataset import write_jsonl  # noqa: E402
@@ -93,7 +93,7 @@ def main() -> None:
     if args.teacher is None and args.write_half is None:
         ap.error("--teacher MODEL_DIR is required (or --write-half DIR)")
 
-    data = Dataset.load(data_root() / args.dataset)
+    data = Dataset.load(dataset_dir(args.dataset))
     if args.write_half:
         half, unlabelled = half_split(data, args.seed)
         args.write_half.mkdir(parents=True, exist_ok=True)

@@ -25,7 +25,7 @@ import time  # noqa: E402
 from pathlib import Path  # noqa: E402
 
 sys.path.insert(0, os.path.dirname(__file__))
-from _common import BENCHMARKS, data_root, stamp, table, write_section  # noqa: E402
+from _common import BENCHMARKS, dataset_dir, stamp, table, write_section  # noqa: E402
 
 from frontdesk import Dataset, GatePolicy, Router  # noqa: E402
 from frontdesk.evaluation.evaluate import evaluate  # noqa: E402
@@ -38,7 +38,7 @@ def main() -> None:
     ap.add_argument("--seed", type=int, default=13)
     ap.add_argument("--threads", type=int, default=2)
     args = ap.parse_args()
-    data = Dataset.load(data_root() / "banking77")
+    data = Dataset.load(dataset_dir("banking77"))
     router = Router.train(data, ["linear"])
     sample = random.Random(args.seed).sample(data.test, args.sample)
     rec = Path(tempfile.mkdtemp()) / "llm-answers.jsonl"

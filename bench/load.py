@@ -28,7 +28,7 @@ import numpy as np
 import yaml
 
 sys.path.insert(0, os.path.dirname(__file__))
-from _common import BENCHMARKS, data_root, stamp, table, write_section  # noqa: E402
+from _common import BENCHMARKS, dataset_dir, stamp, table, write_section  # noqa: E402
 
 from frontdesk import Dataset, Router  # noqa: E402
 from frontdesk.server.auth import hash_key  # noqa: E402
@@ -43,7 +43,7 @@ def free_port() -> int:
 
 
 def prepare(work: Path, sync: str = "full") -> tuple[Path, list[str], list[str]]:
-    data = Dataset.load(data_root() / "banking77")
+    data = Dataset.load(dataset_dir("banking77"))
     model = work / "model"
     router = Router.train(data)
     router.save(model)

@@ -27,7 +27,7 @@ from pathlib import Path  # noqa: E402
 from typing import Any  # noqa: E402
 
 sys.path.insert(0, os.path.dirname(__file__))
-from _common import BENCHMARKS, data_root, stamp, table, write_section  # noqa: E402
+from _common import BENCHMARKS, dataset_dir, stamp, table, write_section  # noqa: E402
 
 from frontdesk import Dataset, Router  # noqa: E402
 from frontdesk.evaluation.evaluate import EvalReport, evaluate  # noqa: E402
@@ -87,7 +87,7 @@ def main() -> None:
     kinds = [k.strip() for k in args.clause_tier.split(",") if k.strip()]
     extra = json.loads(args.clause_params)
 
-    data = Dataset.load(data_root() / "mixsnips")
+    data = Dataset.load(dataset_dir("mixsnips"))
     runs: list[tuple[str, Router, float]] = [("linear (one-vs-rest, TF-IDF)", *trained("linear", data, "linear", None, args.models))]
     for kind in kinds:
         clause_params = {**(ENCODER_DEFAULTS if kind == "encoder" else {}), **extra.get(kind, {})}

@@ -36,7 +36,7 @@ from collections import Counter  # noqa: E402
 from pathlib import Path  # noqa: E402
 
 sys.path.insert(0, os.path.dirname(__file__))
-from _common import BENCHMARKS, ROOT, data_root, stamp, table, write_section  # noqa: E402
+from _common import BENCHMARKS, ROOT, dataset_dir, stamp, table, write_section  # noqa: E402
 
 from frontdesk import Dataset, Decision, Message, Router, RouterSettings  # noqa: E402
 from frontdesk.data.dataset import Example  # noqa: E402
@@ -165,7 +165,7 @@ def main() -> None:
     t_start = time.perf_counter()
     rng = random.Random(args.seed)
 
-    full = Dataset.load(data_root() / "clinc150")
+    full = Dataset.load(dataset_dir("clinc150"))
     in_scope = [label for label in full.labels if label != "oos"]
     held = sorted(rng.sample(in_scope, 5))
     held_set = set(held)

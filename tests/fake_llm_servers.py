@@ -32,6 +32,12 @@ enum in the request's schema, confidence 0.9). Behaviours:
 ``refusal(text=…)``  OpenAI: ``message.refusal`` set, content null. Anthropic: ``stop_reason: refusal``.
 ``content_filter()``  OpenAI: ``finish_reason: content_filter`` (Anthropic: like ``refusal()``).
 ``hang_up()``  read the request, close the connection without a response.
+``hang(then=None)``  hold the request, sending nothing, until ``server.release()`` (or the server stops), then
+    behave like ``then`` (default: ``hang_up()``). ``server.held`` counts requests held right now,
+    ``server.wait_for_held(n)`` waits for n of them; requests arriving after ``release()`` pass straight through.
+``trickle(interval_s, then=None)``  behave like ``then`` (default: the default answer) but send the whole
+    response, status line and headers included, one byte every ``interval_s``: every read a client makes
+    gets a byte long before any per-read timeout, so only a wall-clock deadline stops it.
 ``raw(body, status=200, headers=None)``  send exactly this JSON body (or ``str``/``bytes`` as is).
 
 Server-level switches (constructor keywords or attributes): ``FakeOpenAIServer(json_schema=False)``
@@ -142,6 +148,16 @@ def raw(body: Any, status: int = 200, headers: Mapping[str, str] | None = None) 
     return Behaviour("raw", body=body, code=status, headers=headers)
 
 
+def hang(then: Behaviour | None = None) -> Behaviour:
+    """Hold the request until ``server.release()``; then ``then`` (default: close without a response)."""
+    return Behaviour("hang", then=then)
+
+
+def trickle(interval_s: float, then: Behaviour | None = None) -> Behaviour:
+    """Send ``then``'s response (default: the default answer) one byte every ``interval_s`` seconds."""
+    return Behaviour("trickle", seconds=interval_s, then=then)
+
+
 # -- recorded requests --------------------------------------------------------------------------
 
 
@@ -156,6 +172,11 @@ class RecordedRequest:
     status: int | None = None  # None: no response was sent (hang-up, client gone)
     response: Any = None
     received_at: float = field(default_factory=time.monotonic)
+    held: bool = False  # held by hang() at some point
+    released_at: float | None = None  # when a hang() let it go (None: still held, or never held)
+    sent_bytes: int = 0  # bytes of the response written so far (trickle)
+    finished: bool = False  # the whole response was written
+    client_gone: bool = False  # the client closed the connection before the response was complete
 
     @property
     def schema(self) -> dict[str, Any] | None:
@@ -262,8 +283,11 @@ class _Handler(BaseHTTPRequestHandler):
     def log_message(self, format: str, *args: Any) -> None:  # silence stderr access logs
         pass
 
+    trickle_s: float = 0.0
+
     def setup(self) -> None:
         super().setup()
+        self.trickle_s = 0.0
         self.server.fake._track(self.connection, add=True)
 
     def finish(self) -> None:
@@ -292,6 +316,7 @@ class _Handler(BaseHTTPRequestHandler):
             fake._handle(self, rec)
         except (BrokenPipeError, ConnectionResetError, ConnectionAbortedError):
             self.close_connection = True  # the client gave up (e.g. its timeout fired)
+            rec.client_gone = True
 
     # used by the fakes
     def send_json(self, rec: RecordedRequest, code: int, payload: Any, headers: Mapping[str, str] | None = None) -> None:
@@ -302,6 +327,9 @@ class _Handler(BaseHTTPRequestHandler):
         else:
             data, ctype = json.dumps(payload).encode("utf-8"), "application/json"
         rec.status, rec.response = code, payload
+        if self.trickle_s > 0:
+            self._trickle(rec, code, ctype, data, headers)
+            return
         self.send_response(code)
         self.send_header("Content-Type", ctype)
         self.send_header("Content-Length", str(len(data)))
@@ -310,6 +338,21 @@ class _Handler(BaseHTTPRequestHandler):
         self.end_headers()
         self.wfile.write(data)
         self.wfile.flush()
+        rec.sent_bytes, rec.finished = len(data), True
+
+    def _trickle(self, rec: RecordedRequest, code: int, ctype: str, data: bytes, headers: Mapping[str, str] | None) -> None:
+        lines = [f"HTTP/1.1 {code} {self.responses.get(code, ('',))[0]}", f"Content-Type: {ctype}", f"Content-Length: {len(data)}"]
+        lines += [f"{k}: {v}" for k, v in (headers or {}).items()]
+        whole = ("\r\n".join(lines) + "\r\n\r\n").encode("latin-1") + data
+        stopping = self.server.fake._stopping
+        for i in range(len(whole)):
+            self.wfile.write(whole[i:i + 1])
+            self.wfile.flush()
+            rec.sent_bytes = i + 1
+            if stopping.wait(self.trickle_s):
+                self.close_connection = True
+                return
+        rec.finished = True
 
     def hang_up(self) -> None:
         self.close_connection = True
@@ -338,6 +381,8 @@ class _FakeServer:
         self._queue: deque[Behaviour] = deque()
         self._lock = threading.Lock()
         self._stopping = threading.Event()
+        self._released = threading.Event()
+        self._held = 0
         self._conns: set[socket.socket] = set()
         self._httpd: _HTTPServer | None = None
         self._thread: threading.Thread | None = None
@@ -412,6 +457,24 @@ class _FakeServer:
         with self._lock:
             return self.requests[-1]
 
+    def release(self) -> None:
+        """Let every request held by ``hang()`` go on (and any later one pass straight through)."""
+        self._released.set()
+
+    @property
+    def held(self) -> int:
+        """Requests held by ``hang()`` right now."""
+        with self._lock:
+            return self._held
+
+    def wait_for_held(self, n: int, timeout: float = 10.0) -> None:
+        """Wait until ``n`` requests are held at once (TimeoutError after ``timeout`` seconds)."""
+        deadline = time.monotonic() + timeout
+        while self.held < n:
+            if time.monotonic() > deadline:
+                raise TimeoutError(f"{self.held} requests held, expected {n}")
+            time.sleep(0.01)
+
     def wait_for_requests(self, n: int, timeout: float = 5.0) -> list[RecordedRequest]:
         deadline = time.monotonic() + timeout
         while time.monotonic() < deadline:
@@ -461,11 +524,20 @@ class _FakeServer:
             return
         b = self._next(rec)
         rec.behaviour = b
-        while b.kind == "slow":
-            if self._stopping.wait(b.seconds):
-                h.hang_up()
-                return
-            b = b.then or self._default_after_slow(rec)
+        while b.kind in ("slow", "hang", "trickle"):
+            if b.kind == "slow":
+                if self._stopping.wait(b.seconds):
+                    h.hang_up()
+                    return
+                b = b.then or self._default_after_slow(rec)
+            elif b.kind == "hang":
+                if not self._hold(rec):
+                    h.hang_up()
+                    return
+                b = b.then or hang_up()
+            else:
+                h.trickle_s = b.seconds
+                b = b.then or self._default_after_slow(rec)
         if b.kind == "hang_up":
             h.hang_up()
         elif b.kind == "status":
@@ -478,10 +550,27 @@ class _FakeServer:
         else:
             self._respond(h, rec, b)
 
+    def _hold(self, rec: RecordedRequest) -> bool:
+        """Block until released (True) or the server stops (False)."""
+        if self._released.is_set():
+            return True
+        with self._lock:
+            self._held += 1
+        rec.held = True
+        try:
+            while not self._released.wait(0.02):
+                if self._stopping.is_set():
+                    return False
+        finally:
+            with self._lock:
+                self._held -= 1
+        rec.released_at = time.monotonic()
+        return True
+
     def _default_after_slow(self, rec: RecordedRequest) -> Behaviour:
         d = self.default
         b = d(rec) if callable(d) and not isinstance(d, Behaviour) else (d or answer())
-        return answer() if b.kind == "slow" else b
+        return answer() if b.kind in ("slow", "hang", "trickle") else b
 
     # per protocol
     def _sent_key(self, rec: RecordedRequest) -> str | None:

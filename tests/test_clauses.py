@@ -14,7 +14,7 @@ import numpy as np
 import pytest
 
 from frontdesk import ClauseParams, ClauseTier, ConfigError, DataError, Dataset, Example, ModelError, Router, Tier, TierResult, register_tier
-from frontdesk.tiers.clauses import Splitter
+from frontdesk.tiers.clauses.segments import Splitter
 from frontdesk.tiers.linear import LinearTier
 
 # A smart home: which device goes on and which goes off is only visible within a clause ("turn on the lights …

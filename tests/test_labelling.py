@@ -20,7 +20,6 @@ from conftest import frontdesk_cli
 from frontdesk import Dataset, Decision, FrontdeskError, Router
 from frontdesk.loop.labelling import (
     LabelledItem,
-    _allocate,
     argilla_settings,
     from_argilla,
     from_label_studio,
@@ -32,6 +31,7 @@ from frontdesk.loop.labelling import (
     to_argilla,
     to_label_studio,
 )
+from frontdesk.loop.labelling.sample import _allocate
 from frontdesk.store.store import Store
 
 WEEK1 = datetime(2025, 3, 4, 9, 0, tzinfo=timezone.utc)   # a Tuesday (ISO week starting Monday 3 March)

@@ -8,6 +8,7 @@ import math
 import socket
 import time
 import traceback
+from collections.abc import Iterator
 from email.utils import format_datetime
 from datetime import datetime, timedelta, timezone
 
@@ -19,25 +20,26 @@ pytest.importorskip("anthropic")
 from fake_llm_servers import (  # noqa: E402
     FakeAnthropicServer,
     FakeOpenAIServer,
-    anthropic_server,  # noqa: F401 — fixture
     answer,
     content_filter,
     empty,
+    hang,
     hang_up,
     malformed,
     no_choices,
-    openai_server,  # noqa: F401 — fixture
     out_of_set,
     raw,
     refusal,
     slow,
     status,
     text_only,
+    trickle,
 )
 
 from frontdesk.errors import ConfigError  # noqa: E402
 from frontdesk.llm.providers.anthropic_api import AnthropicProvider  # noqa: E402
 from frontdesk.llm.base import LLMRequest, LLMResponse, Provider, ProviderError  # noqa: E402
+from frontdesk.llm.deadline import deadline_scope  # noqa: E402
 from frontdesk.llm.providers.openai_compat import (  # noqa: E402
     LOCAL_PLACEHOLDER_KEY,
     OpenAIProvider,
@@ -60,6 +62,18 @@ SCHEMA = {
     "additionalProperties": False,
 }
 KEY = "sk-test-SECRET-0123456789abcdef"
+
+
+@pytest.fixture
+def openai_server() -> Iterator[FakeOpenAIServer]:
+    with FakeOpenAIServer() as server:
+        yield server
+
+
+@pytest.fixture
+def anthropic_server() -> Iterator[FakeAnthropicServer]:
+    with FakeAnthropicServer() as server:
+        yield server
 
 
 def request(timeout_s: float = 5.0, **kw) -> LLMRequest:
@@ -251,16 +265,36 @@ def test_openai_failures_map_to_kinds_with_one_request_each(openai_server: FakeO
 
 
 def test_openai_timeout_uses_the_request_timeout(openai_server: FakeOpenAIServer) -> None:
-    openai_server.enqueue(slow(5))
+    openai_server.enqueue(hang())
     provider = openai_provider(openai_server, tier_name="llm-big")
-    t0 = time.monotonic()
     err = fail(provider, request(timeout_s=0.3))
-    elapsed = time.monotonic() - t0
     assert err.kind == "timeout" and err.retryable and err.tier == "llm-big"
-    assert elapsed < 2.0
+    assert openai_server.held == 1  # the server still holds the request: the client's timeout ended the call
     assert len(openai_server.requests) == 1
+    openai_server.release()
     # the provider still works after a timed-out call (the dead connection is not reused)
     assert json.loads(provider.complete(request()).text)["labels"] == ["card_lost"]
+
+
+@pytest.mark.parametrize("which", ["openai", "anthropic"])
+def test_a_trickling_server_is_cut_off_at_the_deadline(which: str) -> None:
+    """A byte every 50 ms never trips a 5 s per-read timeout; the call's deadline still ends the call."""
+    server = FakeOpenAIServer() if which == "openai" else FakeAnthropicServer()
+    with server:
+        provider = openai_provider(server) if which == "openai" else anthropic_provider(server)
+        server.enqueue(trickle(0.05))  # ~500 bytes: 25 s to send, status line and headers included
+        with deadline_scope(time.monotonic() + 0.5):
+            err = fail(provider, request(timeout_s=5.0))
+        rec = server.last
+        assert err.kind == "timeout" and not rec.finished and 0 < rec.sent_bytes
+        # the client closed its connection (it did not leave a reader behind): the server's writes start failing
+        deadline = time.monotonic() + 20
+        while not rec.client_gone and time.monotonic() < deadline:
+            time.sleep(0.02)
+        assert rec.client_gone and not rec.finished
+        # outside a deadline scope the same client waits for the whole (short) trickle
+        server.enqueue(trickle(0.001))
+        assert json.loads(provider.complete(request(timeout_s=5.0)).text)["labels"] == ["card_lost"]
 
 
 def test_openai_slow_but_within_the_limit_answers(openai_server: FakeOpenAIServer) -> None:
@@ -480,10 +514,10 @@ def test_anthropic_failures_map_to_kinds_with_one_request_each(anthropic_server:
 
 def test_anthropic_timeout_and_retry_after(anthropic_server: FakeAnthropicServer) -> None:
     provider = anthropic_provider(anthropic_server)
-    anthropic_server.enqueue(slow(5))
-    t0 = time.monotonic()
+    anthropic_server.enqueue(hang())
     err = fail(provider, request(timeout_s=0.3))
-    assert err.kind == "timeout" and time.monotonic() - t0 < 2.0
+    assert err.kind == "timeout" and anthropic_server.held == 1  # ended by the client, not by the server
+    anthropic_server.release()
     anthropic_server.enqueue(status(429, retry_after=12))
     err = fail(provider)
     assert (err.kind, err.retry_after, err.status) == ("rate_limit", 12.0, 429)
@@ -538,13 +572,16 @@ def test_anthropic_api_key_never_in_errors_or_logs(caplog: pytest.LogCaptureFixt
 def test_fake_servers_stop_cleanly_and_record_unknown_paths() -> None:
     server = FakeOpenAIServer().start()
     port = server.port
-    server.enqueue(slow(30))
+    server.enqueue(hang())
     provider = openai_provider(server)
     with pytest.raises(ProviderError):
         provider.complete(request(timeout_s=0.2))
-    t0 = time.monotonic()
-    server.stop()  # wakes the sleeping handler
-    assert time.monotonic() - t0 < 3
+    assert server.held == 1
+    server.stop()  # wakes the held handler: it hangs up instead of waiting for a release that never comes
+    deadline = time.monotonic() + 30
+    while server.held and time.monotonic() < deadline:
+        time.sleep(0.01)
+    assert server.held == 0 and server.last.released_at is None and server.last.status is None
     with socket.socket() as s:
         assert s.connect_ex(("127.0.0.1", port)) != 0
     with FakeAnthropicServer() as other:

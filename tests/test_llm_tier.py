@@ -7,6 +7,10 @@ LLM, anything else goes to human review with the classifier's best guess and the
 
 from __future__ import annotations
 
+import re
+import threading
+import time
+from collections.abc import Callable
 from pathlib import Path
 
 import pytest
@@ -15,12 +19,14 @@ from fake_llm_servers import (
     FakeOpenAIServer,
     answer,
     empty,
+    hang,
     hang_up,
     malformed,
     out_of_set,
     refusal,
     slow,
     status,
+    trickle,
 )
 
 from frontdesk import GatePolicy, Router, RouterSettings
@@ -178,3 +184,129 @@ def test_api_key_is_never_in_the_trace(router: Router, monkeypatch: pytest.Monke
         r = cascade(router, {"provider": "openai", "model": "gpt-4o-mini", "base_url": server.base_url, "api_key_env": "FD_TEST_KEY"})
         d = r.route(TEXT)
         assert d.tier == "human" and "sk-secret-123456" not in d.model_dump_json()
+
+
+# -- the call path under faults: deadline, concurrency limit, breaker, Retry-After ------------------
+
+
+def wait_until(condition: Callable[[], bool], timeout: float = 30.0) -> None:
+    """Poll ``condition`` until it holds; fail after ``timeout`` seconds (a bound on a hang, not a latency check)."""
+    deadline = time.monotonic() + timeout
+    while not condition():
+        if time.monotonic() > deadline:
+            pytest.fail(f"condition not met within {timeout} s")
+        time.sleep(0.01)
+
+
+def test_the_trace_shows_the_time_a_failed_call_took(router: Router, openai_fake: FakeOpenAIServer) -> None:
+    r = openai_router(router, openai_fake, retries=1)
+    openai_fake.enqueue(status(503), status(503))
+    d = r.route(TEXT)
+    llm = d.trace[1]
+    assert d.tier == "human" and llm.verdict == "error" and llm.latency_ms > 0
+    assert re.search(r"server_error: HTTP 503: .* \[2 attempts, \d+\.\d s\]$", llm.reason)
+
+
+def test_a_trickling_server_is_stopped_at_the_deadline(router: Router, openai_fake: FakeOpenAIServer) -> None:
+    """One byte every 50 ms never trips the 10 s per-read timeout; the 1 s deadline ends the call all the same."""
+    r = openai_router(router, openai_fake, timeout_s=10.0, deadline_s=1.0)
+    openai_fake.default = trickle(0.05)  # ~600 bytes: 30 s to send
+    d = r.route(TEXT)
+    assert d.tier == "human" and "timeout" in d.trace[1].reason and d.trace[1].latency_ms > 0
+    rec = openai_fake.requests[0]
+    assert not rec.finished and len(openai_fake.requests) == 1  # no retry was started after the deadline
+    # the call was stopped, not abandoned: the client closed the connection and the pool slot is free again
+    wait_until(lambda: rec.client_gone and r.tier("llm").pool.stats()["in_flight"] == 0)
+    assert not rec.finished
+
+
+def test_a_hung_provider_opens_the_breaker_after_two_deadlines(router: Router, openai_fake: FakeOpenAIServer) -> None:
+    r = openai_router(router, openai_fake, timeout_s=30.0, deadline_s=0.3, retries=2, breaker_failures=5,
+                      breaker_timeouts=2, breaker_cooldown_s=60)
+    openai_fake.default = hang()
+    for i in range(2):
+        d = r.route(f"{TEXT} {i}")
+        assert d.tier == "human" and d.trace[1].reason.startswith("timeout:")
+    assert len(openai_fake.requests) == 2  # one attempt each: a retry would start after the deadline
+    assert r.tier("llm").breaker.state == "open"
+    d = r.route(f"{TEXT} third")
+    assert "circuit_open" in d.trace[1].reason and "no call made" in d.trace[1].reason
+    assert len(openai_fake.requests) == 2
+    openai_fake.release()
+
+
+def test_client_errors_do_not_open_the_breaker(router: Router, openai_fake: FakeOpenAIServer) -> None:
+    r = openai_router(router, openai_fake, retries=0, breaker_failures=2)
+    openai_fake.default = status(400, message="Invalid request: messages too long.")
+    for i in range(4):
+        assert "client_error" in r.route(f"{TEXT} {i}").trace[1].reason
+    assert r.tier("llm").breaker.state == "closed" and len(openai_fake.requests) == 4
+
+
+def test_retry_after_within_the_deadline_is_honoured(router: Router, openai_fake: FakeOpenAIServer) -> None:
+    r = openai_router(router, openai_fake, deadline_s=30.0)
+    slept: list[float] = []
+    r.tier("llm").sleep = slept.append
+    openai_fake.enqueue(status(429, retry_after=2))
+    d = r.route(TEXT)
+    assert d.tier == "llm" and len(openai_fake.requests) == 2 and slept == [2.0]
+
+
+def test_retry_after_past_the_deadline_fails_at_once_and_says_why(router: Router, openai_fake: FakeOpenAIServer) -> None:
+    r = openai_router(router, openai_fake, deadline_s=5.0)
+    slept: list[float] = []
+    r.tier("llm").sleep = slept.append
+    openai_fake.enqueue(status(429, retry_after=60))
+    d = r.route(TEXT)
+    reason = d.trace[1].reason
+    assert d.tier == "human" and len(openai_fake.requests) == 1 and slept == []
+    assert "rate_limit: HTTP 429" in reason and "retry after 60 s, past the 5 s deadline" in reason
+
+
+def test_a_full_llm_tier_sends_messages_to_review_at_once(router: Router, openai_fake: FakeOpenAIServer) -> None:
+    """max_concurrency calls in flight and max_waiting queued: the next message is not queued behind them."""
+    r = openai_router(router, openai_fake, deadline_s=60.0, max_concurrency=1, max_waiting=1, retries=0)
+    openai_fake.default = hang()
+    held: list[object] = []
+    first = threading.Thread(target=lambda: held.append(r.route(f"{TEXT} first")))
+    first.start()
+    openai_fake.wait_for_held(1)
+    second = threading.Thread(target=lambda: held.append(r.route(f"{TEXT} second")))
+    second.start()
+    wait_until(lambda: r.tier("llm").pool.stats()["waiting"] == 1)
+    d = r.route(f"{TEXT} third")  # answered while the first is held and the second waits
+    assert d.tier == "human" and d.trace[1].reason.startswith("busy: LLM tier busy: 1 calls in flight and 1 waiting")
+    assert openai_fake.held == 1 and len(openai_fake.requests) == 1 and not held
+    openai_fake.release()  # the held call fails (hang-up), then the waiting one gets the slot
+    first.join(timeout=30)
+    second.join(timeout=30)
+    assert len(held) == 2 and all(x.tier == "human" and "connection" in x.trace[1].reason for x in held)
+    assert r.tier("llm").breaker.state == "closed"  # busy refusals are not provider failures
+
+
+def test_half_open_breaker_lets_one_trial_reach_the_provider(router: Router, openai_fake: FakeOpenAIServer) -> None:
+    r = openai_router(router, openai_fake, deadline_s=60.0, retries=0, breaker_failures=1, breaker_cooldown_s=0.05,
+                      max_concurrency=8, max_waiting=8)
+    openai_fake.enqueue(status(500))
+    assert "server_error" in r.route(f"{TEXT} opens").trace[1].reason
+    breaker = r.tier("llm").breaker
+    wait_until(lambda: breaker.state == "half-open")
+    openai_fake.default = hang(answer())  # the trial is held at the server while the others arrive
+    results: list[object] = []
+    barrier = threading.Barrier(8)
+
+    def route(i: int) -> None:
+        barrier.wait()
+        results.append(r.route(f"{TEXT} trial {i}"))
+
+    threads = [threading.Thread(target=route, args=(i,)) for i in range(8)]
+    for t in threads:
+        t.start()
+    wait_until(lambda: len(results) == 7)  # seven answered at once: circuit open, a trial is in flight
+    openai_fake.wait_for_held(1)
+    assert openai_fake.held == 1 and len(openai_fake.requests) == 2 and len(results) == 7
+    assert all("circuit_open" in d.trace[1].reason and "trial call" in d.trace[1].reason for d in results)
+    openai_fake.release()
+    for t in threads:
+        t.join(timeout=30)
+    assert [d.tier for d in results].count("llm") == 1 and breaker.state == "closed"

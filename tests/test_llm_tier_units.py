@@ -1,14 +1,32 @@
-"""Pure parts of the LLM tier: prompt, answer validation, retries, circuit breaker, cache, replay."""
+"""Pure parts of the LLM tier: prompt, answer validation, retries, circuit breaker, call pool, cache, replay."""
 
 from __future__ import annotations
 
+import threading
+import time
+from collections.abc import Callable
 from pathlib import Path
 
 import pytest
 
 from frontdesk.llm.base import LLMResponse, ProviderError
 from frontdesk.llm.prompt import InvalidAnswer, answer_schema, build_prompt, fence, parse_answer
-from frontdesk.llm.resilience import CircuitBreaker, Recording, TTLCache, cache_key, call_with_retries
+from frontdesk.common.retry import RetryPolicy, call_with_retries
+from frontdesk.common.ttlcache import TTLCache
+from frontdesk.llm.deadline import current_deadline
+from frontdesk.llm.resilience import CallPool, CircuitBreaker, Recording, cache_key
+
+RETRYABLE = lambda e: isinstance(e, ProviderError) and e.retryable  # noqa: E731
+AFTER = lambda e: getattr(e, "retry_after", None)  # noqa: E731
+
+
+def wait_until(condition: Callable[[], bool], timeout: float = 30.0) -> None:
+    """Poll ``condition`` until it holds; fail after ``timeout`` seconds (a bound on a hang, not a latency check)."""
+    deadline = time.monotonic() + timeout
+    while not condition():
+        if time.monotonic() > deadline:
+            pytest.fail(f"condition not met within {timeout} s")
+        time.sleep(0.005)
 
 CANDS = ("refund_request", "billing_issue", "cancel_subscription")
 
@@ -62,7 +80,7 @@ def test_valid_answers() -> None:
     assert multi.labels == ("refund_request", "cancel_subscription")
 
 
-def test_retries_back_off_and_honour_retry_after() -> None:
+def test_retries_back_off_with_jitter_and_honour_retry_after() -> None:
     calls, sleeps = [], []
     script = [ProviderError("llm", "rate_limit", "429", retry_after=3.0), ProviderError("llm", "server_error", "500"),
               LLMResponse('{"labels": ["x"]}')]
@@ -74,39 +92,177 @@ def test_retries_back_off_and_honour_retry_after() -> None:
             raise item
         return item
 
-    resp, attempts = call_with_retries(call, retries=2, backoff_s=0.5, max_backoff_s=8, sleep=sleeps.append)
-    assert attempts == 3 and resp.text and sleeps == [3.0, 1.0]
+    policy = RetryPolicy(retries=2, backoff_s=0.5, max_backoff_s=8, jitter=0.5)
+    resp, attempts = call_with_retries(call, policy, retryable=RETRYABLE, retry_after=AFTER, sleep=sleeps.append, rand=lambda: 1.0)
+    assert attempts == 3 and resp.text
+    assert sleeps == [3.0, 1.5]  # Retry-After 3 s beats the 0.75 s backoff; then 1.0 s × (1 + 0.5 jitter)
+    assert [policy.backoff(n, 0.0) for n in (1, 2, 3, 6)] == [0.5, 1.0, 2.0, 8.0]  # doubling, capped
+    assert all(0.5 <= policy.backoff(1, r) <= 0.75 for r in (0.0, 0.3, 0.99))
 
 
-def test_non_retryable_and_exhausted_retries_raise() -> None:
+def test_non_retryable_and_exhausted_retries_raise_with_attempts() -> None:
     def bad() -> LLMResponse:
         raise ProviderError("llm", "client_error", "400 bad request")
 
-    with pytest.raises(ProviderError, match="client_error"):
-        call_with_retries(bad, retries=5, backoff_s=0, max_backoff_s=0, sleep=lambda s: None)
+    with pytest.raises(ProviderError, match="client_error") as info:
+        call_with_retries(bad, RetryPolicy(retries=5, backoff_s=0), retryable=RETRYABLE, sleep=lambda s: None)
+    assert info.value.attempts == 1
     n = []
 
     def slow() -> LLMResponse:
         n.append(1)
         raise ProviderError("llm", "timeout", "after 5 s")
 
-    with pytest.raises(ProviderError, match="timeout"):
-        call_with_retries(slow, retries=2, backoff_s=0, max_backoff_s=0, sleep=lambda s: None)
-    assert len(n) == 3
+    with pytest.raises(ProviderError, match="timeout") as info:
+        call_with_retries(slow, RetryPolicy(retries=2, backoff_s=0), retryable=RETRYABLE, sleep=lambda s: None)
+    assert len(n) == 3 and info.value.attempts == 3
+
+
+def test_no_retry_starts_after_the_deadline() -> None:
+    now = [0.0]
+    sleeps: list[float] = []
+
+    def failing() -> LLMResponse:
+        now[0] += 1.0  # each attempt takes 1 s
+        raise ProviderError("llm", "rate_limit", "429", retry_after=2.0)
+
+    def sleep(s: float) -> None:
+        sleeps.append(s)
+        now[0] += s
+
+    with pytest.raises(ProviderError) as info:
+        call_with_retries(failing, RetryPolicy(retries=10, backoff_s=0.1), retryable=RETRYABLE, retry_after=AFTER,
+                          deadline=5.5, sleep=sleep, clock=lambda: now[0])
+    # attempt at 0→1 s, wait 2 s, attempt 3→4 s; the next would start at 6 s > 5.5 s: stop
+    assert info.value.attempts == 2 and sleeps == [2.0]
+
+
+def test_a_long_retry_after_is_ignored_when_over_the_cap() -> None:
+    sleeps: list[float] = []
+    script = [ProviderError("llm", "rate_limit", "429", retry_after=3600.0), LLMResponse("{}")]
+
+    def call() -> LLMResponse:
+        item = script.pop(0)
+        if isinstance(item, Exception):
+            raise item
+        return item
+
+    policy = RetryPolicy(retries=1, backoff_s=0.2, jitter=0, max_retry_after_s=30)
+    assert call_with_retries(call, policy, retryable=RETRYABLE, retry_after=AFTER, sleep=sleeps.append)[1] == 2
+    assert sleeps == [0.2]
 
 
 def test_circuit_breaker_opens_cools_down_and_closes() -> None:
     now = [0.0]
     b = CircuitBreaker(failures=3, cooldown_s=10, clock=lambda: now[0])
     for _ in range(2):
-        b.failure()
+        b.failure(b.acquire())
     assert b.state == "closed" and b.allow()
-    b.failure()
-    assert b.state == "open" and not b.allow() and b.remaining_s() == 10
+    b.failure(b.acquire())
+    assert b.state == "open" and not b.allow() and b.acquire() is None and b.remaining_s() == 10
     now[0] = 10.5
     assert b.state == "half-open" and b.allow()
-    b.success()
+    permit = b.acquire()
+    assert permit == "trial" and b.acquire() is None  # one trial at a time
+    b.failure(permit)  # the trial failed: open for another cool-down
+    assert b.state == "open" and b.remaining_s() == 10
+    now[0] = 21
+    permit = b.acquire()
+    b.success(permit)
+    assert b.state == "closed" and b.acquire() == "call"
+
+
+def test_timeouts_open_the_breaker_sooner_than_other_failures() -> None:
+    b = CircuitBreaker(failures=5, cooldown_s=10, timeouts=2)
+    b.failure(b.acquire(), timeout=True)
     assert b.state == "closed"
+    b.failure(b.acquire(), timeout=True)
+    assert b.state == "open"
+    c = CircuitBreaker(failures=5, cooldown_s=10, timeouts=2)
+    for timeout in (True, False, True):  # not consecutive timeouts
+        c.failure(c.acquire(), timeout=timeout)
+    assert c.state == "closed"
+    c.success(c.acquire())
+    c.failure(c.acquire(), timeout=True)
+    assert c.state == "closed"  # a success resets both counts
+
+
+def test_half_open_admits_exactly_one_trial_under_concurrency() -> None:
+    now = [0.0]
+    b = CircuitBreaker(failures=1, cooldown_s=5, clock=lambda: now[0])
+    b.failure(b.acquire())
+    now[0] = 6.0
+    threads = 32
+    barrier = threading.Barrier(threads)
+    permits: list[str | None] = []
+    lock = threading.Lock()
+
+    def race() -> None:
+        barrier.wait()
+        p = b.acquire()
+        with lock:
+            permits.append(p)
+
+    workers = [threading.Thread(target=race) for _ in range(threads)]
+    for w in workers:
+        w.start()
+    for w in workers:
+        w.join()
+    assert permits.count("trial") == 1 and permits.count(None) == threads - 1
+    b.release("trial")  # the trial was never made (e.g. no free slot): the next caller may try
+    assert b.acquire() == "trial"
+
+
+def test_call_pool_limits_concurrency_queues_then_refuses() -> None:
+    pool = CallPool(max_concurrency=2, max_waiting=1, tier="llm")
+    gate = threading.Event()
+    started = threading.Semaphore(0)
+    results: list[object] = []
+
+    def blocked() -> str:
+        started.release()
+        gate.wait()
+        return "done"
+
+    def run() -> None:
+        try:
+            results.append(pool.run(blocked, time.monotonic() + 60))
+        except ProviderError as exc:
+            results.append(exc)
+
+    runners = [threading.Thread(target=run) for _ in range(2)]
+    for t in runners:
+        t.start()
+    for _ in range(2):
+        assert started.acquire(timeout=30)
+    waiter = threading.Thread(target=run)
+    waiter.start()
+    wait_until(lambda: pool.stats()["waiting"] == 1)
+    with pytest.raises(ProviderError, match="busy: LLM tier busy: 2 calls in flight and 1 waiting"):
+        pool.run(lambda: "never", time.monotonic() + 60)
+    gate.set()
+    for t in (*runners, waiter):
+        t.join(timeout=30)
+    assert results == ["done"] * 3 and pool.stats() == {"in_flight": 0, "waiting": 0, "abandoned": 0}
+
+
+def test_call_pool_answers_the_caller_at_the_deadline_and_keeps_the_slot_until_the_call_ends() -> None:
+    pool = CallPool(max_concurrency=1, max_waiting=0, tier="llm")
+    gate = threading.Event()
+    with pytest.raises(ProviderError, match="timeout: no answer by the call's deadline"):
+        pool.run(gate.wait, time.monotonic() + 0.05)  # a provider that ignores the deadline
+    assert pool.stats() == {"in_flight": 1, "waiting": 0, "abandoned": 1}
+    with pytest.raises(ProviderError, match="busy"):  # its slot is still taken: back-pressure
+        pool.run(lambda: "x", time.monotonic() + 60)
+    gate.set()
+    wait_until(lambda: pool.stats()["in_flight"] == 0)
+    assert pool.run(lambda: "x", time.monotonic() + 60) == "x"
+
+
+def test_call_pool_runs_the_call_under_the_deadline_scope() -> None:
+    pool = CallPool(max_concurrency=1, max_waiting=0)
+    deadline = time.monotonic() + 30
+    assert pool.run(current_deadline, deadline) == deadline and current_deadline() is None
 
 
 def test_cache_ttl_and_key_normalisation() -> None:
@@ -120,7 +276,10 @@ def test_cache_ttl_and_key_normalisation() -> None:
     assert c.get(k) is None
     for i in range(3):
         c.put(str(i), i)
-    assert c.get("0") is None and c.get("2") == 2  # bounded
+    assert c.get("0") is None and c.get("2") == 2 and len(c) == 2  # bounded
+    off = TTLCache(ttl_s=0)
+    off.put("k", 1)
+    assert off.get("k") is None and not off.enabled
 
 
 def test_record_then_replay(tmp_path: Path) -> None:

@@ -144,13 +144,23 @@ def test_webhook_delivers_json_with_idempotency_key(receiver: Receiver) -> None:
 def test_webhook_retries_transient_statuses_with_the_same_key(receiver: Receiver, status: int) -> None:
     receiver.script = [(status, {}, 0.0)] * 2
     sleeps: list[float] = []
-    sink = WebhookSink(receiver.url, retries=3, backoff_s=0.05, sleep=sleeps.append)
+    sink = WebhookSink(receiver.url, retries=3, backoff_s=0.05, jitter=0, sleep=sleeps.append)
     sink.deliver(targets()[0])
     sink.close()
     assert len(receiver.requests) == 3
     assert {r["headers"]["Idempotency-Key"] for r in receiver.requests} == {"dec1:0"}
     assert len({r["body"] for r in receiver.requests}) == 1
     assert sleeps == [0.05, 0.1]  # exponential backoff
+
+
+def test_webhook_backoff_has_jitter(receiver: Receiver) -> None:
+    receiver.script = [(503, {}, 0.0)] * 3
+    sleeps: list[float] = []
+    with WebhookSink(receiver.url, retries=3, backoff_s=0.04, jitter=0.5, sleep=sleeps.append) as sink:
+        sink.deliver(targets()[0])
+    assert len(sleeps) == 3
+    for n, s in enumerate(sleeps):
+        assert 0.04 * 2**n <= s <= 0.04 * 2**n * 1.5  # stretched by up to 50 %, never shortened
 
 
 def test_webhook_backoff_really_waits(receiver: Receiver) -> None:
@@ -164,7 +174,7 @@ def test_webhook_backoff_really_waits(receiver: Receiver) -> None:
 def test_webhook_honours_a_small_retry_after_and_ignores_a_large_one(receiver: Receiver) -> None:
     receiver.script = [(429, {"Retry-After": "1"}, 0.0), (503, {"Retry-After": "3600"}, 0.0)]
     sleeps: list[float] = []
-    with WebhookSink(receiver.url, retries=3, backoff_s=0.01, sleep=sleeps.append, max_retry_after_s=5) as sink:
+    with WebhookSink(receiver.url, retries=3, backoff_s=0.01, jitter=0, sleep=sleeps.append, max_retry_after_s=5) as sink:
         sink.deliver(targets()[0])
     assert len(receiver.requests) == 3
     assert sleeps == [1.0, 0.02]  # Retry-After 1 s honoured; 1 h ignored → backoff
@@ -211,10 +221,29 @@ def test_webhook_retries_connection_errors() -> None:
         s.bind(("127.0.0.1", 0))
         port = s.getsockname()[1]
     sleeps: list[float] = []
-    with WebhookSink(f"http://127.0.0.1:{port}/hook", retries=2, backoff_s=0.01, sleep=sleeps.append) as sink:
+    with WebhookSink(f"http://127.0.0.1:{port}/hook", retries=2, backoff_s=0.01, jitter=0, sleep=sleeps.append) as sink:
         with pytest.raises(DeliveryError, match="ConnectError") as err:
             sink.deliver(targets()[0])
     assert err.value.status is None and err.value.attempts == 3 and sleeps == [0.01, 0.02]
+
+
+def test_drift_webhook_retries_transient_failures_with_the_same_helper(receiver: Receiver, caplog: pytest.LogCaptureFixture) -> None:
+    from frontdesk.common.retry import RetryPolicy
+    from frontdesk.loop.drift.alerts import deliver_alerts
+    from frontdesk.loop.drift.values import Alert
+
+    alert = Alert(kind="escalation_rate", state="firing", message="escalation rate 0.40 > 0.30", value=0.4, threshold=0.3,
+                  at=datetime.now(timezone.utc), observed=100)
+    receiver.script = [(503, {"Retry-After": "1"}, 0.0), (500, {}, 0.0)]
+    sleeps: list[float] = []
+    policy = RetryPolicy(retries=2, backoff_s=0.01, jitter=0, max_retry_after_s=5)
+    deliver_alerts([alert], receiver.url, timeout_s=2, policy=policy, sleep=sleeps.append)
+    assert len(receiver.requests) == 3 and sleeps == [1.0, 0.02]
+    assert json.loads(receiver.requests[-1]["body"])["alert"]["kind"] == "escalation_rate"
+    receiver.script = [(503, {}, 0.0)] * 3  # retries used up: logged, never raised
+    with caplog.at_level("ERROR", logger="frontdesk.loop.drift"):
+        deliver_alerts([alert], receiver.url, timeout_s=2, policy=policy, sleep=sleeps.append)
+    assert len(receiver.requests) == 6 and "after 3 attempt(s)" in caplog.text
 
 
 def test_missing_client_library_says_what_to_install(monkeypatch: pytest.MonkeyPatch) -> None:

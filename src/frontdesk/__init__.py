@@ -34,6 +34,8 @@ _EXPORTS: dict[str, str] = {
     "OperatingCurve": "frontdesk.gating.gate",
     "OperatingPoint": "frontdesk.gating.gate",
     "fit_gate": "frontdesk.gating.gate",
+    "ProviderSettings": "frontdesk.llm.registry",
+    "register_provider": "frontdesk.llm.registry",
     "Router": "frontdesk.cascade.router",
     "RouterSettings": "frontdesk.cascade.router",
     "Pipeline": "frontdesk.pipeline",
@@ -80,6 +82,7 @@ if TYPE_CHECKING:  # for type checkers and IDEs: the same names, imported eagerl
         TierError,
     )
     from frontdesk.gating.gate import GatePolicy, Objective, OperatingCurve, OperatingPoint, fit_gate
+    from frontdesk.llm.registry import ProviderSettings, register_provider
     from frontdesk.loop.distill import distill_dataset
     from frontdesk.pipeline import Pipeline
     from frontdesk.tiers.base import Tier, available_tiers, register_tier

@@ -240,14 +240,16 @@ sinks:                           # where routed targets are delivered
 # tools: tools.yaml              # tool catalogue for agent tool narrowing
 
 # llm:                           # an LLM tier after the classifier, before human review
-#   provider: local              # local (llama.cpp, offline) | openai (any compatible endpoint) | anthropic
+#   provider: local              # local (xllamacpp, offline) | llama-cpp | openai (any compatible endpoint) | anthropic | a plug-in
 #   model: qwen2.5-coder-1.5b    # e.g. gpt-4o-mini, claude-3-5-haiku-latest, llama3.1 (Ollama)
 #   base_url: null               # e.g. http://localhost:11434/v1 (Ollama), http://vllm:8000/v1
 #   api_key_env: null            # default OPENAI_API_KEY / ANTHROPIC_API_KEY; keys are never logged
 #   candidates_k: 5              # the LLM chooses among the classifier's top-5 labels
-#   timeout_s: 30
-#   retries: 2                   # timeouts, 429 and 5xx, with exponential backoff
-#   breaker_failures: 5          # then skip the LLM for breaker_cooldown_s
+#   timeout_s: 30                # per attempt
+#   deadline_s: 30               # the whole call, retries and waits included; then human review
+#   retries: 2                   # timeouts, 429 and 5xx, jittered backoff, Retry-After honoured
+#   max_concurrency: 4           # LLM calls in flight; max_waiting: 4 more queue, the rest → review ("LLM tier busy")
+#   breaker_failures: 5          # or breaker_timeouts: 2 → skip the LLM for breaker_cooldown_s, then one trial call
 #   cache_ttl_s: 3600
 #   price_input_per_1m: 0.15     # USD per 1M tokens, for cost reporting
 #   price_output_per_1m: 0.60

@@ -77,3 +77,4 @@ class TierError(FrontdeskError):
         super().__init__(f"tier {tier!r} failed: {reason}")
         self.tier = tier
         self.reason = reason
+        self.latency_ms = 0.0  # the time the failed attempt took (the trace shows it)

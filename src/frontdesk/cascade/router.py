@@ -215,7 +215,8 @@ class Router:
                 item = items[i]
                 if isinstance(res, BaseException):
                     reason = res.reason if isinstance(res, TierError) else f"{type(res).__name__}: {res}"
-                    item.trace.append(TierTrace(tier=tier.name, kind=tier.kind, verdict="error", reason=reason))
+                    spent = res.latency_ms if isinstance(res, TierError) else 0.0
+                    item.trace.append(TierTrace(tier=tier.name, kind=tier.kind, verdict="error", reason=reason, latency_ms=spent))
                     still.append(i)
                     continue
                 g = gate.judge(res.ranked)

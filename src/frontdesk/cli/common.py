@@ -37,19 +37,23 @@ def objective(target_accuracy: float | None, max_escalation: float | None, per_l
         raise ConfigError(validation_message(exc), field="objective") from exc
 
 
-LLMOpt = Annotated[Optional[str], typer.Option("--llm", help="add an LLM tier: local | openai | anthropic")]
+LLMOpt = Annotated[Optional[str], typer.Option("--llm", help="add an LLM tier: local | llama-cpp | openai | anthropic | a plug-in provider")]
 LLMModelOpt = Annotated[Optional[str], typer.Option("--llm-model", help="LLM model id (default per provider)")]
 LLMUrlOpt = Annotated[Optional[str], typer.Option("--llm-base-url", help="OpenAI-compatible / Anthropic endpoint")]
 
 
 def llm_params(provider: str | None, model: str | None, base_url: str | None, **extra: object) -> dict | None:
     """The LLM tier settings given on the command line (None when --llm is not given)."""
+    from frontdesk.llm.registry import get_provider, provider_names
+
     if provider is None:
         if model or base_url:
-            raise ConfigError("--llm-model / --llm-base-url need --llm local|openai|anthropic", field="--llm")
+            raise ConfigError(f"--llm-model / --llm-base-url need --llm {'|'.join(provider_names())}", field="--llm")
         return None
-    if provider not in ("local", "openai", "anthropic"):
-        raise ConfigError(f"unknown LLM provider {provider!r}: use local, openai or anthropic", field="--llm")
+    try:
+        get_provider(provider)
+    except ConfigError as exc:
+        raise ConfigError(str(exc).removeprefix("llm.provider: "), field="--llm") from None
     return {"provider": provider, "model": model, "base_url": base_url, **{k: v for k, v in extra.items() if v is not None}}
 
 

@@ -24,16 +24,26 @@ from frontdesk.types import Decision, Message
 
 
 def _local_llm_ready() -> str | None:
-    """None when the offline LLM can run here, else why not (and how to fix it)."""
-    import importlib.util
+    """None when the offline LLM (provider ``local``: xllamacpp) can run here, else why not (and how to fix it).
 
-    if importlib.util.find_spec("llama_cpp") is None:  # not imported here: the provider sets OpenMP options first
-        return "llama-cpp-python is not installed (pip install 'frontdesk[llm-local]', or `make demo`)"
-    from frontdesk.llm.models import is_installed
+    Nothing is imported (the provider sets OpenMP options before the first import): the package is
+    looked up, the CPU's flags read and the model file checked.
+    """
+    from frontdesk.llm.registry import provider_ready
 
-    if not is_installed():
-        return "the local model is not fetched (frontdesk models fetch, or `make demo`)"
-    return None
+    return provider_ready("local")
+
+
+def _offline_provider() -> tuple[str | None, str | None]:
+    """The offline provider the demo uses: ``local``, else ``llama-cpp`` when that one is installed; and why not."""
+    from frontdesk.llm.registry import provider_ready
+
+    why_not = _local_llm_ready()
+    if why_not is None:
+        return "local", None
+    if provider_ready("llama-cpp") is None:
+        return "llama-cpp", None
+    return None, why_not
 
 
 def _inputs(texts: list[str] | None) -> Iterator[tuple[str, str, str | None]]:
@@ -161,8 +171,8 @@ def register(app: typer.Typer) -> None:
         base = train_router(data, ["linear"], Objective(max_escalation=0.25), RouterSettings())
         fitted = base.gates["linear"]
         base.set_gate("linear", fitted.model_copy(update={"flag_threshold": max(0.8, fitted.threshold)}))
-        why_not = _local_llm_ready() if llm == "auto" else "switched off (--llm off)"
-        router = base.with_llm({"provider": "local", "timeout_s": 120}) if why_not is None else base
+        provider, why_not = _offline_provider() if llm == "auto" else (None, "switched off (--llm off)")
+        router = base.with_llm({"provider": provider, "timeout_s": 120, "deadline_s": 240}) if provider else base
         messages = [m.strip() for m in (root / "demo_messages.txt").read_text(encoding="utf-8").splitlines() if m.strip()]
         with console.status("routing (the LLM takes a few seconds per escalated message)…") if why_not is None else nullcontext():
             decisions = router.route_batch(messages)

@@ -10,11 +10,13 @@ for free (``targets.labels.<label>.model_tier``). A failed call falls back to th
 from __future__ import annotations
 
 import json
+import time
 from collections.abc import Mapping
 
 from pydantic import BaseModel, Field
 
 from frontdesk.llm.base import LLMRequest, Provider, ProviderError
+from frontdesk.llm.deadline import deadline_scope
 from frontdesk.llm.prompt import fence
 
 _SYSTEM = """You route requests to the cheapest model tier that can handle them well.
@@ -54,8 +56,10 @@ class LLMModelRouter:
                            "difficulty": {"type": "integer", "minimum": 1, "maximum": 5}},
             "required": ["tier", "reasoning", "difficulty"], "additionalProperties": False,
         }
-        response = self.provider.complete(LLMRequest(_SYSTEM.format(tiers=listing), fence(text), schema, tuple(names),
-                                                     max_tokens=120, timeout_s=self.timeout_s))
+        deadline = time.monotonic() + self.timeout_s  # a wall-clock bound: a trickling server cannot stretch it
+        with deadline_scope(deadline):
+            response = self.provider.complete(LLMRequest(_SYSTEM.format(tiers=listing), fence(text), schema, tuple(names),
+                                                         max_tokens=120, timeout_s=self.timeout_s, deadline=deadline))
         try:
             data = json.loads(response.text)
             choice = ModelTierChoice(**data)

@@ -9,18 +9,17 @@ at-least-once: the webhook retries transient failures and sends the target id as
 
 from __future__ import annotations
 
-import email.utils
 import json
 import string
 import sys
 import threading
 import time
 from collections.abc import Callable, Mapping
-from datetime import datetime, timezone
 from pathlib import Path
 from typing import IO, Any, Protocol, runtime_checkable
 from urllib.parse import urlsplit
 
+from frontdesk.common.retry import RetryPolicy, call_with_retries, parse_retry_after
 from frontdesk.errors import ConfigError, FrontdeskError
 from frontdesk.routing.targets import RoutedTarget
 
@@ -120,30 +119,21 @@ class JsonlSink(_Base):
                 self._fh = None
 
 
-def _retry_after(value: str | None) -> float | None:
-    """Seconds from a Retry-After header (delta-seconds or an HTTP date), None when absent or unparseable."""
-    if not value:
-        return None
-    value = value.strip()
-    try:
-        return max(0.0, float(value))
-    except ValueError:
-        pass
-    try:
-        when = email.utils.parsedate_to_datetime(value)
-    except (TypeError, ValueError):
-        return None
-    if when.tzinfo is None:
-        when = when.replace(tzinfo=timezone.utc)
-    return max(0.0, (when - datetime.now(timezone.utc)).total_seconds())
+class _Transient(Exception):
+    """A webhook attempt that may succeed if repeated (connection error, timeout, 429, 5xx)."""
+
+    def __init__(self, last: str, status: int | None = None, retry_after: float | None = None) -> None:
+        super().__init__(last)
+        self.last, self.status, self.retry_after = last, status, retry_after
 
 
 class WebhookSink(_Base):
-    """POSTs each target as JSON to ``url``; retries transient failures with exponential backoff.
+    """POSTs each target as JSON to ``url``; retries transient failures with jittered exponential backoff.
 
     ``retries`` is the number of *extra* attempts (``retries=3`` → at most 4 POSTs). Retried:
-    connection errors, timeouts, HTTP 429 and 5xx; the wait is ``backoff_s * 2**n`` unless the
-    response has a ``Retry-After`` of at most ``max_retry_after_s`` seconds, which is honoured
+    connection errors, timeouts, HTTP 429 and 5xx, by :func:`frontdesk.common.retry.call_with_retries`:
+    the wait is ``backoff_s * 2**n`` (up to ``max_backoff_s``) stretched by up to ``jitter``, unless
+    the response has a ``Retry-After`` of at most ``max_retry_after_s`` seconds, which is honoured
     (a longer one is ignored rather than blocking the sink). Any other non-2xx status fails at
     once (retrying a 400/401/404 cannot help). Every attempt carries the same
     ``Idempotency-Key`` (the target id), so the receiver can drop repeats.
@@ -158,20 +148,25 @@ class WebhookSink(_Base):
         headers: Mapping[str, str] | None = None,
         *,
         max_retry_after_s: float = 30.0,
+        max_backoff_s: float = 30.0,
+        jitter: float = 0.5,
         client: Any = None,
         sleep: Callable[[float], None] = time.sleep,
     ) -> None:
         httpx = _require("httpx", "webhook")
         if urlsplit(url).scheme not in ("http", "https"):
             raise ConfigError(f"webhook URL must start with http:// or https://, got {url!r}", field="sink.url")
-        if retries < 0 or timeout_s <= 0 or backoff_s < 0:
+        if retries < 0 or timeout_s <= 0 or backoff_s < 0 or jitter < 0 or max_backoff_s < 0:
             raise ConfigError(
-                f"need retries ≥ 0, timeout_s > 0, backoff_s ≥ 0 (got {retries}, {timeout_s}, {backoff_s})", field="sink"
+                f"need retries ≥ 0, timeout_s > 0, backoff_s ≥ 0, max_backoff_s ≥ 0, jitter ≥ 0 "
+                f"(got {retries}, {timeout_s}, {backoff_s}, {max_backoff_s}, {jitter})", field="sink"
             )
         self.url = url
         self.retries = retries
         self.backoff_s = backoff_s
         self.max_retry_after_s = max_retry_after_s
+        self.policy = RetryPolicy(retries=retries, backoff_s=backoff_s, max_backoff_s=max_backoff_s, jitter=jitter,
+                                  max_retry_after_s=max_retry_after_s)
         self._headers = dict(headers or {})
         self._own_client = client is None
         self._client = client or httpx.Client(timeout=timeout_s, follow_redirects=False)
@@ -182,36 +177,37 @@ class WebhookSink(_Base):
         httpx = self._httpx
         headers = {**self._headers, "Idempotency-Key": target.id, "Content-Type": "application/json"}
         body = _line(target).encode("utf-8")
-        attempts = self.retries + 1
-        last = ""
-        status: int | None = None
-        for attempt in range(attempts):
-            wait = self.backoff_s * (2**attempt)
+
+        def post() -> None:
             try:
                 resp = self._client.post(self.url, content=body, headers=headers)
             except (httpx.TimeoutException, httpx.NetworkError, httpx.RemoteProtocolError) as exc:
-                status, last = None, f"{type(exc).__name__}: {exc}" if str(exc) else type(exc).__name__
-            else:
-                status = resp.status_code
-                if 200 <= status < 300:
-                    return
-                last = f"HTTP {status} {resp.reason_phrase}: {resp.text[:200]!r}"
-                if status != 429 and status < 500:
-                    raise DeliveryError(
-                        f"webhook {self.url} rejected target {target.id} with {last}: not retried (a client error "
-                        "will not change); check the URL, the auth headers and the payload the receiver expects",
-                        target_id=target.id, status=status, attempts=attempt + 1,
-                    )
-                after = _retry_after(resp.headers.get("Retry-After"))
-                if after is not None and after <= self.max_retry_after_s:
-                    wait = after
-            if attempt + 1 < attempts:
-                self._sleep(wait)
-        raise DeliveryError(
-            f"webhook {self.url} failed for target {target.id} after {attempts} attempt(s), last: {last}; check the "
-            "receiver is up and reachable, then redeliver (the Idempotency-Key header makes repeats safe)",
-            target_id=target.id, status=status, attempts=attempts,
-        )
+                raise _Transient(f"{type(exc).__name__}: {exc}" if str(exc) else type(exc).__name__) from exc
+            status = resp.status_code
+            if 200 <= status < 300:
+                return
+            last = f"HTTP {status} {resp.reason_phrase}: {resp.text[:200]!r}"
+            if status == 429 or status >= 500:
+                raise _Transient(last, status, parse_retry_after(resp.headers.get("Retry-After")))
+            raise DeliveryError(
+                f"webhook {self.url} rejected target {target.id} with {last}: not retried (a client error "
+                "will not change); check the URL, the auth headers and the payload the receiver expects",
+                target_id=target.id, status=status,
+            )
+
+        try:
+            call_with_retries(post, self.policy, retryable=lambda e: isinstance(e, _Transient),
+                              retry_after=lambda e: getattr(e, "retry_after", None), sleep=self._sleep)
+        except DeliveryError as exc:
+            exc.attempts = getattr(exc, "attempts", 1)
+            raise
+        except _Transient as exc:
+            attempts = getattr(exc, "attempts", self.retries + 1)
+            raise DeliveryError(
+                f"webhook {self.url} failed for target {target.id} after {attempts} attempt(s), last: {exc.last}; check the "
+                "receiver is up and reachable, then redeliver (the Idempotency-Key header makes repeats safe)",
+                target_id=target.id, status=exc.status, attempts=attempts,
+            ) from None
 
     def close(self) -> None:
         if self._own_client:

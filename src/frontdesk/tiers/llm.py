@@ -3,32 +3,41 @@
 It receives the message plus the top-k candidate labels the cheaper tiers proposed (namespace
 narrowing), each with its description and a few training examples, and must answer JSON
 ``{labels, confidence, rationale}`` restricted to those candidates (or ``"none"`` → the next
-tier / human review / unknown). Providers: ``local`` (llama.cpp, offline, the default),
-``openai`` (any OpenAI-compatible endpoint), ``anthropic``.
+tier / human review / unknown). Providers come from :mod:`frontdesk.llm.registry`: ``local``
+(xllamacpp, offline, the default), ``llama-cpp`` (llama-cpp-python), ``openai`` (any
+OpenAI-compatible endpoint), ``anthropic``, and any registered or installed plug-in.
 
-Faults degrade, never drop: every call has a timeout; timeouts, 429 and 5xx are retried with
-backoff; after repeated failures a circuit breaker skips the LLM for a cool-down; an invalid
-answer (outside the candidates, not JSON, empty, refusal) is a failed call. A failed call raises
-:class:`~frontdesk.llm.base.ProviderError`, which the router records in the trace before sending
-the message on to human review with the classifier's best guess.
+Faults degrade, never drop, and never hold the service: each call has a wall-clock deadline
+(``deadline_s``) that covers every retry and wait; calls run on a bounded pool (``max_concurrency``
+in flight, ``max_waiting`` queued, the rest refused at once as "LLM tier busy"), so the threads
+that answer confident messages are never all waiting on the LLM; timeouts, 429 and 5xx are
+retried with jittered backoff honouring ``Retry-After`` while the deadline allows; a circuit
+breaker skips the LLM after ``breaker_failures`` failed calls or ``breaker_timeouts`` timed-out
+ones, then admits one trial call. An invalid answer (outside the candidates, not JSON, empty,
+refusal) is a failed call. A failed call raises :class:`~frontdesk.llm.base.ProviderError` with the
+time it took, which the router records in the trace before sending the message on to human
+review with the classifier's best guess.
 """
 
 from __future__ import annotations
 
+import dataclasses
 import json
+import threading
 import time
 from collections.abc import Sequence
 from pathlib import Path
-from typing import Any, Literal
+from typing import Any
 
-from pydantic import BaseModel, ConfigDict, Field
+from pydantic import BaseModel, ConfigDict, Field, field_validator
 
 from frontdesk.data.dataset import Dataset
-from frontdesk.errors import ConfigError, ModelError
+from frontdesk.errors import ConfigError, FrontdeskError, ModelError
 from frontdesk.gating.gate import GatePolicy
 from frontdesk.llm.base import LLMRequest, LLMResponse, Provider, ProviderError
 from frontdesk.llm.prompt import InvalidAnswer, answer_schema, build_prompt, parse_answer
-from frontdesk.llm.resilience import CircuitBreaker, Recording, TTLCache, cache_key, call_with_retries
+from frontdesk.llm.registry import ProviderSettings, create_provider, get_provider
+from frontdesk.llm.resilience import CallPool, CircuitBreaker, Recording, RetryPolicy, TTLCache, cache_key, call_with_retries
 from frontdesk.types import TierResult
 from frontdesk.tiers.base import Progress, Tier, parse_params
 
@@ -41,7 +50,6 @@ DEFAULT_PRICES: dict[str, tuple[float, float]] = {
     "claude-3-5-haiku-latest": (0.80, 4.00),
     "claude-sonnet-4-0": (3.00, 15.00),
 }
-DEFAULT_MODELS = {"local": "qwen2.5-coder-1.5b", "openai": "gpt-4o-mini", "anthropic": "claude-3-5-haiku-latest"}
 
 
 class LLMParams(BaseModel):
@@ -49,19 +57,26 @@ class LLMParams(BaseModel):
 
     model_config = ConfigDict(extra="forbid")
 
-    provider: Literal["local", "openai", "anthropic"] = "local"
+    provider: str = Field("local", description="local (xllamacpp, offline) | llama-cpp | openai | anthropic | a registered plug-in")
     model: str | None = Field(None, description="model id; default per provider (local: qwen2.5-coder-1.5b)")
     base_url: str | None = Field(None, description="OpenAI-compatible or Anthropic endpoint (vLLM, Ollama, llama.cpp server …)")
     api_key_env: str | None = Field(None, description="env var holding the API key (default OPENAI_API_KEY / ANTHROPIC_API_KEY)")
     candidates_k: int = Field(5, ge=1, description="labels from earlier tiers the LLM chooses among")
     examples_per_label: int = Field(2, ge=0, le=10)
     max_labels: int = Field(1, ge=1, description="labels per answer (raised automatically for multi-intent data)")
-    timeout_s: float = Field(30.0, gt=0, description="per call")
-    retries: int = Field(2, ge=0, description="retries of timeouts, 429 and 5xx")
-    backoff_s: float = Field(0.5, ge=0)
-    max_backoff_s: float = Field(8.0, ge=0)
+    timeout_s: float = Field(30.0, gt=0, description="per attempt: the longest wait for the provider (never past the deadline)")
+    deadline_s: float | None = Field(None, gt=0, description="wall-clock limit of one LLM call, retries and waits included "
+                                                              "(default: timeout_s); then the message goes to human review")
+    retries: int = Field(2, ge=0, description="retries of timeouts, 429 and 5xx, while the deadline allows")
+    backoff_s: float = Field(0.5, ge=0, description="first wait before a retry; doubles each time, plus up to 50 % jitter")
+    max_backoff_s: float = Field(8.0, ge=0, description="longest wait between retries (a longer Retry-After is still honoured "
+                                                         "when the deadline allows it)")
+    max_concurrency: int = Field(4, ge=1, description="LLM calls in flight at once (each on its own thread, off the request threads)")
+    max_waiting: int = Field(4, ge=0, description="calls queued for a slot (up to their deadline); more are sent to human "
+                                                   "review at once as 'LLM tier busy'")
     breaker_failures: int = Field(5, ge=1, description="consecutive failed calls that open the circuit")
-    breaker_cooldown_s: float = Field(30.0, gt=0)
+    breaker_timeouts: int = Field(2, ge=1, description="consecutive timed-out calls that open the circuit (a hung provider)")
+    breaker_cooldown_s: float = Field(30.0, gt=0, description="how long an open circuit skips the LLM before one trial call")
     cache_ttl_s: float = Field(3600.0, ge=0, description="exact-match answer cache; 0 disables")
     cache_size: int = Field(10_000, ge=1)
     record: Path | None = Field(None, description="append every real answer to this JSONL file")
@@ -69,11 +84,32 @@ class LLMParams(BaseModel):
     price_input_per_1m: float | None = Field(None, ge=0, description="USD per 1M input tokens (default: known price or 0)")
     price_output_per_1m: float | None = Field(None, ge=0)
     max_tokens: int = Field(200, ge=16)
-    n_threads: int | None = Field(None, ge=1, description="local provider: llama.cpp threads")
+    n_threads: int | None = Field(None, ge=1, description="local providers: llama.cpp threads")
+    options: dict[str, Any] = Field(default_factory=dict, description="provider-specific constructor options "
+                                    "(openai: structured, logprobs; local: n_ctx, n_batch, prompt_cache_mb, …)")
+
+    @field_validator("provider")
+    @classmethod
+    def _known_provider(cls, name: str) -> str:
+        get_provider(name)  # ConfigError (a ValueError) listing the providers that exist
+        return name
 
     @property
     def model_name(self) -> str:
-        return self.model or DEFAULT_MODELS[self.provider]
+        model = self.model or get_provider(self.provider).default_model
+        if not model:
+            raise ConfigError(f"the {self.provider} provider has no default model: set llm.model", field="llm.model")
+        return model
+
+    @property
+    def call_deadline_s(self) -> float:
+        """The wall-clock budget of one call, retries included."""
+        return self.deadline_s if self.deadline_s is not None else self.timeout_s
+
+    def retry_policy(self) -> RetryPolicy:
+        # any Retry-After is honoured; the deadline decides whether waiting for it is possible
+        return RetryPolicy(retries=self.retries, backoff_s=self.backoff_s, max_backoff_s=self.max_backoff_s,
+                           max_retry_after_s=float("inf"))
 
     def prices(self) -> tuple[float, float]:
         known = DEFAULT_PRICES.get(self.model_name, (0.0, 0.0))
@@ -82,28 +118,10 @@ class LLMParams(BaseModel):
 
 
 def make_provider(params: LLMParams, tier_name: str = "llm") -> Provider:
-    """The provider object for ``params`` (imports its SDK lazily)."""
-    try:
-        if params.provider == "openai":
-            from frontdesk.llm.providers.openai_compat import OpenAIProvider
-
-            kw: dict[str, Any] = {"base_url": params.base_url, "tier_name": tier_name}
-            if params.api_key_env:
-                kw["api_key_env"] = params.api_key_env
-            return OpenAIProvider(params.model_name, **kw)
-        if params.provider == "anthropic":
-            from frontdesk.llm.providers.anthropic_api import AnthropicProvider
-
-            kw = {"base_url": params.base_url, "tier_name": tier_name}
-            if params.api_key_env:
-                kw["api_key_env"] = params.api_key_env
-            return AnthropicProvider(params.model_name, **kw)
-        from frontdesk.llm.providers.llama_cpp import LocalProvider
-
-        return LocalProvider(params.model_name, n_threads=params.n_threads, tier_name=tier_name)
-    except ImportError as exc:
-        extra = {"local": "llm-local", "openai": "llm", "anthropic": "llm"}[params.provider]
-        raise ConfigError(f"the {params.provider} provider needs {exc.name}: pip install 'frontdesk[{extra}]'", field="llm.provider") from exc
+    """The provider object for ``params``, from the registry (imports its SDK lazily)."""
+    settings = ProviderSettings(model=params.model_name, base_url=params.base_url, api_key_env=params.api_key_env,
+                                n_threads=params.n_threads, options=params.options, tier_name=tier_name)
+    return create_provider(params.provider, settings)
 
 
 class LLMTier(Tier):
@@ -117,8 +135,10 @@ class LLMTier(Tier):
         self.descriptions: dict[str, str] = {}
         self.examples: dict[str, list[str]] = {}
         self._provider = provider
-        self.breaker = CircuitBreaker(self.params.breaker_failures, self.params.breaker_cooldown_s)
-        self.cache = TTLCache(self.params.cache_ttl_s, self.params.cache_size)
+        self._provider_lock = threading.Lock()
+        self.breaker = CircuitBreaker(self.params.breaker_failures, self.params.breaker_cooldown_s, self.params.breaker_timeouts)
+        self.pool = CallPool(self.params.max_concurrency, self.params.max_waiting, tier=self.name)
+        self.cache: TTLCache[tuple[tuple[tuple[str, float], ...], str]] = TTLCache(self.params.cache_ttl_s, self.params.cache_size)
         self._recording: Recording | None = None
         if self.params.replay is not None:
             self._recording = Recording(self.params.replay, "replay")
@@ -129,7 +149,9 @@ class LLMTier(Tier):
     @property
     def provider(self) -> Provider:
         if self._provider is None:
-            self._provider = make_provider(self.params, self.name)
+            with self._provider_lock:
+                if self._provider is None:
+                    self._provider = make_provider(self.params, self.name)
         return self._provider
 
     def default_gate(self) -> GatePolicy:
@@ -190,23 +212,47 @@ class LLMTier(Tier):
         return f"{self.params.provider}:{self.params.model_name}"
 
     def _call(self, key: str, request: LLMRequest) -> tuple[LLMResponse, int]:
+        """One LLM call: breaker permit → a pool slot → retries, all within the call's deadline."""
         if self._recording is not None and self._recording.mode == "replay":
             return self._recording.lookup(key, self.name), 1
-        if not self.breaker.allow():
-            raise ProviderError(self.name, "circuit_open",
-                                f"the LLM provider failed repeatedly; skipping it for {self.breaker.remaining_s():.0f} s more")
+        provider = self.provider  # built (SDK imported, client made) before the clock starts: setup is not the call
+        started = time.monotonic()
+        budget = self.params.call_deadline_s
+        deadline = started + budget
+        request = dataclasses.replace(request, deadline=deadline, timeout_s=min(request.timeout_s, budget))
+        permit = self.breaker.acquire()
+        if permit is None:
+            why = ("a trial call is checking whether it is back" if self.breaker.state == "half-open"
+                   else f"skipping it for {self.breaker.remaining_s():.0f} s more")
+            raise _spent(ProviderError(self.name, "circuit_open", f"the LLM provider failed repeatedly; {why}"), started)
+
+        def attempts() -> tuple[LLMResponse, int]:
+            return call_with_retries(lambda: provider.complete(request), self.params.retry_policy(),
+                                     retryable=lambda e: isinstance(e, ProviderError) and e.retryable,
+                                     retry_after=lambda e: getattr(e, "retry_after", None), deadline=deadline, sleep=self.sleep)
+
         try:
-            response, attempts = call_with_retries(
-                lambda: self.provider.complete(request), retries=self.params.retries, backoff_s=self.params.backoff_s,
-                max_backoff_s=self.params.max_backoff_s, sleep=self.sleep,
-            )
-        except ProviderError:
-            self.breaker.failure()
+            response, n = self.pool.run(attempts, deadline)
+        except ProviderError as exc:
+            if exc.kind == "busy":
+                self.breaker.release(permit)
+            elif exc.retryable:  # the provider is unavailable: timeouts, 429, 5xx, connection
+                self.breaker.failure(permit, timeout=exc.kind == "timeout")
+            else:  # it answered (a 4xx, a refusal, a bad answer): reachable
+                self.breaker.success(permit)
+            if exc.retry_after is not None and time.monotonic() + exc.retry_after > deadline:
+                exc.reason += f"; the server asked to retry after {exc.retry_after:g} s, past the {budget:g} s deadline"
+            raise _spent(exc, started) from None
+        except FrontdeskError:
+            self.breaker.release(permit)
             raise
-        self.breaker.success()
+        except Exception as exc:  # noqa: BLE001 - a provider bug is a failed call, not a crash
+            self.breaker.failure(permit)
+            raise _spent(ProviderError(self.name, "bad_response", f"the provider raised {type(exc).__name__}: {exc}"), started) from exc
+        self.breaker.success(permit)
         if self._recording is not None:
             self._recording.record(key, response)
-        return response, attempts
+        return response, n
 
     def info(self) -> dict[str, Any]:
         return {"provider": self.params.provider, "model": self.params.model_name, "candidates_k": self.params.candidates_k}
@@ -227,6 +273,22 @@ class LLMTier(Tier):
         except (KeyError, json.JSONDecodeError) as exc:
             raise ModelError(f"llm.json is invalid ({exc}): re-save the model", path=path) from exc
         return tier
+
+
+def _spent(exc: ProviderError, started: float) -> ProviderError:
+    """``exc`` with the time the call took (and its attempts) in the reason and in ``latency_ms``."""
+    elapsed = time.monotonic() - started
+    attempts = getattr(exc, "attempts", 0) or 0
+    if exc.kind in ("busy", "circuit_open"):
+        spent = f"no call made, {elapsed:.1f} s"
+    elif attempts:
+        spent = f"{attempts} attempt{'s' if attempts != 1 else ''}, {elapsed:.1f} s"
+    else:  # abandoned at the deadline while an attempt was still running
+        spent = f"{elapsed:.1f} s"
+    exc.reason = f"{exc.reason} [{spent}]"
+    exc.args = (f"tier {exc.tier!r} failed: {exc.reason}",)
+    exc.latency_ms = elapsed * 1e3
+    return exc
 
 
 def _examples(data: Dataset, n: int) -> dict[str, list[str]]:

@@ -3,7 +3,8 @@
 Structured output is forced with a single tool, ``classify``, whose ``input_schema`` is the answer
 schema, and ``tool_choice={"type": "tool", "name": "classify"}``: the model must answer by "calling"
 it, and the tool input (already parsed JSON on the wire) is returned as JSON text for the tier to
-validate. SDK retries are off (``max_retries=0``); the tier retries. Anthropic returns no token
+validate. SDK retries are off (``max_retries=0``); the tier retries; the HTTP client obeys the
+call's deadline and errors are mapped by the shared :func:`~frontdesk.llm.providers.http_api.sdk_error`. Anthropic returns no token
 log-probabilities, so ``label_probs`` is always None.
 
 ``temperature`` is not sent: the installed SDK's ``messages.create`` has no such parameter any more
@@ -15,8 +16,9 @@ from __future__ import annotations
 import json
 from typing import Any
 
+from frontdesk.llm import deadline
 from frontdesk.llm.base import LLMRequest, LLMResponse, ProviderError
-from frontdesk.llm.providers.openai_compat import api_key_for, parse_retry_after, redact, status_reason
+from frontdesk.llm.providers.http_api import api_key_for, sdk_error
 
 TOOL_NAME = "classify"
 TOOL_DESCRIPTION = "Record the classification of the customer message. Always answer by calling this tool."
@@ -44,7 +46,8 @@ class AnthropicProvider:
         self.base_url = base_url
         self._key = api_key_for(api_key, api_key_env, base_url, service="Anthropic")
         # an explicit api_key makes the SDK ignore ANTHROPIC_AUTH_TOKEN, profiles and federation env vars
-        self._client = anthropic.Anthropic(api_key=self._key, base_url=base_url, max_retries=0, timeout=60.0)
+        self._client = anthropic.Anthropic(api_key=self._key, base_url=base_url, max_retries=0, timeout=60.0,
+                                           http_client=deadline.http_client(anthropic))
 
     def __repr__(self) -> str:  # never shows the key
         return f"AnthropicProvider(model={self.model!r}, base_url={self.base_url!r})"
@@ -58,7 +61,7 @@ class AnthropicProvider:
                 messages=[{"role": "user", "content": request.user}],
                 tools=[{"name": TOOL_NAME, "description": TOOL_DESCRIPTION, "input_schema": request.schema}],
                 tool_choice={"type": "tool", "name": TOOL_NAME},
-                timeout=request.timeout_s,
+                timeout=request.remaining_s(),
             )
         except Exception as exc:  # noqa: BLE001 — every failure becomes a ProviderError
             raise self._error(exc) from None
@@ -97,23 +100,7 @@ class AnthropicProvider:
         )
 
     def _error(self, exc: Exception) -> ProviderError:
-        sdk, tier, secrets = self._sdk, self.tier_name, [self._key]
-        if isinstance(exc, sdk.APITimeoutError):
-            return ProviderError(tier, "timeout", "no answer within the time limit")
-        if isinstance(exc, sdk.APIConnectionError):
-            cause = exc.__cause__ or exc.__context__
-            detail = redact(f"{type(cause).__name__}: {cause}" if cause else str(exc), secrets)
-            return ProviderError(tier, "connection", f"could not reach the server ({detail[:200]})")
-        if isinstance(exc, sdk.APIStatusError):
-            status = exc.status_code
-            why = status_reason(status, getattr(exc, "api_message", None) or exc.message, secrets)
-            retry_after = parse_retry_after(exc.response.headers)
-            if status == 429:
-                return ProviderError(tier, "rate_limit", why, status=status, retry_after=retry_after)
-            if status >= 500:  # 500, 503, 529 overloaded, …
-                return ProviderError(tier, "server_error", why, status=status, retry_after=retry_after)
-            return ProviderError(tier, "client_error", why, status=status)
-        return ProviderError(tier, "bad_response", redact(f"{type(exc).__name__}: {exc}", secrets)[:300])
+        return sdk_error(exc, self._sdk, self.tier_name, [self._key])
 
     def close(self) -> None:
         self._client.close()

