@@ -222,3 +222,31 @@ def test_linear_then_encoder_matches_route(linear_encoder: Router, support: Data
     rows = cascade.route(texts, [str(i) for i in range(len(texts))])
     assert {"linear", "encoder"} <= set(rows.tier)  # the encoder saw (only) what linear escalated
     assert all(e for e, t in zip(rows.escalated, rows.tier) if t == "encoder")
+
+
+def test_an_ensemble_tier_goes_through_its_own_score_batch(support: Dataset) -> None:
+    word = {"blocks": [{"analyzer": "word", "ngram_range": [1, 2]}]}
+    char = {"blocks": [{"analyzer": "char_wb", "ngram_range": [2, 4]}]}
+    router = Router.train(support, ["ensemble"], objective=Objective(max_escalation=0.3), tier_params={"ensemble": {
+        "members": ["linear:word", "linear:char"], "member_params": {"linear:word": word, "linear:char": char}, "voting": "cost_aware"}})
+    cascade = BatchCascade(router)
+    assert not cascade._tiers[0][2]  # not vectorised: scored as the Router scores it
+    assert_same_as_route(router, cascade, texts_of(support))
+
+
+@pytest.mark.parametrize("blocks", [
+    [{"analyzer": "word", "ngram_range": [1, 3]}, {"analyzer": "char", "ngram_range": [2, 5], "weight": 0.5}],
+    [{"analyzer": "char_wb", "ngram_range": [1, 3], "sublinear_tf": False, "strip_accents": "ascii"},
+     {"analyzer": "word", "ngram_range": [2, 2], "lowercase": False}],
+], ids=["word1-3+char", "char_wb+bigrams"])
+def test_the_linear_batch_features_equal_sklearn_for_other_blocks(support: Dataset, blocks: list) -> None:
+    import scipy.sparse as sp
+
+    from frontdesk.tiers.linear import LinearTier
+
+    tier = LinearTier(params={"blocks": blocks}).fit(support)
+    texts = [ex.text for ex in support.test] + ["", "ÀÉÎ ünïcödé — ok?", "a  b\t\tc\u00a0d", "x"]
+    mats = [v.transform(texts) * blk.weight for v, blk in zip(tier._vectorizers, tier.params.blocks)]
+    reference = np.asarray(sp.hstack(mats, format="csr") @ tier._W, dtype=np.float64) + tier._b
+    np.testing.assert_allclose(tier.decision_function(texts), reference, rtol=1e-5, atol=1e-5)  # sklearn computes in float32
+    np.testing.assert_allclose(tier.decision_function(texts), np.array([tier._logits_one(t) for t in texts]), rtol=1e-9, atol=1e-12)
