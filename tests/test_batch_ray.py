@@ -64,5 +64,6 @@ def test_ray_engine_resumes_and_writes_parquet(ray_runtime, saved_model: Path, s
     summary = run_batch(BatchOptions(model=saved_model, input=src, output=out, chunk_rows=100, engine="ray", workers=2, resume=True))
     assert summary.resumed_from == full[: len(full) // 2].count(b"\n") and out.read_bytes() == full
     par = tmp_path / "out.parquet"
-    run_batch(BatchOptions(model=saved_model, input=src, output=par, chunk_rows=100, engine="ray", workers=2, part_rows=400))
+    summary = run_batch(BatchOptions(model=saved_model, input=src, output=par, chunk_rows=100, engine="ray", part_rows=400))
+    assert summary.workers == 2  # default: one actor per CPU of the cluster (the runtime has 2)
     assert pq.read_table(par).to_pylist() == [json.loads(line) for line in full.splitlines()]

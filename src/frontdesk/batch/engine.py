@@ -43,7 +43,7 @@ class BatchOptions(BaseModel):
     text_column: str = Field("text", description="JSONL field / CSV or Parquet column with the message text")
     id_column: str | None = Field(None, description="column with each row's id (default: <file tag>:<row number>)")
     chunk_rows: int = Field(4096, ge=1, description="rows routed together (one vectorised cascade pass)")
-    workers: int | None = Field(None, ge=1, description="processes (local) or actors (ray); default: the usable cores")
+    workers: int | None = Field(None, ge=1, description="processes (local; default: the usable cores) or actors (ray; default: the cluster's CPUs)")
     trace: bool = Field(False, description="add each row's full trace (every tier's verdict, top scores and reason)")
     resume: bool = Field(False, description="continue an output that a previous run left unfinished")
     overwrite: bool = Field(False, description="replace an existing output")
@@ -151,9 +151,11 @@ def run_batch(options: BatchOptions, progress: BatchProgress | None = None) -> B
         total = estimate_rows(spec)
         workers = options.workers or default_workers()
         if options.engine == "ray":
-            from frontdesk.batch.ray_engine import run_ray
+            from frontdesk.batch.ray_engine import connect, run_ray
 
-            results = run_ray(options, spec, out_fmt, start, workers)
+            started, cluster_cpus = connect(options.address)
+            workers = options.workers or cluster_cpus  # default: one actor per CPU of the cluster
+            results = run_ray(options, spec, out_fmt, start, workers, shutdown=started)
         else:
             results = _run_local(options, spec, out_fmt, start, workers)
         done, errors, cost = start, 0, 0.0

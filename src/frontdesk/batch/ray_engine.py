@@ -72,14 +72,23 @@ class RayChunkRouter:
         }
 
 
-def run_ray(options: BatchOptions, spec: InputSpec, out_fmt: OutputFormat, start: int, workers: int) -> Iterator[ChunkResult]:
-    """Route the spans from row ``start`` on Ray; yields the encoded chunks in input order."""
+def connect(address: str | None) -> tuple[bool, int]:
+    """Join the Ray cluster at ``address`` (None: start a local runtime) unless already connected:
+    (whether this call started the connection, the cluster's CPUs)."""
     ray = _import_ray()
     started = False
     if not ray.is_initialized():
-        ray.init(address=options.address, include_dashboard=False, logging_level=logging.WARNING)
+        ray.init(address=address, include_dashboard=False, logging_level=logging.WARNING)
         started = True
     logging.getLogger("ray.data").setLevel(logging.WARNING)  # no per-dataset INFO lines between the progress updates
+    return started, max(1, int(ray.cluster_resources().get("CPU", 1)))
+
+
+def run_ray(options: BatchOptions, spec: InputSpec, out_fmt: OutputFormat, start: int, workers: int, *,
+            shutdown: bool) -> Iterator[ChunkResult]:
+    """Route the spans from row ``start`` on Ray with ``workers`` actors; yields the encoded chunks in input order.
+    ``shutdown``: disconnect at the end (the connection was made for this job)."""
+    ray = _import_ray()
     try:
         spans = scan_spans(spec, options.chunk_rows, start)
         if not spans:
@@ -99,5 +108,5 @@ def run_ray(options: BatchOptions, spec: InputSpec, out_fmt: OutputFormat, start
                 yield ChunkResult(int(batch["start"][k]), int(batch["rows"][k]), bytes(batch["payload"][k]),
                                   jsonfast.loads(batch["tiers"][k]), float(batch["cost"][k]))
     finally:
-        if started:
+        if shutdown:
             ray.shutdown()

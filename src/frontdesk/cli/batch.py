@@ -69,7 +69,7 @@ def register(app: typer.Typer) -> None:
         id_column: Annotated[Optional[str], typer.Option(help="column with row ids (default: <file tag>:<row number>)")] = None,
         in_format: Annotated[Optional[str], typer.Option(help="jsonl | txt | csv | tsv | parquet (default: from the name)")] = None,
         out_format: Annotated[Optional[str], typer.Option(help="jsonl | csv | tsv | parquet (default: from the name)")] = None,
-        workers: Annotated[Optional[int], typer.Option(help="worker processes (local) or actors (ray); default: all usable cores")] = None,
+        workers: Annotated[Optional[int], typer.Option(help="worker processes (local; default: all usable cores) or actors (ray; default: the cluster's CPUs)")] = None,
         chunk_rows: Annotated[int, typer.Option(help="rows routed together in one vectorised pass")] = 4096,
         trace: Annotated[bool, typer.Option("--trace", help="add each row's full trace (every tier's verdict, scores, reason)")] = False,
         resume: Annotated[bool, typer.Option("--resume", help="continue an output that an interrupted run left (no duplicates, no gaps)")] = False,
