@@ -219,3 +219,14 @@ def test_cli_summary_and_exit_code(saved_model: Path, jsonl_input: Path, tmp_pat
     assert summary["rows"] == 700 and summary["errors"] == 3 and summary["rate"] > 0 and summary["peak_rss_mb"] > 0
     code, _, stderr = frontdesk_cli("batch", "--model", str(saved_model), "--in", str(jsonl_input), "--out", str(tmp_path / "x.xlsx"))
     assert code == 2 and "--out-format" in stderr
+
+
+def test_resume_a_parquet_input_inside_a_row_group(saved_model: Path, support: Dataset, tmp_path: Path) -> None:
+    src = tmp_path / "in.parquet"
+    pq.write_table(pa.table({"text": texts(support, 600)}), src, row_group_size=97)  # row groups and chunks do not line up
+    ref, out = tmp_path / "ref.jsonl", tmp_path / "out.jsonl"
+    batch(saved_model, src, ref, chunk_rows=64)
+    full = ref.read_bytes()
+    out.write_bytes(full[: len(full) // 2 + 3])
+    summary = batch(saved_model, src, out, chunk_rows=64, resume=True)
+    assert 0 < summary.resumed_from < 600 and summary.resumed_from % 97 and out.read_bytes() == full
