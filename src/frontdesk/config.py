@@ -13,12 +13,14 @@ from pathlib import Path
 from typing import Any, Literal
 
 import yaml
-from pydantic import BaseModel, ConfigDict, Field, ValidationError
+from pydantic import BaseModel, ConfigDict, Field, ValidationError, field_validator, model_validator
 
 from frontdesk.errors import ConfigError, validation_message
+from frontdesk.intake.extract.config import ExtractConfig, Urgency
 from frontdesk.loop.drift import DriftConfig
 from frontdesk.intake.preprocessor import PreprocessConfig
-from frontdesk.routing.targets import LabelTarget, QueueRoute, TargetsConfig
+from frontdesk.routing.actions import ActionSpec, check_action_names
+from frontdesk.routing.targets import LabelTarget, QueueRoute, SignalPolicy, TargetsConfig
 from frontdesk.tiers.llm import LLMParams
 from frontdesk.tiers.rules import Rule
 
@@ -35,6 +37,23 @@ class LabelConfig(BaseModel):
     sla_minutes: int | None = Field(None, ge=1)
     model_tier: str | None = Field(None, description="a key of targets.model_tiers")
     tools_max: int | None = Field(None, ge=1)
+    fields: list[str] | None = Field(None, description="rule fields reported for this label; None = extract.default_fields")
+    urgency: Urgency | None = Field(None, description="urgency prior of this label; None = extract.urgency.default")
+    action: str | None = Field(None, description="action run for accepted decisions: a key of actions, or a registered "
+                               "Python action (entry point group frontdesk.actions)")
+    extract_schema: dict[str, Any] | None = Field(
+        None, description="JSON Schema (type: object) of the fields the LLM tier extracts for this label, in the same "
+        "call as the label; invalid values are dropped with a reason")
+
+    @field_validator("extract_schema")
+    @classmethod
+    def _schema(cls, value: dict[str, Any] | None) -> dict[str, Any] | None:
+        if value is None:
+            return None
+        from frontdesk.intake.extract.llm_fields import check_schema
+
+        check_schema(value)
+        return value
 
     def target(self) -> LabelTarget:
         queue = QueueRoute(queue=self.queue, priority=self.priority, sla_minutes=self.sla_minutes) if self.queue else None
@@ -58,6 +77,8 @@ class TargetDefaults(BaseModel):
     model_tier_router: Literal["labels", "llm"] = Field(
         "labels", description="labels: each label's model_tier (free); llm: an LLM picks the tier per message (one extra call)"
     )
+    signals: SignalPolicy = Field(default_factory=SignalPolicy,
+                                  description="urgency/sentiment → priority, SLA and requires_human (extract stage)")
 
 
 Scope = Literal["route", "admin"]
@@ -119,6 +140,30 @@ class FrontdeskConfig(BaseModel):
     server: ServerConfig = Field(default_factory=ServerConfig)
     drift: DriftConfig = Field(default_factory=DriftConfig, description="drift monitoring of the service (window, alert thresholds, webhook)")
     auth: AuthConfig = Field(default_factory=AuthConfig)
+    extract: ExtractConfig = Field(default_factory=ExtractConfig, description="rule fields, PII masking, sentiment, urgency")
+    actions: dict[str, ActionSpec] = Field(default_factory=dict, description="actions by name: webhooks, or settings "
+                                           "for registered Python actions")
+
+    @model_validator(mode="after")
+    def _label_extract(self) -> FrontdeskConfig:
+        problems = []
+        known = set(self.extract.known_fields)
+        for label, lc in self.labels.items():
+            if lc.fields is not None:
+                try:
+                    self.extract.check_fields(lc.fields, f"labels.{label}.fields")
+                except ValueError as exc:
+                    problems.append(str(exc))
+            if lc.extract_schema is not None:
+                clash = sorted(set(lc.extract_schema.get("properties", {})) & known)
+                if clash:
+                    problems.append(f"labels.{label}.extract_schema: properties {clash} clash with rule fields; rename them "
+                                    f"(rule fields: {', '.join(sorted(known))})")
+        named = {f"labels.{label}.action": lc.action for label, lc in self.labels.items() if lc.action}
+        problems += check_action_names(named, self.actions)
+        if problems:
+            raise ValueError("; ".join(problems))
+        return self
 
     def targets_config(self) -> TargetsConfig:
         """The TargetsConfig that :func:`~frontdesk.routing.targets.fan_out` uses."""
@@ -127,7 +172,7 @@ class FrontdeskConfig(BaseModel):
             return TargetsConfig(
                 labels={name: lc.target() for name, lc in self.labels.items()}, default_queue=t.default_queue,
                 review_queue=t.review_queue, model_tiers=t.model_tiers, default_model_tier=t.default_model_tier,
-                most_capable_tier=t.most_capable_tier, low_confidence=t.low_confidence,
+                most_capable_tier=t.most_capable_tier, low_confidence=t.low_confidence, signals=t.signals,
             )
         except ValidationError as exc:
             raise ConfigError(validation_message(exc), field="labels/targets") from exc
@@ -206,6 +251,15 @@ labels: {}                       # per label: description, threshold, where it g
   #   sla_minutes: 240
   #   model_tier: simple         # a key of targets.model_tiers
   #   tools_max: 10
+  #   fields: [amounts, dates, emails, order_ids]   # rule fields for this label (default: extract.default_fields)
+  #   urgency: normal            # urgency prior: low | normal | high | critical
+  #   action: open_refund        # runs for accepted decisions (a key of actions, or a registered Python action)
+  #   extract_schema:            # fields the LLM tier extracts with the label (same call), JSON Schema
+  #     type: object
+  #     properties:
+  #       amount: {type: number}
+  #       merchant: {type: string}
+  #       requested_outcome: {type: string, enum: [refund, replacement, explanation]}
 
 rules:                           # guardrails: checked before any model, case/diacritics-insensitive
   - label: legal_or_complaint
@@ -230,6 +284,12 @@ targets:
   default_model_tier: simple
   most_capable_tier: reasoning   # low confidence or human review → this tier
   low_confidence: 0.6
+  signals:                       # the extract stage's urgency/sentiment → priority, SLA, requires_human
+    priority: {critical: 1, high: 2}          # at most this priority number for this urgency
+    sla_minutes: {critical: 30, high: 120}    # at most this SLA
+    requires_human:              # hold the action until a reviewer approves (and add a review item)
+      very_negative: true
+      rules: [legal_or_complaint]
 
 sinks:                           # where routed targets are delivered
   - stdout
@@ -238,6 +298,23 @@ sinks:                           # where routed targets are delivered
   # - redis://localhost:6379/0
 
 # tools: tools.yaml              # tool catalogue for agent tool narrowing
+
+extract:                         # classify → extract → act (pip install 'frontdesk[extract]')
+  enabled: true
+  store_pii: false               # false: stored decisions keep masked text and placeholders only (cards are always masked)
+  default_locale: en-GB          # date order (…-US: month first) and phone region; per message: metadata.locale
+  default_fields: [amounts, dates, emails, phones, cards, ibans, order_ids]
+  # ids:                         # id fields: a regex with a named group 'id' (order_ids, tracking_ids built in)
+  #   ticket_ids: {pattern: '\\bCS[-\\s]?(?P<id>\\d{6})\\b', prefix: "CS-"}
+  mask:                          # PII → <EMAIL_1>, <PHONE_1> … before any tier, LLM, sink or log sees the text
+    types: [EMAIL, PHONE, CARD, IBAN, PIN]
+    # patterns: [{type: CUSTOMER_ID, pattern: '\\bCU-\\d{8}\\b'}]
+  # urgency: {default: normal, keywords: {high: [chargeback, "account locked"]}}
+
+actions: {}                      # what labels.<label>.action names
+  # open_refund:
+  #   webhook: https://hooks.example.com/refunds   # POSTed once per decision (Idempotency-Key: <decision id>:<action>)
+  #   on_review: skip            # decisions that went to human review: skip | hold (run once a reviewer approves)
 
 # llm:                           # an LLM tier after the classifier, before human review
 #   provider: local              # local (xllamacpp, offline) | llama-cpp | openai (any compatible endpoint) | anthropic | a plug-in
@@ -268,6 +345,9 @@ drift:                           # rolling monitors on /metrics; alerts to the l
   window: 500                    # decisions per rolling window
   unknown_rate_alert: 0.03       # alert when more than 3% are unknown / out of scope
   confidence_drop_alert: 0.05    # alert when mean tier-1 confidence falls this much below the baseline
+  # accepted_accuracy_target: 0.97  # alert when the 95% upper bound of the accuracy measured from feedback and
+  #                                 # reviews is below this (default: the model's `train --guarantee` target)
+  # accepted_accuracy_min_labelled: 50   # labelled accepted decisions the alert needs (window: 1000)
   # webhook_url: https://hooks.example.com/frontdesk-alerts
 
 auth:                            # API keys: `frontdesk keys create --name ops --scope admin`

@@ -233,7 +233,8 @@ class BatchCascade:
                                     "confidence": g.confidence, "margin": g.margin,
                                     "top": [{"label": lab, "score": s} for lab, s in res.ranked[:k_trace]], "reason": g.reason,
                                     "latency_ms": res.latency_ms, "cost_usd": res.cost_usd,
-                                    **({"rationale": res.rationale} if res.rationale else {})})
+                                    **({"rationale": res.rationale} if res.rationale else {}),
+                                    **{k: res.info[k] for k in ("fields", "field_notes") if res.info.get(k)}})
             if g.labels:
                 st.best[i] = (g.labels, g.confidence, tier.name)
                 st.candidates[i] = [lab for lab, _ in res.ranked[:k_cand]]

@@ -33,6 +33,7 @@ from frontdesk.routing.targets import RoutedTarget
 from frontdesk.types import Decision, Message
 from frontdesk.server.auth import KeyRing
 from frontdesk.server.commit import GroupCommitter
+from frontdesk.server import review_actions
 from frontdesk.server.metrics import Metrics
 
 log = logging.getLogger("frontdesk.server")
@@ -74,6 +75,8 @@ class FeedbackRequest(BaseModel):
 class ResolveRequest(BaseModel):
     labels: list[str] = Field(min_length=1)
     reviewer: str | None = None
+    action: Literal["approve", "reject"] | None = Field(
+        None, description="verdict on the decision's held action: approve runs it (once), reject never does")
 
 
 class ReviewList(BaseModel):
@@ -111,6 +114,7 @@ class ServiceState:
         self.config = config
         self.config_path = config_path
         self.pipeline = Pipeline.from_config(config)
+        self.pipeline.warm_up()
         self.keys = KeyRing(config.auth)
         self.store = store or Store(config.store, synchronous=config.store_sync.upper())  # type: ignore[arg-type]
         self.committer = GroupCommitter(self.store)
@@ -118,6 +122,9 @@ class ServiceState:
         self.monitor = DriftMonitor.from_router(self.pipeline.router, config.drift)
         self.monitor.register(self.metrics.registry)
         self.monitor.start(15.0)
+        if self.pipeline.actions:  # actions a crash left pending between commit and run
+            threading.Thread(target=self.pipeline.actions.resume, args=(self.store,), name="frontdesk-actions-resume",
+                             daemon=True).start()
         self._reload_lock = threading.Lock()
         self._stop = threading.Event()
         self._mtime = config_path.stat().st_mtime if config_path else None
@@ -143,6 +150,7 @@ class ServiceState:
             self.pipeline, self.keys, self.config = pipeline, KeyRing(config.auth), config
             if model_changed:
                 self.monitor.reset(labels=pipeline.router.labels, primary_tier=pipeline.router.primary.name)
+            self.monitor.use_model_target(pipeline.router)  # a promoted model may carry another guarantee
             self.metrics.reloads.labels("ok").inc()
             log.info("reloaded %s", self.config_path)
             return config
@@ -294,7 +302,9 @@ def create_app(config: FrontdeskConfig | str | Path, *, store: Store | None = No
             raise ApiError(503, "store_unavailable", f"decision not stored, retry: {exc}") from exc
 
     async def _respond(results: list[Routed], pipeline: Pipeline) -> list[str]:
-        """Deliver the targets (after the commit) and build each result's JSON text."""
+        """Run the actions and deliver the targets (after the commit); build each result's JSON text."""
+        if any(r.decision.actions for r in results):
+            await run_in_threadpool(review_actions.run_actions, results, pipeline, state.store)
         if pipeline.sinks and any(r.targets for r in results):
             for r in results:
                 r.delivery_errors = await run_in_threadpool(pipeline.deliver, r.targets)
@@ -376,10 +386,11 @@ def create_app(config: FrontdeskConfig | str | Path, *, store: Store | None = No
         decision = state.store.get_decision(decision_id)
         if decision is None:
             raise ApiError(404, "not_found", f"no decision {decision_id!r}")
-        try:
-            item = state.store.resolve_review(decision_id, req.labels, reviewer=req.reviewer)
-        except StoreError as exc:
-            raise ApiError(409, "conflict", str(exc)) from exc
+        try:  # resolves the item and gives held actions the reviewer's verdict
+            item = review_actions.resolve_review(state.store, state.pipeline, decision, req.labels, reviewer=req.reviewer,
+                                                 action=req.action)
+        except review_actions.ReviewActionError as exc:
+            raise ApiError(exc.status, exc.kind, str(exc)) from exc
         state.monitor.observe_feedback(decision, req.labels)
         return item
 
