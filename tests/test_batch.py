@@ -230,3 +230,18 @@ def test_resume_a_parquet_input_inside_a_row_group(saved_model: Path, support: D
     out.write_bytes(full[: len(full) // 2 + 3])
     summary = batch(saved_model, src, out, chunk_rows=64, resume=True)
     assert 0 < summary.resumed_from < 600 and summary.resumed_from % 97 and out.read_bytes() == full
+
+
+def test_the_stdlib_json_fallback_writes_the_same_rows(monkeypatch: pytest.MonkeyPatch) -> None:
+    pytest.importorskip("orjson")
+    from frontdesk.batch import jsonfast
+    from frontdesk.batch.cascade import Rows
+    from frontdesk.batch.outputs import encode
+
+    rows = Rows(["f:0", "f:1"], [["refund"], ["ü-label", "two"]], [0.1, 1 / 3], ["linear", "human"], [False, True], [False, True],
+                ["confidence 0.10 ≥ 0.05", 'quote " and\nnewline'], [[{"tier": "linear", "score": 1e-7, "margin": None}], []])
+    fast = encode(rows, "jsonl")
+    monkeypatch.setattr(jsonfast, "_orjson", None)
+    slow = encode(rows, "jsonl")
+    assert [json.loads(line) for line in slow.splitlines()] == [json.loads(line) for line in fast.splitlines()]
+    assert slow.count(b"\n") == 2 and "ü-label".encode() in slow  # one line per row, UTF-8 (not \u escapes)

@@ -1,6 +1,7 @@
 """JSON for the batch path: orjson when installed (``frontdesk[batch]``, ~3× faster), else the standard library.
 
-Both write the same bytes for the rows batch writes (compact separators, UTF-8, shortest float repr).
+Both write the same rows: compact separators, UTF-8, shortest float repr (only the exponent form of tiny
+floats differs: ``1e-7`` vs ``1e-07``).
 """
 
 from __future__ import annotations
