@@ -151,7 +151,8 @@ def test_reload_under_traffic_drops_nothing(service: Running, tmp_path: Path) ->
         data["gates"] = {"linear": {"threshold": 0.456}}
         path.write_text(yaml.safe_dump(data))  # the file watcher picks this one up (content hash, not mtime)
         assert state.wait_for_reloads(seen + 1, timeout=20), "file watch did not reload"
-        assert state.last_reload_error is None and state.pipeline.router.gates["linear"].threshold == 0.456
+        wait_until(lambda: state.pipeline.router.gates["linear"].threshold == 0.456, what="the watcher to apply 0.456")
+        assert state.last_reload_error is None
         data["gates"] = {"linear": {"threshold": "not a number"}}
         path.write_text(yaml.safe_dump(data))
         r = a.post("/v1/admin/reload")

@@ -172,8 +172,10 @@ class ServiceState:
                 log.warning("store settings changed in %s: restart the service to use them", self.config_path.name)
             old = self.pipeline
             model_changed = pipeline.router.labels != old.router.labels or config.model != self.config.model
-            self.keys, self.config = KeyRing(config.auth), config
-            self.slot.swap(pipeline)
+            with self._changed:  # the new pipeline and a cleared error become visible together
+                self.keys, self.config = KeyRing(config.auth), config
+                self.slot.swap(pipeline)
+                self.last_reload_error = None
             if model_changed:
                 self.monitor.reset(labels=pipeline.router.labels, primary_tier=pipeline.router.primary.name)
             self.monitor.use_model_target(pipeline.router)  # a promoted model may carry another guarantee
@@ -220,12 +222,11 @@ class ServiceState:
         assert self.config_path is not None
         while not self._stop.wait(self.config.server.watch_interval_s):
             try:
-                try:
-                    digest = _digest(read_config_bytes(self.config_path))
-                except ConfigError as exc:
-                    digest = f"unreadable: {exc}"
+                digest = _current_digest(self.config_path)
                 if digest == self._seen:
                     continue
+                if self._stop.wait(_SETTLE_S) or digest != _current_digest(self.config_path):
+                    continue  # still being written (an editor saving in place): act once it settles
                 self._seen = digest  # once per content: an unreadable file is reported once, not every poll
                 try:
                     self.reload()
@@ -237,3 +238,15 @@ class ServiceState:
 
 def _digest(data: bytes) -> str:
     return hashlib.sha256(data).hexdigest()
+
+
+_SETTLE_S = 0.1
+"""A changed config must read the same twice this far apart before the watcher applies it."""
+
+
+def _current_digest(path: Path) -> str:
+    try:
+        return _digest(read_config_bytes(path))
+    except ConfigError as exc:
+        return f"unreadable: {exc}"
+
