@@ -65,11 +65,19 @@ class Uncommitted:
         self.routed: list[Routed] = []
         self._done = False
 
-    def decide(self, message: str | bytes | Message) -> Routed:
-        """Decide one message of this batch (everything but delivery)."""
-        routed = self.pipeline._decide(message, owner=self)
+    def decide(self, message: str | bytes | Message, *, decision_id: str | None = None) -> Routed:
+        """Decide one message of this batch (everything but delivery). ``decision_id`` fixes the decision's
+        id (a stream consumer derives it from the entry id, so a redelivered entry maps to the same decision)."""
+        routed = self.pipeline._decide(message, owner=self, decision_id=decision_id)
         self.routed.append(routed)
         return routed
+
+    def drop(self, routed: Routed) -> None:
+        """Take a decision out of the batch before the commit (it will not be stored, e.g. another consumer
+        stored this entry's decision first): its dedup claim is released."""
+        if any(r is routed for r in self.routed):
+            self.routed = [r for r in self.routed if r is not routed]
+            self.pipeline.dedup.release(routed.dedup_key)
 
     def committed(self) -> None:
         """Every decision of the batch is durable: duplicates may now point at them."""
@@ -187,7 +195,7 @@ class Pipeline:
         :meth:`uncommitted` to remember decisions once they are stored)."""
         return self._decide(message, owner=None)
 
-    def _decide(self, message: str | bytes | Message, *, owner: object | None) -> Routed:
+    def _decide(self, message: str | bytes | Message, *, owner: object | None, decision_id: str | None = None) -> Routed:
         started = time.perf_counter()
         text, msg = coerce_message(message)
         prepared = self.preprocessor(text)
@@ -195,20 +203,21 @@ class Pipeline:
         earlier, key = self.dedup.claim(sender, prepared.text, owner) if owner is not None else (None, None)
         if earlier is not None:
             decision = earlier.model_copy(update={
-                "id": uuid.uuid4().hex, "duplicate_of": earlier.id, "created_at": datetime.now(timezone.utc),
+                "id": decision_id or uuid.uuid4().hex, "duplicate_of": earlier.id, "created_at": datetime.now(timezone.utc),
                 "latency_ms": (time.perf_counter() - started) * 1e3, "cost_usd": 0.0, "message": msg,
                 "reason": f"duplicate of {earlier.id} (same sender and text within {self.dedup.window_s:g} s): {earlier.reason}",
             })
             return Routed(decision)  # the earlier decision's targets were delivered already
         try:
-            decision, targets = self._classify(text, msg, prepared, started)
+            decision, targets = self._classify(text, msg, prepared, started, decision_id)
         except BaseException:
             self.dedup.release(key)
             raise
         self.dedup.settle(key, decision)
         return Routed(decision, targets, dedup_key=key)
 
-    def _classify(self, text: str, msg: Message | None, prepared: Prepared, started: float) -> tuple[Decision, list[RoutedTarget]]:
+    def _classify(self, text: str, msg: Message | None, prepared: Prepared, started: float,
+                  decision_id: str | None = None) -> tuple[Decision, list[RoutedTarget]]:
         """Language check, the cascade, fan-out to targets (one message that is not a duplicate)."""
         sender = msg.sender if msg else None
         routed_msg = Message(text=prepared.text, sender=sender, channel=msg.channel if msg else None,
@@ -222,13 +231,26 @@ class Pipeline:
             "original_text": text if prepared.text != text else None,
             "latency_ms": (time.perf_counter() - started) * 1e3,
         })
+        if decision_id is not None:
+            decision = decision.model_copy(update={"id": decision_id})
+        return decision, self._targets(decision, language_supported=prepared.language_supported)
+
+    def targets_of(self, decision: Decision) -> list[RoutedTarget]:
+        """The targets of an already stored decision, with the ids fan-out gave them (``{decision.id}:{i}``):
+        what a redelivery sends again. A duplicate has none (its original's targets were delivered)."""
+        if decision.duplicate_of:
+            return []
+        unsupported = any(t.tier == "language" and t.kind == "preprocess" for t in decision.trace)
+        return self._targets(decision, language_supported=not unsupported)
+
+    def _targets(self, decision: Decision, *, language_supported: bool) -> list[RoutedTarget]:
         targets = fan_out(decision, self.targets, catalog=self.catalog)
         if self.model_router is not None and targets and decision.tier != "human":
             targets = self._llm_model_tier(decision.text, targets)
-        if not prepared.language_supported and self.config.targets.language_queue is not None:
+        if not language_supported and self.config.targets.language_queue is not None:
             q = self.config.targets.language_queue
             targets = [t.model_copy(update={"queue": q.queue, "priority": q.priority, "sla_minutes": q.sla_minutes}) for t in targets]
-        return decision, targets
+        return targets
 
     def _llm_model_tier(self, text: str, targets: list[RoutedTarget]) -> list[RoutedTarget]:
         """Let the LLM router pick the model tier; on failure keep the label mapping (logged)."""
