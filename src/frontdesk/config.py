@@ -19,6 +19,7 @@ from frontdesk.errors import ConfigError, validation_message
 from frontdesk.loop.drift import DriftConfig
 from frontdesk.intake.preprocessor import PreprocessConfig
 from frontdesk.routing.targets import LabelTarget, QueueRoute, TargetsConfig
+from frontdesk.shared.config import SharedConfig
 from frontdesk.tiers.llm import LLMParams
 from frontdesk.tiers.rules import Rule
 
@@ -119,6 +120,8 @@ class FrontdeskConfig(BaseModel):
     server: ServerConfig = Field(default_factory=ServerConfig)
     drift: DriftConfig = Field(default_factory=DriftConfig, description="drift monitoring of the service (window, alert thresholds, webhook)")
     auth: AuthConfig = Field(default_factory=AuthConfig)
+    shared: SharedConfig | None = Field(None, description="Redis shared by replicas: dedup, LLM cache, reloads and drift "
+                                        "across every serve/consume process (redis://host:6379/0, or a mapping)")
 
     def targets_config(self) -> TargetsConfig:
         """The TargetsConfig that :func:`~frontdesk.routing.targets.fan_out` uses."""
@@ -269,6 +272,10 @@ drift:                           # rolling monitors on /metrics; alerts to the l
   unknown_rate_alert: 0.03       # alert when more than 3% are unknown / out of scope
   confidence_drop_alert: 0.05    # alert when mean tier-1 confidence falls this much below the baseline
   # webhook_url: https://hooks.example.com/frontdesk-alerts
+
+# shared: redis://localhost:6379/0  # replicas (N × serve, consume workers) share dedup, the LLM cache,
+                                 #   reloads (a version key) and the drift window; or a mapping: url, prefix,
+                                 #   dedup, llm_cache, reload, drift, lease_s, wait_s, watch_interval_s
 
 auth:                            # API keys: `frontdesk keys create --name ops --scope admin`
   enabled: true

@@ -16,13 +16,14 @@ from collections.abc import Callable, Sequence
 from dataclasses import dataclass, field
 from datetime import datetime, timezone
 from pathlib import Path
+from typing import TYPE_CHECKING, Any
 
 from frontdesk.config import FrontdeskConfig, load_config
 from pydantic import ValidationError
 
 from frontdesk.errors import ConfigError, FrontdeskError, validation_message
 from frontdesk.gating.gate import GatePolicy
-from frontdesk.intake.dedup import Deduplicator
+from frontdesk.intake.dedup import DedupStore, Deduplicator
 from frontdesk.intake.preprocessor import Prepared, Preprocessor
 from frontdesk.cascade.router import Router, RouterSettings, coerce_message
 from frontdesk.routing.sinks import Sink, sink_from_url
@@ -30,6 +31,9 @@ from frontdesk.routing.targets import RoutedTarget, check_labels, fan_out
 from frontdesk.tiers.rules import RulesTier
 from frontdesk.routing.tools import ToolCatalog
 from frontdesk.types import Decision, Message, TierTrace
+
+if TYPE_CHECKING:
+    from frontdesk.shared import SharedState
 
 log = logging.getLogger("frontdesk.pipeline")
 
@@ -150,13 +154,25 @@ class Pipeline:
         sinks: Sequence[Sink] | None = None,
         catalog: ToolCatalog | None = None,
         clock: Callable[[], float] = time.monotonic,
+        shared: SharedState | None = None,
     ) -> None:
         self.config = config or FrontdeskConfig(model=Path("."))
+        self.shared = shared
+        self._own_shared = False
         self.router = configure_router(router, self.config)
         self.targets = self.config.targets_config()
         check_labels(self.targets, self.router.tiers[0].labels_ + self.router.labels)
         self.preprocessor = Preprocessor(self.config.preprocess)
-        self.dedup: Deduplicator[Decision] = Deduplicator(window_s=self.config.preprocess.dedup_window_s, clock=clock)
+        window = self.config.preprocess.dedup_window_s
+        self.dedup: DedupStore[Decision]
+        if shared is not None and shared.config.dedup:  # across replicas
+            self.dedup = shared.deduplicator(window, Decision.model_dump_json, Decision.model_validate_json)
+        else:
+            self.dedup = Deduplicator(window_s=window, clock=clock)
+        if shared is not None and shared.config.llm_cache:
+            for tier in self.router.tiers:
+                if hasattr(tier, "share_cache"):
+                    tier.share_cache(shared)
         self.sinks = list(sinks) if sinks is not None else [sink_from_url(u) for u in self.config.sinks]
         self.catalog = catalog if catalog is not None else (ToolCatalog.load(self.config.tools) if self.config.tools else None)
         if self.catalog is not None:
@@ -172,10 +188,23 @@ class Pipeline:
                                                timeout_s=self.config.llm.timeout_s)
 
     @classmethod
-    def from_config(cls, config: FrontdeskConfig | str | Path, **kwargs: object) -> Pipeline:
-        """Load the model the config names and apply the config to it."""
+    def from_config(cls, config: FrontdeskConfig | str | Path, **kwargs: Any) -> Pipeline:
+        """Load the model the config names and apply the config to it. With a ``shared:`` section and no
+        ``shared=`` given, the pipeline opens (and on :meth:`close` closes) its own connection to it."""
         cfg = config if isinstance(config, FrontdeskConfig) else load_config(config)
-        return cls(Router.load(cfg.model), cfg, **kwargs)  # type: ignore[arg-type]
+        own = "shared" not in kwargs and cfg.shared is not None
+        if own:
+            from frontdesk.shared import SharedState
+
+            kwargs["shared"] = SharedState(cfg.shared)  # type: ignore[arg-type]
+        try:
+            pipeline = cls(Router.load(cfg.model), cfg, **kwargs)
+        except BaseException:
+            if own:
+                kwargs["shared"].close()
+            raise
+        pipeline._own_shared = own
+        return pipeline
 
     def route(self, message: str | bytes | Message) -> Routed:
         """Preprocess, dedup, classify, fan out and deliver one message (library use: no store, so the
@@ -282,6 +311,8 @@ class Pipeline:
         return errors
 
     def close(self) -> None:
-        """Close the sinks."""
+        """Close the sinks (and the shared-state connection when the pipeline opened it)."""
         for sink in self.sinks:
             sink.close()
+        if self._own_shared and self.shared is not None:
+            self.shared.close()

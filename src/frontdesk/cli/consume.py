@@ -1,4 +1,5 @@
-"""``frontdesk consume``: a Redis Streams consumer-group worker (and ``frontdesk dead-letters`` to read its DLQ)."""
+"""Commands for a deployment of several processes: ``consume`` (a Redis Streams consumer-group worker),
+``dead-letters`` (read its dead-letter stream) and ``reload`` (make every replica re-read its config)."""
 
 from __future__ import annotations
 
@@ -14,7 +15,7 @@ from frontdesk.cli.common import console, out
 
 
 def register(app: typer.Typer) -> None:
-    """Add ``consume`` and ``dead-letters`` to ``app``."""
+    """Add ``consume``, ``dead-letters`` and ``reload`` to ``app``."""
 
     @app.command()
     def consume(
@@ -53,7 +54,10 @@ def register(app: typer.Typer) -> None:
         pipeline = Pipeline.from_config(cfg)
         store = Store(cfg.store, synchronous=cfg.store_sync.upper())  # type: ignore[arg-type]
         client = src.client()
-        worker = StreamConsumer(pipeline, store, client, src.stream, group, consumer, settings)
+        shared = pipeline.shared  # with a shared: section: dedup across replicas, and the shared drift window
+        feed = shared.drift_feed(pipeline.router) if shared is not None and shared.config.drift else None
+        worker = StreamConsumer(pipeline, store, client, src.stream, group, consumer, settings,
+                                on_decision=feed.publish if feed is not None else None)
         for sig in (signal.SIGTERM, signal.SIGINT):
             signal.signal(sig, lambda *_: worker.stop())
         console.print(f"consuming {src} as {worker.consumer} in group {group!r} (dead letters → {worker.dead_letter!r})",
@@ -81,3 +85,30 @@ def register(app: typer.Typer) -> None:
                 out.print(json.dumps(row, ensure_ascii=False), markup=False)
         finally:
             client.close()
+
+    @app.command("reload")
+    def reload_replicas(
+        config: Annotated[Path, typer.Option("--config", help="frontdesk.yaml with a shared: section")],
+    ) -> None:
+        """Make every replica re-read its config and model (e.g. after `frontdesk promote`): the config and
+        model are loaded here first, then the shared version key is bumped; each replica follows within
+        shared.watch_interval_s."""
+        import hashlib
+
+        from frontdesk.config import load_config
+        from frontdesk.errors import ConfigError
+        from frontdesk.pipeline import Pipeline
+        from frontdesk.shared import SharedState, VersionKey
+
+        cfg = load_config(config)
+        if cfg.shared is None:
+            raise ConfigError(f"{config} has no shared: section: without one, reload each replica with "
+                              "POST /v1/admin/reload", field="shared")
+        Pipeline.from_config(cfg, shared=None).close()  # refuse to announce a config or model that does not load
+        state = SharedState(cfg.shared)
+        try:
+            version = VersionKey(state.client, cfg.shared.prefix).announce(
+                hashlib.sha256(config.read_bytes()).hexdigest(), force=True, by=f"cli:{state.replica}")
+        finally:
+            state.close()
+        out.print(json.dumps({"status": "announced", "version": version}), markup=False)

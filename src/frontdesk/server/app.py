@@ -8,6 +8,7 @@ pipeline object at once, so in-flight requests finish on the old one and none fa
 from __future__ import annotations
 
 import asyncio
+import hashlib
 import json
 import logging
 import threading
@@ -110,7 +111,8 @@ class ServiceState:
     def __init__(self, config: FrontdeskConfig, *, config_path: Path | None, store: Store | None = None) -> None:
         self.config = config
         self.config_path = config_path
-        self.pipeline = Pipeline.from_config(config)
+        self.shared = _shared_state(config)
+        self.pipeline = Pipeline.from_config(config, shared=self.shared)
         self.keys = KeyRing(config.auth)
         self.store = store or Store(config.store, synchronous=config.store_sync.upper())  # type: ignore[arg-type]
         self.committer = GroupCommitter(self.store)
@@ -121,6 +123,8 @@ class ServiceState:
         self._reload_lock = threading.Lock()
         self._stop = threading.Event()
         self._mtime = config_path.stat().st_mtime if config_path else None
+        self.digest = _file_digest(config_path)
+        self.feed, self.follower = _follow_shared(self)
 
     def reload(self) -> FrontdeskConfig:
         """Re-read the config and swap in a new pipeline; on any error the old one stays."""
@@ -128,19 +132,20 @@ class ServiceState:
             raise ConfigError("this service was started without a config file: nothing to reload", field="reload")
         with self._reload_lock:
             try:
+                digest = _file_digest(self.config_path)
                 config = load_config(self.config_path)
                 try:
-                    pipeline = Pipeline.from_config(config)
+                    pipeline = Pipeline.from_config(config, shared=self.shared)
                 except ModelError:  # a `frontdesk promote` swapping the directory mid-read: read again
                     time.sleep(0.2)
-                    pipeline = Pipeline.from_config(config)
+                    pipeline = Pipeline.from_config(config, shared=self.shared)
             except FrontdeskError:
                 self.metrics.reloads.labels("error").inc()
                 raise
-            if config.store != self.config.store:
-                log.warning("store URL changed in %s: restart the service to use it", self.config_path)
+            if config.store != self.config.store or config.shared != self.config.shared:
+                log.warning("store or shared settings changed in %s: restart the service to use them", self.config_path)
             model_changed = pipeline.router.labels != self.pipeline.router.labels or config.model != self.config.model
-            self.pipeline, self.keys, self.config = pipeline, KeyRing(config.auth), config
+            self.pipeline, self.keys, self.config, self.digest = pipeline, KeyRing(config.auth), config, digest
             if model_changed:
                 self.monitor.reset(labels=pipeline.router.labels, primary_tier=pipeline.router.primary.name)
             self.metrics.reloads.labels("ok").inc()
@@ -160,13 +165,66 @@ class ServiceState:
                     self.reload()
                 except FrontdeskError as exc:
                     log.error("config change not applied, keeping the running config: %s", exc)
+                else:
+                    self.announce(force=False)
+
+    def announce(self, *, force: bool) -> int | None:
+        """Tell the other replicas (shared state) that this one reloaded; they reload too (see frontdesk.shared)."""
+        if self.follower is None or self.digest is None:
+            return None
+        return self.follower.announce(self.digest, force=force)
+
+    def observe(self, decision: Decision) -> None:
+        """A committed decision for the drift window: the shared one when configured, else this process's."""
+        if self.feed is not None:
+            self.feed.publish(decision)
+        else:
+            self.monitor.observe(decision)
 
     def close(self) -> None:
         self._stop.set()
+        for part in (self.follower, self.feed):
+            if part is not None:
+                part.close()
         self.monitor.close()
         self.committer.close()
         self.pipeline.close()
         self.store.close()
+        if self.shared is not None:
+            self.shared.close()
+
+
+def _file_digest(path: Path | None) -> str | None:
+    try:
+        return hashlib.sha256(path.read_bytes()).hexdigest() if path is not None else None
+    except OSError:
+        return None
+
+
+def _shared_state(config: FrontdeskConfig) -> Any:
+    if config.shared is None:
+        return None
+    from frontdesk.shared import SharedState
+
+    return SharedState(config.shared)
+
+
+def _follow_shared(state: ServiceState) -> tuple[Any, Any]:
+    """Start following the shared drift window and the config version key (when configured)."""
+    shared, cfg = state.shared, state.config.shared
+    if shared is None or cfg is None:
+        return None, None
+    from frontdesk.shared import VersionWatcher
+
+    feed = follower = None
+    if cfg.drift:
+        feed = shared.drift_feed(state.pipeline.router)
+        feed.follow(state.monitor, backfill=state.config.drift.window or 1000)
+    if cfg.reload and state.config_path is not None:
+        follower = VersionWatcher(shared.versions(), state.reload, lambda: state.digest, replica=shared.replica,
+                                  interval_s=cfg.watch_interval_s)
+        follower.start()
+    return feed, follower
 
 
 # -- request metrics (pure ASGI: no per-request task or body copy) -------------------------------
@@ -301,7 +359,7 @@ def create_app(config: FrontdeskConfig | str | Path, *, store: Store | None = No
         out = []
         for r in results:
             state.metrics.observe(r.decision)
-            state.monitor.observe(r.decision)
+            state.observe(r.decision)
             targets = ",".join(t.model_dump_json() for t in r.targets)
             out.append(f'{{"decision":{r.decision.model_dump_json()},"targets":[{targets}],'
                        f'"delivery_errors":{json.dumps(r.delivery_errors)}}}')
@@ -390,8 +448,9 @@ def create_app(config: FrontdeskConfig | str | Path, *, store: Store | None = No
             cfg = state.reload()
         except FrontdeskError as exc:
             raise ApiError(400, "invalid_config", f"config not applied, the running one stays: {exc}") from exc
+        version = state.announce(force=True)  # every other replica reloads too (shared state)
         return {"status": "reloaded", "gates": {n: g.model_dump() for n, g in state.pipeline.router.gates.items()},
-                "labels": len(cfg.labels)}
+                "labels": len(cfg.labels), "version": version}
 
     @app.get("/healthz")
     def healthz() -> dict[str, str]:
@@ -405,8 +464,13 @@ def create_app(config: FrontdeskConfig | str | Path, *, store: Store | None = No
             depth = state.store.review_depth()
         except Exception as exc:  # noqa: BLE001
             return _error(503, "not_ready", f"store unavailable: {exc}")
-        return JSONResponse({"status": "ready", "model": str(state.config.model), "review_depth": depth,
-                             "tiers": [t.name for t in state.pipeline.router.tiers]})
+        body: dict[str, Any] = {"status": "ready", "model": str(state.config.model), "review_depth": depth,
+                                "tiers": [t.name for t in state.pipeline.router.tiers]}
+        if state.shared is not None:  # degraded, not unready: each replica carries on alone without Redis
+            body["shared"] = {"redis": "ok" if state.shared.ping() else "unreachable",
+                              "config_version": state.follower.seen if state.follower is not None else None,
+                              "config_digest": state.digest}
+        return JSONResponse(body)
 
     @app.get("/metrics")
     def metrics() -> Response:

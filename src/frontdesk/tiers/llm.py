@@ -124,6 +124,15 @@ def make_provider(params: LLMParams, tier_name: str = "llm") -> Provider:
     return create_provider(params.provider, settings)
 
 
+def _encode_answer(value: tuple[tuple[tuple[str, float], ...], str]) -> list[Any]:
+    ranked, rationale = value
+    return [[[label, p] for label, p in ranked], rationale]
+
+
+def _decode_answer(data: list[Any]) -> tuple[tuple[tuple[str, float], ...], str]:
+    return tuple((str(label), float(p)) for label, p in data[0]), data[1]
+
+
 class LLMTier(Tier):
     """Asks an LLM to choose among the candidate labels; see the module docstring."""
 
@@ -145,6 +154,11 @@ class LLMTier(Tier):
         elif self.params.record is not None:
             self._recording = Recording(self.params.record, "record")
         self.sleep = time.sleep
+
+    def share_cache(self, shared: Any) -> None:
+        """Use the replicas' shared answer cache (a :class:`frontdesk.shared.SharedState`) instead of this
+        process's: same keys and TTL, JSON values in Redis."""
+        self.cache = shared.cache(f"llm:{self.name}", self.params.cache_ttl_s, encode=_encode_answer, decode=_decode_answer)
 
     @property
     def provider(self) -> Provider:
