@@ -34,6 +34,9 @@ _EXPORTS: dict[str, str] = {
     "OperatingCurve": "frontdesk.gating.gate",
     "OperatingPoint": "frontdesk.gating.gate",
     "fit_gate": "frontdesk.gating.gate",
+    "CertifiedThreshold": "frontdesk.gating.guarantee",
+    "accuracy_interval": "frontdesk.gating.guarantee",
+    "fit_certified_threshold": "frontdesk.gating.guarantee",
     "ProviderSettings": "frontdesk.llm.registry",
     "register_provider": "frontdesk.llm.registry",
     "Router": "frontdesk.cascade.router",
@@ -82,6 +85,7 @@ if TYPE_CHECKING:  # for type checkers and IDEs: the same names, imported eagerl
         TierError,
     )
     from frontdesk.gating.gate import GatePolicy, Objective, OperatingCurve, OperatingPoint, fit_gate
+    from frontdesk.gating.guarantee import CertifiedThreshold, accuracy_interval, fit_certified_threshold
     from frontdesk.llm.registry import ProviderSettings, register_provider
     from frontdesk.loop.distill import distill_dataset
     from frontdesk.pipeline import Pipeline

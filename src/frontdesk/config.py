@@ -271,6 +271,9 @@ drift:                           # rolling monitors on /metrics; alerts to the l
   window: 500                    # decisions per rolling window
   unknown_rate_alert: 0.03       # alert when more than 3% are unknown / out of scope
   confidence_drop_alert: 0.05    # alert when mean tier-1 confidence falls this much below the baseline
+  # accepted_accuracy_target: 0.97  # alert when the 95% upper bound of the accuracy measured from feedback and
+  #                                 # reviews is below this (default: the model's `train --guarantee` target)
+  # accepted_accuracy_min_labelled: 50   # labelled accepted decisions the alert needs (window: 1000)
   # webhook_url: https://hooks.example.com/frontdesk-alerts
 
 # shared: redis://localhost:6379/0  # replicas (N × serve, consume workers) share dedup, the LLM cache,

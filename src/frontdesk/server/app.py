@@ -148,6 +148,7 @@ class ServiceState:
             self.pipeline, self.keys, self.config, self.digest = pipeline, KeyRing(config.auth), config, digest
             if model_changed:
                 self.monitor.reset(labels=pipeline.router.labels, primary_tier=pipeline.router.primary.name)
+            self.monitor.use_model_target(pipeline.router)  # a promoted model may carry another guarantee
             self.metrics.reloads.labels("ok").inc()
             log.info("reloaded %s", self.config_path)
             return config
