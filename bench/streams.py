@@ -34,7 +34,7 @@ import numpy as np
 import yaml
 
 sys.path.insert(0, os.path.dirname(__file__))
-from _common import BENCHMARKS, dataset_dir, stamp, table, write_section  # noqa: E402
+from _common import BENCHMARKS, dataset_dir, stamp, table  # noqa: E402
 from load import free_port, write_scale_part  # noqa: E402
 
 from frontdesk import Dataset, Router  # noqa: E402
