@@ -299,8 +299,14 @@ def run_scale(args: argparse.Namespace) -> None:
                                             "100", "--duration", f"{args.peak_s:.0f}", "--format", "raw", "-o", str(raw)],
                                            stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
                     wrk_peak(url, confident, args.peak_s, work)
-                    spy.wait(timeout=args.peak_s + 60)
-                    profiles.append((label, profile_summary(raw)))
+                    try:
+                        spy.wait(timeout=args.peak_s + 60)
+                    except subprocess.TimeoutExpired:
+                        spy.kill()
+                    if raw.exists():
+                        profiles.append((label, profile_summary(raw)))
+                    else:
+                        print(f"py-spy wrote no profile (exit {spy.returncode})", flush=True)
             finally:
                 proc.send_signal(signal.SIGTERM)
                 proc.wait(timeout=60)
