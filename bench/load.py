@@ -94,7 +94,7 @@ class Recorder:
 
 def _client(url: str) -> httpx.AsyncClient:
     limits = httpx.Limits(max_connections=256, max_keepalive_connections=256)
-    return httpx.AsyncClient(base_url=url, headers={"Authorization": f"Bearer {KEY}"}, timeout=30, limits=limits)
+    return httpx.AsyncClient(base_url=url, headers={"Authorization": f"Bearer {KEY}"}, timeout=30, limits=limits, trust_env=False)
 
 
 async def open_loop(url: str, texts: list[str], rate: float, n: int) -> dict:
@@ -225,16 +225,20 @@ def serve(config: Path, port: int, workers: int, fast: bool, cpus: str | None = 
            "--log-level", "warning"]
     if fast:
         cmd += ["--http", "httptools", "--loop", "uvloop"]
-    proc = subprocess.Popen(cmd, stderr=subprocess.DEVNULL, env={**os.environ, "OMP_NUM_THREADS": "1"})
+    log = config.parent / f"server-{port}.log"
+    with log.open("w") as err:
+        proc = subprocess.Popen(cmd, stdin=subprocess.DEVNULL, stderr=err, env={**os.environ, "OMP_NUM_THREADS": "1"})
     url = f"http://127.0.0.1:{port}"
     for _ in range(600):
+        if proc.poll() is not None:
+            break
         try:
-            if httpx.get(url + "/healthz").status_code == 200:
+            if httpx.get(url + "/healthz", trust_env=False).status_code == 200:
                 return proc
         except httpx.TransportError:
             time.sleep(0.1)
     proc.kill()
-    raise SystemExit("the server did not start")
+    raise SystemExit(f"the server did not start; the end of its log ({log}):\n" + log.read_text()[-3000:])
 
 
 def run_scale(args: argparse.Namespace) -> None:
@@ -374,7 +378,7 @@ def main() -> None:
         try:
             for _ in range(300):
                 try:
-                    if httpx.get(url + "/healthz").status_code == 200:
+                    if httpx.get(url + "/healthz", trust_env=False).status_code == 200:
                         break
                 except httpx.TransportError:
                     time.sleep(0.1)

@@ -96,8 +96,9 @@ class Deployment:
             cmd = (["taskset", "-c", self.cpus] if self.cpus else []) + [sys.executable, "-m", "frontdesk", "consume", "--config", str(config), "--from",
                    f"redis://127.0.0.1:{self.port}/{stream}", "--group", "bench", "--consumer", f"w{i}", "--batch", "100",
                    "--block-ms", "200", "--log-level", "warning"]
-            procs.append(subprocess.Popen(cmd, stdout=subprocess.PIPE, stderr=subprocess.DEVNULL, text=True,
-                                          env={**os.environ, "OMP_NUM_THREADS": "1"}))
+            with (self.work / f"{stream}-w{i}.log").open("w") as err:
+                procs.append(subprocess.Popen(cmd, stdin=subprocess.DEVNULL, stdout=subprocess.PIPE, stderr=err, text=True,
+                                              env={**os.environ, "OMP_NUM_THREADS": "1"}))
         deadline = time.monotonic() + 120  # ready: every worker has joined the group (its first read)
         while time.monotonic() < deadline:
             try:
@@ -105,8 +106,13 @@ class Deployment:
                     return procs
             except Exception:  # noqa: BLE001 - the group does not exist yet
                 pass
+            if any(p.poll() is not None for p in procs):
+                break
             time.sleep(0.1)
-        raise SystemExit("the consumers did not start within 120 s")
+        for p in procs:
+            p.kill()
+        logs = "".join((self.work / f"{stream}-w{i}.log").read_text()[-2000:] for i in range(k))
+        raise SystemExit(f"the consumers did not start; the end of their logs:\n{logs}")
 
     @staticmethod
     def stop(procs: list[subprocess.Popen]) -> list[dict]:
