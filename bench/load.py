@@ -340,7 +340,7 @@ during the peak run per request answered (robust to other load: 1,000 / it ≈ r
 
 {table(["server", "load", "requests", "errors", "achieved req/s", "p50 ms", "p95 ms", "p99 ms", "server CPU ms/req", "load avg"], rows)}{prof}
 """
-    write_scale_part("http", body)
+    write_scale_part(args.part, body)
     print(f"wrote {BENCHMARKS}")
 
 
@@ -360,6 +360,7 @@ def main() -> None:
     ap.add_argument("--fast", action="store_true", help="serve with --http httptools --loop uvloop")
     ap.add_argument("--py-spy", default=None, help="path of py-spy: profile the server during the peak run")
     ap.add_argument("--cache", type=Path, default=None, help="keep the trained model here between runs")
+    ap.add_argument("--part", default="http", help="--scale: the scale-PART section to write (e.g. http-local)")
     ap.add_argument("--server-cpus", default=None, help="pin the server to these CPUs (taskset -c LIST), e.g. 0,1")
     args = ap.parse_args()
     if args.scale:

@@ -212,6 +212,7 @@ def main() -> None:
     ap.add_argument("--rate-s", type=float, default=20.0)
     ap.add_argument("--store", choices=["sqlite", "postgresql"], default="sqlite")
     ap.add_argument("--cache", type=Path, default=None, help="keep the trained model here between runs")
+    ap.add_argument("--part", default="streams", help="the scale-PART section to write (e.g. streams-local)")
     ap.add_argument("--worker-cpus", default=None, help="pin the consumers to these CPUs (taskset -c LIST), e.g. 0,1")
     args = ap.parse_args()
     work = Path(tempfile.mkdtemp(prefix="frontdesk-streams-"))
@@ -244,7 +245,7 @@ if args.worker_cpus else f"Cores: {os.cpu_count()}, shared by the consumers, Red
 
 {table(["workers", "store", "entries", "load", "wall s", "entries/s", "p50 ms", "p95 ms", "duplicates", "load avg"], rows)}
 """
-    write_scale_part("streams", body)
+    write_scale_part(args.part, body)
     print(f"wrote {BENCHMARKS}")
 
 

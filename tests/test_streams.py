@@ -282,3 +282,40 @@ def test_sigkill_mid_stream_every_entry_decided_once(saved_model: Path, client: 
     print(f"targets: {len(expected)} distinct, {len(delivered) - len(set(delivered))} delivered twice (at-least-once)")
     assert client.xpending("inbound", "fd")["pending"] == 0
     assert client.xlen("inbound:dead") == 0
+
+
+def test_cli_sigterm_finishes_the_batch_and_dead_letters_cli(saved_model: Path, client: Any, redis_port: int, texts: list[str],
+                                                             tmp_path: Path) -> None:
+    ids = add(client, "inbound", texts[:20])
+    bad = client.xadd("inbound", {"channel": "chat"}).decode()
+    db = tmp_path / "d.db"
+    config = tmp_path / "frontdesk.yaml"
+    config.write_text(yaml.safe_dump(config_data(saved_model, store=f"sqlite:///{db}")))
+    proc = _consume(config, redis_port, "w", tmp_path / "w.log")  # --until-empty: but SIGTERM comes first or after
+    with Store(f"sqlite:///{db}") as store:
+        _wait(lambda: store.count_decisions() >= 5 or proc.poll() is not None, 120, "decisions")
+    proc.send_signal(signal.SIGTERM)
+    stdout, _ = proc.communicate(timeout=60)
+    assert proc.returncode == 0, (tmp_path / "w.log").read_text()
+    stats = json.loads(stdout.strip().splitlines()[-1])
+    with Store(f"sqlite:///{db}") as store:
+        assert store.count_decisions() == stats["decided"] == stats["acked"]  # nothing decided and left unacknowledged
+    assert client.xpending("inbound", "fd")["pending"] == 0
+    rest = _consume(config, redis_port, "w2", tmp_path / "w2.log")  # a second run finishes what the first left
+    out, _ = rest.communicate(timeout=300)
+    assert rest.returncode == 0, (tmp_path / "w2.log").read_text()
+    with Store(f"sqlite:///{db}") as store:
+        assert store.count_decisions() == len(ids)
+    p = subprocess.run([sys.executable, "-m", "frontdesk", "dead-letters", "--from", f"redis://127.0.0.1:{redis_port}/inbound:dead"],
+                       capture_output=True, text=True, timeout=120)
+    assert p.returncode == 0, p.stderr
+    [row] = [json.loads(line) for line in p.stdout.splitlines()]
+    assert row["_source_id"] == bad and row["channel"] == "chat" and "no text" in row["_reason"]
+
+
+def test_cli_bad_source_url_says_what_to_use(saved_model: Path, tmp_path: Path) -> None:
+    config = tmp_path / "frontdesk.yaml"
+    config.write_text(yaml.safe_dump(config_data(saved_model, store=f"sqlite:///{tmp_path / 'd.db'}")))
+    p = subprocess.run([sys.executable, "-m", "frontdesk", "consume", "--config", str(config), "--from", "redis://h:6379",
+                        "--group", "g"], capture_output=True, text=True, timeout=120)
+    assert p.returncode == 2 and "names no stream" in p.stderr and "redis://HOST[:PORT]/STREAM" in p.stderr
