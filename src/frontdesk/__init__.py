@@ -49,9 +49,16 @@ _EXPORTS: dict[str, str] = {
     "ClauseTier": "frontdesk.tiers.clauses",
     "EnsembleParams": "frontdesk.tiers.ensemble",
     "EnsembleTier": "frontdesk.tiers.ensemble",
+    "ActionCall": "frontdesk.routing.actions",
+    "register_action": "frontdesk.routing.actions",
+    "ExtractConfig": "frontdesk.intake.extract",
+    "Extractor": "frontdesk.intake.extract",
+    "ActionResult": "frontdesk.types",
     "Decision": "frontdesk.types",
     "LabelScore": "frontdesk.types",
     "Message": "frontdesk.types",
+    "PiiRecord": "frontdesk.types",
+    "Sentiment": "frontdesk.types",
     "TierResult": "frontdesk.types",
     "TierTrace": "frontdesk.types",
 }
@@ -92,4 +99,6 @@ if TYPE_CHECKING:  # for type checkers and IDEs: the same names, imported eagerl
     from frontdesk.tiers.base import Tier, available_tiers, register_tier
     from frontdesk.tiers.clauses import ClauseParams, ClauseTier
     from frontdesk.tiers.ensemble import EnsembleParams, EnsembleTier
-    from frontdesk.types import Decision, LabelScore, Message, TierResult, TierTrace
+    from frontdesk.intake.extract import ExtractConfig, Extractor
+    from frontdesk.routing.actions import ActionCall, register_action
+    from frontdesk.types import ActionResult, Decision, LabelScore, Message, PiiRecord, Sentiment, TierResult, TierTrace

@@ -273,7 +273,7 @@ class Router:
                         tier=tier.name, kind=tier.kind, verdict=g.verdict, labels=g.labels, confidence=g.confidence,
                         margin=g.margin, top=[LabelScore(label=lab, score=s) for lab, s in res.ranked[:k_trace]],
                         reason=g.reason, latency_ms=res.latency_ms, cost_usd=res.cost_usd, tokens=res.tokens,
-                        rationale=res.rationale,
+                        rationale=res.rationale, fields=res.info.get("fields"), field_notes=res.info.get("field_notes"),
                     )
                 )
                 if g.labels:

@@ -184,15 +184,28 @@ def register(app: typer.Typer) -> None:
         model: Annotated[Path, typer.Option("--model", help="model directory with an encoder tier")],
         int8: Annotated[bool, typer.Option("--int8/--fp32", help="dynamic INT8 quantization (default) or plain fp32 ONNX")] = True,
         out_dir: Annotated[Optional[Path], typer.Option("--out", help="new model directory (default: <model>-int8 / -onnx beside it)")] = None,
+        prune_vocab: Annotated[Optional[Path], typer.Option(
+            "--prune-vocab", help="dataset (directory or file): keep only the tokens its train+validation texts use (smaller file)")] = None,
+        keep_characters: Annotated[bool, typer.Option(
+            "--keep-characters/--no-keep-characters", help="with --prune-vocab: keep every single-character token, so new words "
+            "split into known pieces instead of [UNK]")] = True,
+        keep_frequent: Annotated[int, typer.Option(
+            help="with --prune-vocab: also keep this many of the vocabulary's most frequent tokens (0: the smallest file)")] = 18_000,
     ) -> None:
         """Write an ONNX copy of the model's encoder tiers next to the model; the original is untouched.
 
         The copy runs with onnxruntime alone (no torch); point route/eval/serve at it like any model.
+        --prune-vocab also works on a model that is already an ONNX copy.
         """
         from frontdesk.tiers.encoder import export_model
 
-        with console.status("exporting to ONNX" + (" and quantizing to INT8" if int8 else "")):
-            dst, files = export_model(model, out_dir, int8=int8)
+        texts = None
+        if prune_vocab is not None:
+            data = Dataset.load(prune_vocab)
+            texts = [ex.text for ex in data.train + data.validation]
+        with console.status("exporting to ONNX" + (" and quantizing to INT8" if int8 else "") + (", pruning the vocabulary" if texts else "")):
+            dst, files = export_model(model, out_dir, int8=int8, vocab_texts=texts, keep_characters=keep_characters,
+                                      keep_frequent=keep_frequent)
         for f in files:
             out.print(f"{f.relative_to(dst)}: {f.stat().st_size / 1e6:.1f} MB")
         out.print(f"saved to {dst}")

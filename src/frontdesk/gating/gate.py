@@ -129,6 +129,11 @@ class GatePolicy(BaseModel):
                               f"set confidence {conf:.2f} for {chosen} is in the review band [{self.threshold:.2f}, {self.flag_threshold:.2f})")
         return GateResult("accept", chosen, conf, None, f"set confidence {conf:.2f} for {chosen} ≥ {max(self.threshold, self.flag_threshold or 0):.2f}")
 
+    def judge_many(self, probs: np.ndarray, labels: Sequence[str], top_k: int | None = None) -> GateVerdicts:
+        """Vectorised :meth:`judge` over a probability matrix (n, L; columns follow ``labels``): for each row the
+        same verdict, labels, confidence, margin and reason as judging its ``top_k`` ranked labels one at a time."""
+        return GateVerdicts(self, np.asarray(probs, dtype=np.float64), tuple(labels), top_k)
+
 
 PER_LABEL_GUARANTEE = ("a guarantee certifies one global threshold, per-label thresholds would be many more parameters "
                        "fitted on the same validation data: drop per_label (--per-label-thresholds) or the guarantee")
@@ -487,3 +492,106 @@ def apply_threshold(conf: np.ndarray, correct: np.ndarray, threshold: float) -> 
     esc = 1.0 - float(accepted.mean()) if len(conf) else 0.0
     acc = float(np.asarray(correct)[accepted].mean()) if accepted.any() else 1.0
     return esc, acc
+
+
+class GateVerdicts:
+    """The gate's verdicts on a batch (:meth:`GatePolicy.judge_many`): arrays, plus each row's labels and reason on demand.
+
+    ``verdict`` holds "accept" / "flag" / "escalate" per row; ``confidence`` the top label's probability
+    (single-label) or the set's confidence (multi-label); ``margin`` top1 - top2 (NaN for multi-label, where
+    ``judge`` gives None). Ties between equal probabilities are broken by column order.
+    """
+
+    __slots__ = ("policy", "names", "verdict", "confidence", "margin", "top", "_second", "_p2", "_t", "_ranks", "_inc")
+
+    def __init__(self, policy: GatePolicy, probs: np.ndarray, names: tuple[str, ...], top_k: int | None) -> None:
+        self.policy, self.names = policy, names
+        n, n_labels = probs.shape
+        if n_labels == 0:
+            self.verdict = np.full(n, "escalate", dtype=object)
+            self.confidence, self.margin, self.top = np.zeros(n), np.full(n, np.nan), np.full(n, -1)
+            return
+        if policy.multi_label:
+            self._init_multi(probs, top_k)
+        else:
+            self._init_single(probs)
+
+    def _init_single(self, probs: np.ndarray) -> None:
+        p, n = self.policy, len(probs)
+        if probs.shape[1] > 1:
+            two = np.argpartition(-probs, 1, axis=1)[:, :2]
+            pp = np.take_along_axis(probs, two, axis=1)
+            swap = (pp[:, 1] > pp[:, 0]) | ((pp[:, 1] == pp[:, 0]) & (two[:, 1] < two[:, 0]))
+            self.top, self._second = np.where(swap, two[:, 1], two[:, 0]), np.where(swap, two[:, 0], two[:, 1])
+            self.confidence, self._p2 = np.where(swap, pp[:, 1], pp[:, 0]), np.where(swap, pp[:, 0], pp[:, 1])
+            self.margin = self.confidence - self._p2
+        else:
+            self.top, self._second = np.zeros(n, dtype=np.int64), np.full(n, -1)
+            self.confidence = probs[:, 0].copy()
+            self._p2, self.margin = np.zeros(n), self.confidence.copy()
+        self._t = np.array([p.label_thresholds.get(name, p.threshold) for name in self.names])[self.top]
+        escalate = self.confidence < self._t
+        ambiguous = ~escalate & (self.margin < p.min_margin) & (self._second >= 0)
+        flag = ~escalate & ~ambiguous & (self.confidence < p.flag_threshold if p.flag_threshold is not None else False)
+        self.verdict = np.where(escalate | ambiguous, "escalate", np.where(flag, "flag", "accept")).astype(object)
+
+    def _init_multi(self, probs: np.ndarray, top_k: int | None) -> None:
+        p, (n, n_labels) = self.policy, probs.shape
+        k = n_labels if top_k is None else max(1, min(top_k, n_labels))
+        cols = np.argpartition(-probs, k - 1, axis=1)[:, :k] if k < n_labels else np.tile(np.arange(n_labels), (n, 1))
+        pk = np.take_along_axis(probs, cols, axis=1)
+        order = np.lexsort((cols, -pk), axis=1) if n else cols  # best first, ties by column
+        self._ranks = np.take_along_axis(cols, order, axis=1)
+        pk = np.take_along_axis(pk, order, axis=1)
+        self._t = np.array([p.label_thresholds.get(name, p.decision_threshold) for name in self.names])[self._ranks]
+        self._inc = pk >= self._t
+        conf = np.where(self._inc, pk, 1.0 - pk).prod(axis=1)
+        chosen = self._inc.any(axis=1)
+        self.top, self._p2 = self._ranks[:, 0], pk[:, 0]
+        self.confidence = np.where(chosen, conf, pk[:, 0])
+        self.margin = np.full(n, np.nan)
+        low = self.confidence < p.threshold
+        flag = ~low & (self.confidence < p.flag_threshold if p.flag_threshold is not None else False)
+        self.verdict = np.where(~chosen | low, "escalate", np.where(flag, "flag", "accept")).astype(object)
+
+    def __len__(self) -> int:
+        return len(self.verdict)
+
+    def labels(self, i: int) -> list[str]:
+        """Row ``i``'s labels: the top label, or (multi-label) the chosen set in rank order (the best label when none)."""
+        if self.top[i] < 0:
+            return []
+        if not self.policy.multi_label:
+            return [self.names[self.top[i]]]
+        chosen = [self.names[j] for j, inc in zip(self._ranks[i].tolist(), self._inc[i].tolist()) if inc]
+        return chosen or [self.names[self.top[i]]]
+
+    def reason(self, i: int) -> str:
+        """Row ``i``'s reason, worded exactly as :meth:`GatePolicy.judge` words it."""
+        p, verdict, conf = self.policy, self.verdict[i], float(self.confidence[i])
+        if self.top[i] < 0:
+            return "the tier proposed no label"
+        if p.multi_label:
+            chosen = self.labels(i)
+            if not self._inc[i].any():
+                return f"no label reached its threshold: best '{chosen[0]}' {conf:.2f} < {float(self._t[i, 0]):.2f}"
+            if verdict == "escalate":
+                return f"set confidence {conf:.2f} for {chosen} < threshold {p.threshold:.2f}"
+            if verdict == "flag":
+                return f"set confidence {conf:.2f} for {chosen} is in the review band [{p.threshold:.2f}, {p.flag_threshold:.2f})"
+            return f"set confidence {conf:.2f} for {chosen} ≥ {max(p.threshold, p.flag_threshold or 0):.2f}"
+        label, t, margin = self.names[self.top[i]], float(self._t[i]), float(self.margin[i])
+        if conf < t:
+            kind = "label threshold" if label in p.label_thresholds else "threshold"
+            return f"confidence {conf:.2f} for '{label}' < {kind} {t:.2f}"
+        if verdict == "escalate":
+            other, p2 = self.names[self._second[i]], float(self._p2[i])
+            return f"ambiguous: margin {margin:.2f} between '{label}' ({conf:.2f}) and '{other}' ({p2:.2f}) < {p.min_margin:.2f}"
+        if verdict == "flag":
+            return f"confidence {conf:.2f} for '{label}' is in the review band [{t:.2f}, {p.flag_threshold:.2f})"
+        return f"confidence {conf:.2f} for '{label}' ≥ {max(t, p.flag_threshold or 0):.2f}"
+
+    def result(self, i: int) -> GateResult:
+        """Row ``i`` as the :class:`GateResult` that ``judge`` returns."""
+        margin = None if self.policy.multi_label or self.top[i] < 0 else float(self.margin[i])
+        return GateResult(self.verdict[i], self.labels(i), float(self.confidence[i]), margin, self.reason(i))
