@@ -125,9 +125,12 @@ def test_shared_cache_roundtrip_ttl_and_outage(clients: tuple[Any, Any]) -> None
 
     a = RedisTTLCache(clients[0], "llm:t", 60, encode=_encode_answer, decode=_decode_answer)
     b = RedisTTLCache(clients[1], "llm:t", 60, encode=_encode_answer, decode=_decode_answer)
-    value = ((("billing_issue", 0.9), ("refund_request", 0.05)), "a charge")
+    value = ((("billing_issue", 0.9), ("refund_request", 0.05)), "a charge", {"order_id": "4411"}, ["note"])
     a.put("k1", value)
     assert b.get("k1") == value and len(b) == 1  # tuples back, not lists
+    a.put("k2", (object(),))  # not JSON: not shared, no error
+    clients[0].set("frontdesk:llm:t:k3", b"{not json")  # written by something else: a miss, no error
+    assert a.get("k2") is None and a.get("k3") is None and a.errors == 2
     assert b.pop("k1") == value and a.get("k1") is None
     short = RedisTTLCache(clients[0], "short", 0.2)
     short.put("k", [1])

@@ -319,3 +319,32 @@ def test_cli_bad_source_url_says_what_to_use(saved_model: Path, tmp_path: Path) 
     p = subprocess.run([sys.executable, "-m", "frontdesk", "consume", "--config", str(config), "--from", "redis://h:6379",
                         "--group", "g"], capture_output=True, text=True, timeout=120)
     assert p.returncode == 2 and "names no stream" in p.stderr and "redis://HOST[:PORT]/STREAM" in p.stderr
+
+
+def test_actions_run_once_across_redelivery(router: Router, saved_model: Path, client: Any, texts: list[str],
+                                            tmp_path: Path) -> None:
+    """The first consumer commits and runs the actions but cannot deliver; the second redelivers: no action twice."""
+    from frontdesk.routing.actions import register_action, unregister_action
+
+    calls: list[str] = []
+    register_action("note_it", lambda call: calls.append(call.decision_id) or {"ok": True})
+    try:
+        data = config_data(saved_model, labels={label: {"action": "note_it"} for label in router.labels},
+                           actions={"note_it": {}})
+        ids = add(client, "inbound", texts[:12])
+        broken, working = RecordingSink(), RecordingSink()
+        broken.failing = "receiver down"
+        with Store(f"sqlite:///{tmp_path / 's.db'}") as store:
+            consumers = [StreamConsumer(Pipeline(router, parse_config(data), sinks=[sink]), store, client, "inbound", "fd", name,
+                                        ConsumerSettings(**{**FAST, "claim_idle_s": idle}))
+                         for name, sink, idle in (("first", broken, 3600), ("second", working, 0.05))]
+            consumers[0].ensure_group()
+            assert consumers[0].step() == 12 and consumers[0].stats.acked == 0
+            stats = consumers[1].run(until_empty=True)
+            stored = store.decisions_by_id([entry_decision_id("inbound", i) for i in ids])
+        accepted = [d for d in stored.values() if d.actions and d.actions[0].status == "done"]
+        assert stats.redelivered == 12 and len(accepted) >= 1
+        assert sorted(calls) == sorted(d.id for d in accepted)  # each accepted decision's action ran exactly once
+        assert all(d.actions[0].status in ("done", "skipped") for d in stored.values())
+    finally:
+        unregister_action("note_it")

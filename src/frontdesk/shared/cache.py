@@ -17,8 +17,9 @@ class RedisTTLCache(Generic[V]):
     """``get``/``put``/``pop``/``clear`` on Redis keys ``{prefix}{namespace}:{key}`` that expire after ``ttl_s``.
 
     Values are stored as JSON (``encode``/``decode`` convert them, e.g. tuples back from lists). ``ttl_s <= 0``
-    turns it off like the in-process cache. A Redis error is a miss (``get``) or a skipped store (``put``),
-    logged and counted in :attr:`errors`: a cache never fails the request it serves.
+    turns it off like the in-process cache. A Redis error, or a value that does not encode or decode, is a
+    miss (``get``) or a skipped store (``put``), logged and counted in :attr:`errors`: a cache never fails the
+    request it serves.
     """
 
     def __init__(self, client: Any, namespace: str, ttl_s: float = 3600.0, *, prefix: str = "frontdesk:",
@@ -45,17 +46,17 @@ class RedisTTLCache(Generic[V]):
             return None
         try:
             raw = self.client.get(self._key(key))
-        except RedisError as exc:
+            return None if raw is None else self._decode(json.loads(raw))
+        except (RedisError, ValueError, TypeError) as exc:  # unreachable, or an entry another version wrote: a miss
             self._error("get", exc)
             return None
-        return None if raw is None else self._decode(json.loads(raw))
 
     def put(self, key: Hashable, value: V) -> None:
         if not self.enabled:
             return
         try:
             self.client.set(self._key(key), json.dumps(self._encode(value), ensure_ascii=False), px=max(1, int(self.ttl_s * 1000)))
-        except RedisError as exc:
+        except (RedisError, ValueError, TypeError) as exc:  # a value that is not JSON is not shared, never an error
             self._error("put", exc)
 
     def pop(self, key: Hashable) -> V | None:
@@ -63,10 +64,10 @@ class RedisTTLCache(Generic[V]):
             return None
         try:
             raw = self.client.getdel(self._key(key))
-        except RedisError as exc:
+            return None if raw is None else self._decode(json.loads(raw))
+        except (RedisError, ValueError, TypeError) as exc:
             self._error("pop", exc)
             return None
-        return None if raw is None else self._decode(json.loads(raw))
 
     def clear(self) -> None:
         """Delete every entry of this namespace (for every replica)."""

@@ -490,7 +490,8 @@ class Store:
             for part in _chunks(wanted):
                 for row in conn.execute(sa.select(_decisions.c.id, _decisions.c.payload).where(_decisions.c.id.in_(part))):
                     found[row.id] = Decision.model_validate_json(row.payload)
-        return found
+            decisions = self._with_actions(conn, list(found.values()))  # actions as the actions table has them now
+        return {d.id: d for d in decisions}
 
     def decisions(self, *, since: datetime | None = None, until: datetime | None = None,
                   limit: int | None = None) -> list[Decision]:

@@ -4,7 +4,8 @@ Each entry of the stream becomes exactly one stored decision, whatever crashes: 
 derived from the entry id (:func:`~frontdesk.streams.entries.entry_decision_id`), so a redelivered
 entry finds the decision a dead consumer already committed and only its targets are delivered again
 (same target ids, which sinks send as the idempotency key). An entry is acknowledged only after its
-decision is committed *and* its targets are delivered. Entries a dead or stuck consumer holds are
+decision is committed, its actions have run (at most once each: the store is their ledger) *and* its
+targets are delivered. Entries a dead or stuck consumer holds are
 taken over with XAUTOCLAIM once idle for ``claim_idle_s``. An entry that cannot be processed goes to
 a dead-letter stream with the reason: at once when it can never become a message (no text, bad
 JSON), else after ``max_attempts`` deliveries (failed decisions, failed deliveries, or consumers that
@@ -283,13 +284,19 @@ class StreamConsumer:
             if eid in failures or eid not in routed and did not in stored:
                 continue
             if did in stored:
-                targets = self.pipeline.targets_of(stored[did])
+                decision, targets = stored[did], self.pipeline.targets_of(stored[did])
                 self.stats.redelivered += 1
             else:
                 r = routed[eid]
-                targets = r.targets
+                decision, targets = r.decision, r.targets
                 self.stats.decided += 1
                 self.stats.duplicates += r.decision.duplicate_of is not None
+            if decision.actions:  # the store is the ledger: each action at most once, redeliveries included
+                try:
+                    self.pipeline.run_actions(Routed(decision), self.store)
+                except Exception as exc:  # noqa: BLE001 - the ledger (store) failed: retried on redelivery
+                    failures[eid] = f"decision stored, its actions could not run: {type(exc).__name__}: {exc}"
+                    continue
             errors = self.pipeline.deliver(targets)
             if errors:
                 failures[eid] = "decision stored, delivery failed: " + "; ".join(errors)

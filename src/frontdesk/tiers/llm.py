@@ -127,13 +127,16 @@ def make_provider(params: LLMParams, tier_name: str = "llm") -> Provider:
     return create_provider(params.provider, settings)
 
 
-def _encode_answer(value: tuple[tuple[tuple[str, float], ...], str]) -> list[Any]:
-    ranked, rationale = value
-    return [[[label, p] for label, p in ranked], rationale]
+def _encode_answer(value: tuple[Any, ...]) -> list[Any]:
+    """A cached answer ``(ranked, rationale, fields, notes)`` as JSON (the shared cache stores JSON)."""
+    ranked, *rest = value
+    return [[[label, p] for label, p in ranked], *rest]
 
 
-def _decode_answer(data: list[Any]) -> tuple[tuple[tuple[str, float], ...], str]:
-    return tuple((str(label), float(p)) for label, p in data[0]), data[1]
+def _decode_answer(data: list[Any]) -> tuple[Any, ...]:
+    """Back from JSON: ``ranked`` as a tuple of (label, probability) tuples, the rest as stored."""
+    ranked, *rest = data
+    return (tuple((str(label), float(p)) for label, p in ranked), *rest)
 
 
 class LLMTier(Tier):
