@@ -231,17 +231,18 @@ def wrk_peak(url: str, texts: list[str], seconds: float, work: Path, connections
     return {"n": total, "errors": errors, "throughput": rps, "p50": ms("50"), "p95": float("nan"), "p99": ms("99")}
 
 
-CATEGORIES = [  # (name, pattern in the collapsed stack), first match wins
-    ("preprocess (clean, language)", r"Preprocessor\.__call__"),
-    ("cascade (TF-IDF + linear + gate)", r"Router\.route \("),
-    ("rest of decide (dedup, Decision, fan-out)", r"Pipeline\._decide"),
-    ("store commit (SQLAlchemy, SQLite/PostgreSQL)", r"GroupCommitter|Store\.save_decisions"),
-    ("response JSON, metrics, drift", r"_respond|Metrics\.observe"),
-    ("FastAPI dependencies + body validation", r"solve_dependencies|request_body_to_args|_validate"),
+CATEGORIES = [  # (name, pattern, where): first match wins; where = the whole stack or its innermost frontdesk frame
+    ("preprocess (clean, language)", r"Preprocessor\.__call__", "stack"),
+    ("cascade (TF-IDF + linear + gate)", r"Router\.route \(", "stack"),
+    ("rest of decide (dedup, Decision, fan-out)", r"Pipeline\._decide", "stack"),
+    ("store commit (SQLAlchemy, SQLite/PostgreSQL)", r"GroupCommitter|Store\.save_decisions", "stack"),
+    ("response JSON, metrics, drift", r"respond|Metrics\.observe", "stack"),
+    ("FastAPI dependencies (auth) + body validation", r"solve_dependencies|request_body_to_args", "stack"),
+    ("strict JSON body parsing (server/body.py)", r"server/body\.py", "innermost"),
     ("thread hand-offs (anyio, futures, queues)", r"run_in_threadpool|run_sync_in_worker_thread|WorkerThread|"
-                                                  r"Future\.set_result|_chain_future|Queue\.(put|get)"),
-    ("HTTP + ASGI stack (uvicorn, Starlette, FastAPI, middleware)", r"uvicorn|starlette|fastapi|h11|httptools"),
-    ("event loop and other", r""),
+                                                  r"Future\.set_result|_chain_future|Queue\.(put|get)", "stack"),
+    ("HTTP + ASGI stack (uvicorn, Starlette, FastAPI, middleware)", r"uvicorn|starlette|fastapi|h11|httptools", "stack"),
+    ("event loop and other", r"", "stack"),
 ]
 
 
@@ -254,11 +255,12 @@ def profile_summary(raw: Path) -> list[list[str]]:
         if not n.isdigit():
             continue
         total += int(n)
-        for name, pattern in CATEGORIES:
-            if re.search(pattern, stack):
+        innermost = next((f for f in reversed(stack.split(";")) if "frontdesk/" in f), "")
+        for name, pattern, where in CATEGORIES:
+            if re.search(pattern, stack if where == "stack" else innermost):
                 counts[name] += int(n)
                 break
-    return [[name, f"{counts[name] / total:.0%}"] for name, _ in CATEGORIES if total and counts[name]]
+    return [[name, f"{counts[name] / total:.0%}"] for name, _, _ in CATEGORIES if total and counts[name]]
 
 
 def server_cpu_s(pid: int) -> float:
