@@ -31,7 +31,15 @@ _WHERE = {"RedisTTLCache": "cache", "RedisDeduplicator": "dedup", "DriftFeed": "
 def __getattr__(name: str) -> Any:
     """Import the Redis-backed parts on first use: ``frontdesk.config`` needs only SharedConfig (no redis)."""
     if name in _WHERE:
-        return getattr(importlib.import_module(f"frontdesk.shared.{_WHERE[name]}"), name)
+        try:
+            module = importlib.import_module(f"frontdesk.shared.{_WHERE[name]}")
+        except ModuleNotFoundError as exc:
+            if exc.name != "redis":
+                raise
+            from frontdesk.errors import ConfigError
+
+            raise ConfigError("shared state needs the redis package: pip install 'frontdesk[sinks]'", field="shared") from exc
+        return getattr(module, name)
     raise AttributeError(f"module 'frontdesk.shared' has no attribute {name!r}")
 
 
