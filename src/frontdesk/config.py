@@ -21,6 +21,7 @@ from frontdesk.loop.drift import DriftConfig
 from frontdesk.intake.preprocessor import PreprocessConfig
 from frontdesk.routing.actions import ActionSpec, check_action_names
 from frontdesk.routing.targets import LabelTarget, QueueRoute, SignalPolicy, TargetsConfig
+from frontdesk.shared.config import SharedConfig
 from frontdesk.tiers.llm import LLMParams
 from frontdesk.tiers.rules import Rule
 
@@ -163,6 +164,8 @@ class FrontdeskConfig(BaseModel):
     server: ServerConfig = Field(default_factory=ServerConfig)
     drift: DriftConfig = Field(default_factory=DriftConfig, description="drift monitoring of the service (window, alert thresholds, webhook)")
     auth: AuthConfig = Field(default_factory=AuthConfig)
+    shared: SharedConfig | None = Field(None, description="Redis shared by replicas: dedup, LLM cache, reloads and drift "
+                                        "across every serve/consume process (redis://host:6379/0, or a mapping)")
     console: ConsoleConfig = Field(default_factory=ConsoleConfig, description="the browser console under /ui")
     extract: ExtractConfig = Field(default_factory=ExtractConfig, description="rule fields, PII masking, sentiment, urgency")
     actions: dict[str, ActionSpec] = Field(default_factory=dict, description="actions by name: webhooks, or settings "
@@ -394,6 +397,10 @@ drift:                           # rolling monitors on /metrics; alerts to the l
   #                                 # reviews is below this (default: the model's `train --guarantee` target)
   # accepted_accuracy_min_labelled: 50   # labelled accepted decisions the alert needs (window: 1000)
   # webhook_url: https://hooks.example.com/frontdesk-alerts
+
+# shared: redis://localhost:6379/0  # replicas (N × serve, consume workers) share dedup, the LLM cache,
+                                 #   reloads (a version key) and the drift window; or a mapping: url, prefix,
+                                 #   dedup, llm_cache, reload, drift, lease_s, wait_s, watch_interval_s
 
 console:                         # the browser console at /ui: sign in with an API key
   enabled: true                  # admin keys work the review queue; route keys see, read-only

@@ -41,6 +41,8 @@ def register(app: typer.Typer) -> None:
         workers: Annotated[int, typer.Option(help="worker processes (needs --config)")] = 1,
         log_level: Annotated[str, typer.Option(help="log level of uvicorn and frontdesk (debug, info, warning, error)")] = "info",
         access_log: Annotated[bool, typer.Option(help="one log line per request: method, path, status, latency, request id")] = True,
+        http: Annotated[str, typer.Option(help="HTTP parser: auto | h11 | httptools (C, faster; pip install httptools)")] = "auto",
+        loop: Annotated[str, typer.Option(help="event loop: auto | asyncio | uvloop (faster; pip install uvloop)")] = "auto",
         llm: LLMOpt = None,
         llm_model: LLMModelOpt = None,
         llm_base_url: LLMUrlOpt = None,
@@ -53,6 +55,15 @@ def register(app: typer.Typer) -> None:
         from frontdesk.config import AuthConfig, FrontdeskConfig, load_config
         from frontdesk.server.app import create_app
 
+        if http not in ("auto", "h11", "httptools") or loop not in ("auto", "asyncio", "uvloop"):
+            raise ConfigError("use --http auto|h11|httptools and --loop auto|asyncio|uvloop", field="--http/--loop")
+        for name, wanted in (("httptools", http), ("uvloop", loop)):
+            if wanted == name:
+                try:
+                    __import__(name)
+                except ImportError:
+                    raise ConfigError(f"--{'http' if name == 'httptools' else 'loop'} {name} needs the {name} package: "
+                                      f"pip install {name}", field="serve") from None
         if (model is None) == (config is None):
             raise ConfigError("give exactly one of --config (production) or --model (development, no auth)", field="serve")
         params = llm_params(llm, llm_model, llm_base_url)
@@ -69,7 +80,8 @@ def register(app: typer.Typer) -> None:
             if workers > 1:
                 os.environ["FRONTDESK_CONFIG"] = str(config.resolve())
                 uvicorn.run("frontdesk.server.app:app_from_env", factory=True, host=bind_host, port=bind_port,
-                            workers=workers, log_level=log_level, access_log=False, log_config=logging_config)
+                            workers=workers, log_level=log_level, access_log=False, log_config=logging_config,
+                            http=http, loop=loop)
                 return
             app_ = create_app(cfg if params is not None else config)
         else:
@@ -80,7 +92,8 @@ def register(app: typer.Typer) -> None:
                           "Use --config frontdesk.yaml in production.[/]")
             _warn_about_open_port(False, bind_host, bind_port)
             app_ = create_app(cfg)
-        uvicorn.run(app_, host=bind_host, port=bind_port, log_level=log_level, access_log=False, log_config=logging_config)
+        uvicorn.run(app_, host=bind_host, port=bind_port, log_level=log_level, access_log=False, log_config=logging_config,
+                    http=http, loop=loop)
 
 
     keys_app = typer.Typer(help="API keys for the service.", no_args_is_help=True)

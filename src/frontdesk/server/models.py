@@ -113,10 +113,19 @@ class ReloadResponse(BaseModel):
     status: str
     gates: dict[str, dict[str, Any]]
     labels: int
+    version: int | None = Field(None, description="the config version announced to the other replicas (shared: only)")
 
 
 class Health(BaseModel):
     status: str
+
+
+class SharedStatus(BaseModel):
+    """This replica's view of the shared state (``shared:`` in frontdesk.yaml)."""
+
+    redis: str = Field(description="ok | unreachable (then the replica carries on alone: no cross-replica dedup, cache, reloads)")
+    config_version: int | None = Field(description="the newest reload version this replica has seen")
+    config_digest: str | None = Field(description="SHA-256 of the config file it runs (equal on every replica in sync)")
 
 
 class Ready(BaseModel):
@@ -124,9 +133,10 @@ class Ready(BaseModel):
     review_depth: int
     tiers: list[str]
     labels: int
+    shared: SharedStatus | None = None
 
 
 __all__ = [
     "BatchRequest", "BatchResponse", "Feedback", "FeedbackRequest", "Health", "Ready", "ReloadResponse",
-    "ResolveRequest", "ReviewItem", "ReviewList", "RouteRequest", "RouteResponse", "TargetOut",
+    "ResolveRequest", "ReviewItem", "ReviewList", "RouteRequest", "RouteResponse", "SharedStatus", "TargetOut",
 ]

@@ -106,7 +106,7 @@ def build_routes(state: ServiceState) -> APIRouter:
         out = []
         for r in results:
             state.metrics.observe(r.decision)
-            state.monitor.observe(r.decision)
+            state.observe(r.decision)
             targets = ",".join(t.model_dump_json(exclude={"text"}) for t in r.targets)
             out.append(f'{{"decision":{r.decision.model_dump_json()},"targets":[{targets}],'
                        f'"delivery_errors":{json.dumps(r.delivery_errors)}}}')
@@ -220,7 +220,8 @@ def build_routes(state: ServiceState) -> APIRouter:
             cfg = state.reload()
         except FrontdeskError as exc:
             raise ApiError(400, "invalid_config", f"config not applied, the running one stays: {scrub(str(exc))}") from exc
-        return ReloadResponse(status="reloaded", labels=len(cfg.labels),
+        version = state.announce(force=True)  # every other replica reloads too (shared state)
+        return ReloadResponse(status="reloaded", labels=len(cfg.labels), version=version,
                               gates={n: g.model_dump() for n, g in state.pipeline.router.gates.items()})
 
     @api.get("/healthz", response_model=Health)
@@ -237,7 +238,8 @@ def build_routes(state: ServiceState) -> APIRouter:
             log.warning("readiness check: store unavailable: %s", exc)
             return error_json(503, "not_ready", "the store is unavailable: not ready", request_id=request_id_of(request))
         router = state.pipeline.router
-        return Ready(status="ready", review_depth=depth, tiers=[t.name for t in router.tiers], labels=len(router.labels))
+        return Ready(status="ready", review_depth=depth, tiers=[t.name for t in router.tiers], labels=len(router.labels),
+                     shared=state.shared_status())
 
     async def metrics_guard(request: Request) -> None:
         if state.config.auth.protect_metrics:

@@ -18,6 +18,7 @@ import time
 from collections.abc import Iterator
 from contextlib import contextmanager
 from pathlib import Path
+from typing import Any
 
 from pydantic import ValidationError
 
@@ -29,6 +30,7 @@ from frontdesk.server.auth import KeyRing
 from frontdesk.server.commit import GroupCommitter
 from frontdesk.server.metrics import Metrics
 from frontdesk.store.store import Store
+from frontdesk.types import Decision
 
 log = logging.getLogger("frontdesk.server")
 
@@ -97,7 +99,9 @@ class ServiceState:
                  watch: bool | None = None) -> None:
         self.config = config
         self.config_path = config_path
-        pipeline = Pipeline.from_config(config)
+        self.shared = _shared_state(config)
+        """The replicas' shared state (Redis) when the config has a ``shared:`` section, else None."""
+        pipeline = Pipeline.from_config(config, shared=self.shared)
         pipeline.warm_up()
         self.slot = PipelineSlot(pipeline)
         self.keys = KeyRing(config.auth)
@@ -121,6 +125,9 @@ class ServiceState:
                 self._seen = _digest(read_config_bytes(config_path))
             except ConfigError:
                 self._seen = None
+        self.digest = self._seen
+        """SHA-256 of the config file this replica runs (announced to the other replicas on a reload)."""
+        self.feed, self.follower = _shared_parts(self)
         self._started = self._closed = False
 
     @property
@@ -142,6 +149,10 @@ class ServiceState:
         if self.watching:
             self._watcher = threading.Thread(target=self.watch, name="frontdesk-config-watch", daemon=True)
             self._watcher.start()
+        if self.feed is not None:  # one drift window over every replica's decisions
+            self.feed.follow(self.monitor, backfill=self.config.drift.window or 1000)
+        if self.follower is not None:  # reloads announced by other replicas
+            self.follower.start()
 
     def close(self) -> None:
         """Stop watching, commit what is queued, close the pipeline and the store. Idempotent."""
@@ -151,10 +162,15 @@ class ServiceState:
         self._stop.set()
         if self._watcher is not None:
             self._watcher.join(timeout=10)
+        for part in (self.follower, self.feed):
+            if part is not None:
+                part.close()
         self.monitor.close()
         self.committer.close()
         self.slot.close()
         self.store.close()
+        if self.shared is not None:
+            self.shared.close()
 
     # -- reload --------------------------------------------------------------------------------
     def reload(self) -> FrontdeskConfig:
@@ -168,12 +184,13 @@ class ServiceState:
                 self.metrics.reloads.labels("error").inc()
                 self._finished(str(exc))
                 raise
-            if config.store != self.config.store or config.store_busy_timeout_s != self.config.store_busy_timeout_s:
-                log.warning("store settings changed in %s: restart the service to use them", self.config_path.name)
+            if (config.store != self.config.store or config.store_busy_timeout_s != self.config.store_busy_timeout_s
+                    or config.shared != self.config.shared):
+                log.warning("store or shared settings changed in %s: restart the service to use them", self.config_path.name)
             old = self.pipeline
             model_changed = pipeline.router.labels != old.router.labels or config.model != self.config.model
             with self._changed:  # the new pipeline and a cleared error become visible together
-                self.keys, self.config = KeyRing(config.auth), config
+                self.keys, self.config, self.digest = KeyRing(config.auth), config, self._seen
                 self.slot.swap(pipeline)
                 self.last_reload_error = None
             if model_changed:
@@ -192,10 +209,10 @@ class ServiceState:
         try:
             config = config_from_bytes(data, self.config_path)
             try:
-                pipeline = Pipeline.from_config(config)
+                pipeline = Pipeline.from_config(config, shared=self.shared)
             except ModelError:  # a `frontdesk promote` swapping the directory mid-read: read again
                 time.sleep(0.2)
-                pipeline = Pipeline.from_config(config)
+                pipeline = Pipeline.from_config(config, shared=self.shared)
             pipeline.warm_up()  # here, not on the first request after the swap
         except FrontdeskError:
             raise
@@ -232,8 +249,32 @@ class ServiceState:
                     self.reload()
                 except FrontdeskError as exc:
                     log.error("config change not applied, keeping the running config: %s", exc)
+                else:
+                    self.announce(force=False)
             except Exception:
                 log.exception("config watcher error (still watching)")
+
+    # -- replicas (shared state) -------------------------------------------------------------------
+    def announce(self, *, force: bool) -> int | None:
+        """Tell the other replicas that this one reloaded (they reload too: an explicit reload always, a file
+        change when their file differs); the new config version, or None without shared state."""
+        if self.follower is None or self.digest is None:
+            return None
+        return self.follower.announce(self.digest, force=force)
+
+    def observe(self, decision: Decision) -> None:
+        """A committed decision for the drift window: the replicas' shared one when configured, else this process's."""
+        if self.feed is not None:
+            self.feed.publish(decision)
+        else:
+            self.monitor.observe(decision)
+
+    def shared_status(self) -> dict[str, Any] | None:
+        """Redis reachable, the config version this replica follows and its config digest (None without shared state)."""
+        if self.shared is None:
+            return None
+        return {"redis": "ok" if self.shared.ping() else "unreachable",
+                "config_version": self.follower.seen if self.follower is not None else None, "config_digest": self.digest}
 
 
 def _digest(data: bytes) -> str:
@@ -250,3 +291,25 @@ def _current_digest(path: Path) -> str:
     except ConfigError as exc:
         return f"unreadable: {exc}"
 
+
+def _shared_state(config: FrontdeskConfig) -> Any:
+    if config.shared is None:
+        return None
+    from frontdesk.shared import SharedState
+
+    return SharedState(config.shared)
+
+
+def _shared_parts(state: ServiceState) -> tuple[Any, Any]:
+    """The shared drift feed and the config-version follower this replica needs (started by ``start``)."""
+    shared, cfg = state.shared, state.config.shared
+    if shared is None or cfg is None:
+        return None, None
+    from frontdesk.shared import VersionWatcher
+
+    feed = shared.drift_feed(state.pipeline.router) if cfg.drift else None
+    follower = None
+    if cfg.reload and state.config_path is not None:
+        follower = VersionWatcher(shared.versions(), state.reload, lambda: state.digest, replica=shared.replica,
+                                  interval_s=cfg.watch_interval_s)
+    return feed, follower

@@ -480,6 +480,19 @@ class Store:
                 return None
             return self._with_actions(conn, [Decision.model_validate_json(payload)])[0]
 
+    def decisions_by_id(self, ids: Iterable[str]) -> dict[str, Decision]:
+        """The stored decisions among ``ids`` (id → Decision); ids not stored are absent. One query per 500 ids."""
+        wanted = list(dict.fromkeys(ids))
+        found: dict[str, Decision] = {}
+        if not wanted:
+            return found
+        with self._read() as conn:
+            for part in _chunks(wanted):
+                for row in conn.execute(sa.select(_decisions.c.id, _decisions.c.payload).where(_decisions.c.id.in_(part))):
+                    found[row.id] = Decision.model_validate_json(row.payload)
+            decisions = self._with_actions(conn, list(found.values()))  # actions as the actions table has them now
+        return {d.id: d for d in decisions}
+
     def decisions(self, *, since: datetime | None = None, until: datetime | None = None,
                   limit: int | None = None) -> list[Decision]:
         """Decisions with ``since <= created_at < until``, oldest first (naive datetimes are UTC)."""

@@ -127,6 +127,18 @@ def make_provider(params: LLMParams, tier_name: str = "llm") -> Provider:
     return create_provider(params.provider, settings)
 
 
+def _encode_answer(value: tuple[Any, ...]) -> list[Any]:
+    """A cached answer ``(ranked, rationale, fields, notes)`` as JSON (the shared cache stores JSON)."""
+    ranked, *rest = value
+    return [[[label, p] for label, p in ranked], *rest]
+
+
+def _decode_answer(data: list[Any]) -> tuple[Any, ...]:
+    """Back from JSON: ``ranked`` as a tuple of (label, probability) tuples, the rest as stored."""
+    ranked, *rest = data
+    return (tuple((str(label), float(p)) for label, p in ranked), *rest)
+
+
 class LLMTier(Tier):
     """Asks an LLM to choose among the candidate labels; see the module docstring."""
 
@@ -152,6 +164,11 @@ class LLMTier(Tier):
         elif self.params.record is not None:
             self._recording = Recording(self.params.record, "record")
         self.sleep = time.sleep
+
+    def share_cache(self, shared: Any) -> None:
+        """Use the replicas' shared answer cache (a :class:`frontdesk.shared.SharedState`) instead of this
+        process's: same keys and TTL, JSON values in Redis."""
+        self.cache = shared.cache(f"llm:{self.name}", self.params.cache_ttl_s, encode=_encode_answer, decode=_decode_answer)
 
     @property
     def provider(self) -> Provider:
