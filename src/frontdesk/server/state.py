@@ -189,10 +189,10 @@ class ServiceState:
                 log.warning("store or shared settings changed in %s: restart the service to use them", self.config_path.name)
             old = self.pipeline
             model_changed = pipeline.router.labels != old.router.labels or config.model != self.config.model
-            with self._changed:  # the new pipeline and a cleared error become visible together
+            with self._changed:  # the error clears before the new pipeline shows (swap also closes the old one: slow)
+                self.last_reload_error = None
                 self.keys, self.config, self.digest = KeyRing(config.auth), config, self._seen
                 self.slot.swap(pipeline)
-                self.last_reload_error = None
             if model_changed:
                 self.monitor.reset(labels=pipeline.router.labels, primary_tier=pipeline.router.primary.name)
             self.monitor.use_model_target(pipeline.router)  # a promoted model may carry another guarantee
