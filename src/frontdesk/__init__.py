@@ -34,6 +34,9 @@ _EXPORTS: dict[str, str] = {
     "OperatingCurve": "frontdesk.gating.gate",
     "OperatingPoint": "frontdesk.gating.gate",
     "fit_gate": "frontdesk.gating.gate",
+    "CertifiedThreshold": "frontdesk.gating.guarantee",
+    "accuracy_interval": "frontdesk.gating.guarantee",
+    "fit_certified_threshold": "frontdesk.gating.guarantee",
     "ProviderSettings": "frontdesk.llm.registry",
     "register_provider": "frontdesk.llm.registry",
     "Router": "frontdesk.cascade.router",
@@ -46,9 +49,16 @@ _EXPORTS: dict[str, str] = {
     "ClauseTier": "frontdesk.tiers.clauses",
     "EnsembleParams": "frontdesk.tiers.ensemble",
     "EnsembleTier": "frontdesk.tiers.ensemble",
+    "ActionCall": "frontdesk.routing.actions",
+    "register_action": "frontdesk.routing.actions",
+    "ExtractConfig": "frontdesk.intake.extract",
+    "Extractor": "frontdesk.intake.extract",
+    "ActionResult": "frontdesk.types",
     "Decision": "frontdesk.types",
     "LabelScore": "frontdesk.types",
     "Message": "frontdesk.types",
+    "PiiRecord": "frontdesk.types",
+    "Sentiment": "frontdesk.types",
     "TierResult": "frontdesk.types",
     "TierTrace": "frontdesk.types",
 }
@@ -82,10 +92,13 @@ if TYPE_CHECKING:  # for type checkers and IDEs: the same names, imported eagerl
         TierError,
     )
     from frontdesk.gating.gate import GatePolicy, Objective, OperatingCurve, OperatingPoint, fit_gate
+    from frontdesk.gating.guarantee import CertifiedThreshold, accuracy_interval, fit_certified_threshold
     from frontdesk.llm.registry import ProviderSettings, register_provider
     from frontdesk.loop.distill import distill_dataset
     from frontdesk.pipeline import Pipeline
     from frontdesk.tiers.base import Tier, available_tiers, register_tier
     from frontdesk.tiers.clauses import ClauseParams, ClauseTier
     from frontdesk.tiers.ensemble import EnsembleParams, EnsembleTier
-    from frontdesk.types import Decision, LabelScore, Message, TierResult, TierTrace
+    from frontdesk.intake.extract import ExtractConfig, Extractor
+    from frontdesk.routing.actions import ActionCall, register_action
+    from frontdesk.types import ActionResult, Decision, LabelScore, Message, PiiRecord, Sentiment, TierResult, TierTrace

@@ -13,12 +13,15 @@ from pathlib import Path
 from typing import Any, Literal
 
 import yaml
-from pydantic import BaseModel, ConfigDict, Field, ValidationError
+from pydantic import BaseModel, ConfigDict, Field, ValidationError, field_validator, model_validator
 
 from frontdesk.errors import ConfigError, validation_message
+from frontdesk.intake.extract.config import ExtractConfig, Urgency
 from frontdesk.loop.drift import DriftConfig
 from frontdesk.intake.preprocessor import PreprocessConfig
-from frontdesk.routing.targets import LabelTarget, QueueRoute, TargetsConfig
+from frontdesk.routing.actions import ActionSpec, check_action_names
+from frontdesk.routing.targets import LabelTarget, QueueRoute, SignalPolicy, TargetsConfig
+from frontdesk.shared.config import SharedConfig
 from frontdesk.tiers.llm import LLMParams
 from frontdesk.tiers.rules import Rule
 
@@ -35,6 +38,23 @@ class LabelConfig(BaseModel):
     sla_minutes: int | None = Field(None, ge=1)
     model_tier: str | None = Field(None, description="a key of targets.model_tiers")
     tools_max: int | None = Field(None, ge=1)
+    fields: list[str] | None = Field(None, description="rule fields reported for this label; None = extract.default_fields")
+    urgency: Urgency | None = Field(None, description="urgency prior of this label; None = extract.urgency.default")
+    action: str | None = Field(None, description="action run for accepted decisions: a key of actions, or a registered "
+                               "Python action (entry point group frontdesk.actions)")
+    extract_schema: dict[str, Any] | None = Field(
+        None, description="JSON Schema (type: object) of the fields the LLM tier extracts for this label, in the same "
+        "call as the label; invalid values are dropped with a reason")
+
+    @field_validator("extract_schema")
+    @classmethod
+    def _schema(cls, value: dict[str, Any] | None) -> dict[str, Any] | None:
+        if value is None:
+            return None
+        from frontdesk.intake.extract.llm_fields import check_schema
+
+        check_schema(value)
+        return value
 
     def target(self) -> LabelTarget:
         queue = QueueRoute(queue=self.queue, priority=self.priority, sla_minutes=self.sla_minutes) if self.queue else None
@@ -58,6 +78,8 @@ class TargetDefaults(BaseModel):
     model_tier_router: Literal["labels", "llm"] = Field(
         "labels", description="labels: each label's model_tier (free); llm: an LLM picks the tier per message (one extra call)"
     )
+    signals: SignalPolicy = Field(default_factory=SignalPolicy,
+                                  description="urgency/sentiment → priority, SLA and requires_human (extract stage)")
 
 
 Scope = Literal["route", "admin"]
@@ -78,8 +100,10 @@ class AuthConfig(BaseModel):
 
     model_config = ConfigDict(extra="forbid")
 
-    enabled: bool = True
+    enabled: bool = Field(True, description="with no keys every request gets 401: add one with `frontdesk keys create`")
     keys: list[ApiKey] = Field(default_factory=list)
+    protect_metrics: bool = Field(False, description="/metrics needs a key too (any scope; Prometheus: authorization credentials)")
+    protect_docs: bool = Field(False, description="/docs, /redoc and /openapi.json need a key too (any scope)")
 
 
 class ServerConfig(BaseModel):
@@ -92,7 +116,24 @@ class ServerConfig(BaseModel):
     max_body_bytes: int = Field(1_000_000, ge=1024, description="larger requests get 413")
     max_batch: int = Field(256, ge=1, description="messages per /v1/route/batch request")
     watch_config: bool = Field(True, description="reload when frontdesk.yaml changes on disk")
-    watch_interval_s: float = Field(1.0, gt=0)
+    watch_interval_s: float = Field(1.0, gt=0, description="how often the watcher compares the file's content hash")
+    read_timeout_s: float = Field(
+        30.0, gt=0, description="a request body not fully received this many seconds after the request started gets "
+        "408 and the connection is closed (a client announcing more bytes than it sends cannot hold a worker forever)",
+    )
+
+
+class ConsoleConfig(BaseModel):
+    """The browser console under ``/ui`` (review queue, decision search, dashboard, discovery)."""
+
+    model_config = ConfigDict(extra="forbid")
+
+    enabled: bool = Field(True, description="serve the console under /ui")
+    session_ttl_s: int = Field(12 * 3600, ge=60, le=30 * 86400, description="a sign-in lasts this long (seconds)")
+    undo_window_s: float = Field(10.0, ge=0, le=3600, description="a reviewer may undo a resolution this long after it")
+    page_size: int = Field(50, ge=5, le=500, description="review items / search results per page")
+    secure_cookies: bool | None = Field(
+        None, description="mark cookies Secure (HTTPS only); None = when the request came over HTTPS")
 
 
 class FrontdeskConfig(BaseModel):
@@ -116,9 +157,40 @@ class FrontdeskConfig(BaseModel):
         "decision is in the WAL — but not an OS crash or power loss; full also fsyncs every commit (power-loss safe, "
         "~2 ms per commit batch: p95 19.5 ms instead of 4.9 ms at 200 req/s here)",
     )
+    store_busy_timeout_s: float = Field(
+        10.0, gt=0, description="SQLite only: how long a commit waits for another writer's lock before the request "
+        "gets 503 (nothing stored; the client retries)",
+    )
     server: ServerConfig = Field(default_factory=ServerConfig)
     drift: DriftConfig = Field(default_factory=DriftConfig, description="drift monitoring of the service (window, alert thresholds, webhook)")
     auth: AuthConfig = Field(default_factory=AuthConfig)
+    shared: SharedConfig | None = Field(None, description="Redis shared by replicas: dedup, LLM cache, reloads and drift "
+                                        "across every serve/consume process (redis://host:6379/0, or a mapping)")
+    console: ConsoleConfig = Field(default_factory=ConsoleConfig, description="the browser console under /ui")
+    extract: ExtractConfig = Field(default_factory=ExtractConfig, description="rule fields, PII masking, sentiment, urgency")
+    actions: dict[str, ActionSpec] = Field(default_factory=dict, description="actions by name: webhooks, or settings "
+                                           "for registered Python actions")
+
+    @model_validator(mode="after")
+    def _label_extract(self) -> FrontdeskConfig:
+        problems = []
+        known = set(self.extract.known_fields)
+        for label, lc in self.labels.items():
+            if lc.fields is not None:
+                try:
+                    self.extract.check_fields(lc.fields, f"labels.{label}.fields")
+                except ValueError as exc:
+                    problems.append(str(exc))
+            if lc.extract_schema is not None:
+                clash = sorted(set(lc.extract_schema.get("properties", {})) & known)
+                if clash:
+                    problems.append(f"labels.{label}.extract_schema: properties {clash} clash with rule fields; rename them "
+                                    f"(rule fields: {', '.join(sorted(known))})")
+        named = {f"labels.{label}.action": lc.action for label, lc in self.labels.items() if lc.action}
+        problems += check_action_names(named, self.actions)
+        if problems:
+            raise ValueError("; ".join(problems))
+        return self
 
     def targets_config(self) -> TargetsConfig:
         """The TargetsConfig that :func:`~frontdesk.routing.targets.fan_out` uses."""
@@ -127,7 +199,7 @@ class FrontdeskConfig(BaseModel):
             return TargetsConfig(
                 labels={name: lc.target() for name, lc in self.labels.items()}, default_queue=t.default_queue,
                 review_queue=t.review_queue, model_tiers=t.model_tiers, default_model_tier=t.default_model_tier,
-                most_capable_tier=t.most_capable_tier, low_confidence=t.low_confidence,
+                most_capable_tier=t.most_capable_tier, low_confidence=t.low_confidence, signals=t.signals,
             )
         except ValidationError as exc:
             raise ConfigError(validation_message(exc), field="labels/targets") from exc
@@ -156,28 +228,46 @@ def parse_config(data: Any, *, base: Path | None = None, source: str = "config")
     if not isinstance(data, dict):
         raise ConfigError(f"{source} must be a YAML mapping with at least 'model: <model directory>'")
     try:
-        config = FrontdeskConfig(**data)
+        config = FrontdeskConfig.model_validate(data)
     except ValidationError as exc:
         raise ConfigError(f"{source}: {validation_message(exc)}") from exc
     return config.resolve(base) if base is not None else config
 
 
-def load_config(path: str | Path) -> FrontdeskConfig:
-    """Read and validate ``frontdesk.yaml``."""
+def read_config_bytes(path: str | Path) -> bytes:
+    """The bytes of a config file, or a ConfigError that says why they cannot be read (any OS error)."""
     p = Path(path)
     try:
-        text = p.read_text(encoding="utf-8")
+        return p.read_bytes()
     except FileNotFoundError as exc:
         raise ConfigError(f"no config file at {p}: create one with `frontdesk init`") from exc
-    except UnicodeDecodeError as exc:
-        raise ConfigError(f"{p} is not valid UTF-8") from exc
+    except IsADirectoryError as exc:
+        raise ConfigError(f"{p} is a directory, not a config file: point at frontdesk.yaml itself") from exc
+    except OSError as exc:
+        raise ConfigError(f"cannot read {p} ({exc.strerror or type(exc).__name__}): check the path and its permissions") from exc
+
+
+def config_from_bytes(data: bytes, path: str | Path) -> FrontdeskConfig:
+    """Parse and validate the bytes of ``frontdesk.yaml`` read from ``path`` (relative paths resolve against its folder)."""
+    p = Path(path)
     try:
-        data = yaml.safe_load(text)
+        text = data.decode("utf-8")
+    except UnicodeDecodeError as exc:
+        raise ConfigError(f"{p} is not valid UTF-8 (byte {exc.start}): save it as UTF-8") from exc
+    try:
+        parsed = yaml.safe_load(text)
     except yaml.YAMLError as exc:
         mark = getattr(exc, "problem_mark", None)
         where = f" at line {mark.line + 1}, column {mark.column + 1}" if mark else ""
         raise ConfigError(f"{p} is not valid YAML{where}: {getattr(exc, 'problem', exc)}") from exc
-    return parse_config(data, base=p.resolve().parent, source=str(p))
+    except RecursionError as exc:
+        raise ConfigError(f"{p} nests too deeply to be a frontdesk config") from exc
+    return parse_config(parsed, base=p.resolve().parent, source=str(p))
+
+
+def load_config(path: str | Path) -> FrontdeskConfig:
+    """Read and validate ``frontdesk.yaml``; every failure is a ConfigError that says why."""
+    return config_from_bytes(read_config_bytes(path), path)
 
 
 STARTER = """\
@@ -206,6 +296,15 @@ labels: {}                       # per label: description, threshold, where it g
   #   sla_minutes: 240
   #   model_tier: simple         # a key of targets.model_tiers
   #   tools_max: 10
+  #   fields: [amounts, dates, emails, order_ids]   # rule fields for this label (default: extract.default_fields)
+  #   urgency: normal            # urgency prior: low | normal | high | critical
+  #   action: open_refund        # runs for accepted decisions (a key of actions, or a registered Python action)
+  #   extract_schema:            # fields the LLM tier extracts with the label (same call), JSON Schema
+  #     type: object
+  #     properties:
+  #       amount: {type: number}
+  #       merchant: {type: string}
+  #       requested_outcome: {type: string, enum: [refund, replacement, explanation]}
 
 rules:                           # guardrails: checked before any model, case/diacritics-insensitive
   - label: legal_or_complaint
@@ -221,6 +320,7 @@ preprocess:
   detect_language: true
   supported_languages: null      # e.g. [en, de]; others go to targets.language_queue
   dedup_window_s: 60             # same sender + same text within this → the earlier decision
+  # max_input_chars: null        # characters read per message before cleaning (null: router.max_chars)
 
 targets:
   default_queue: {queue: triage, priority: 3}
@@ -230,14 +330,37 @@ targets:
   default_model_tier: simple
   most_capable_tier: reasoning   # low confidence or human review → this tier
   low_confidence: 0.6
+  signals:                       # the extract stage's urgency/sentiment → priority, SLA, requires_human
+    priority: {critical: 1, high: 2}          # at most this priority number for this urgency
+    sla_minutes: {critical: 30, high: 120}    # at most this SLA
+    requires_human:              # hold the action until a reviewer approves (and add a review item)
+      very_negative: true
+      rules: [legal_or_complaint]
 
-sinks:                           # where routed targets are delivered
-  - stdout
-  # - jsonl://routed.jsonl
+sinks: []                        # where routed targets are delivered, e.g.
+  # - jsonl://routed.jsonl       # each target carries the customer's text; add ?redact=true to any sink
+  # - stdout?redact=true         # to replace it by its length and hash (stdout output ends up in logs)
   # - https://hooks.example.com/frontdesk
   # - redis://localhost:6379/0
 
 # tools: tools.yaml              # tool catalogue for agent tool narrowing
+
+extract:                         # classify → extract → act (pip install 'frontdesk[extract]')
+  enabled: true
+  store_pii: false               # false: stored decisions keep masked text and placeholders only (cards are always masked)
+  default_locale: en-GB          # date order (…-US: month first) and phone region; per message: metadata.locale
+  default_fields: [amounts, dates, emails, phones, cards, ibans, order_ids]
+  # ids:                         # id fields: a regex with a named group 'id' (order_ids, tracking_ids built in)
+  #   ticket_ids: {pattern: '\\bCS[-\\s]?(?P<id>\\d{6})\\b', prefix: "CS-"}
+  mask:                          # PII → <EMAIL_1>, <PHONE_1> … before any tier, LLM, sink or log sees the text
+    types: [EMAIL, PHONE, CARD, IBAN, PIN]
+    # patterns: [{type: CUSTOMER_ID, pattern: '\\bCU-\\d{8}\\b'}]
+  # urgency: {default: normal, keywords: {high: [chargeback, "account locked"]}}
+
+actions: {}                      # what labels.<label>.action names
+  # open_refund:
+  #   webhook: https://hooks.example.com/refunds   # POSTed once per decision (Idempotency-Key: <decision id>:<action>)
+  #   on_review: skip            # decisions that went to human review: skip | hold (run once a reviewer approves)
 
 # llm:                           # an LLM tier after the classifier, before human review
 #   provider: local              # local (xllamacpp, offline) | llama-cpp | openai (any compatible endpoint) | anthropic | a plug-in
@@ -259,24 +382,41 @@ sinks:                           # where routed targets are delivered
 
 store: sqlite:///frontdesk.db    # every decision, feedback and review item; or postgresql+psycopg://user@host/db
 store_sync: normal               # SQLite: normal (kill -9 safe, not power-loss safe) | full (fsync per commit, slower)
+store_busy_timeout_s: 10         # SQLite: a commit waits this long for another writer's lock, then 503 (retry)
 
 server:
   host: 127.0.0.1
   port: 8080
   max_body_bytes: 1000000        # larger requests get 413
   max_batch: 256
+  read_timeout_s: 30             # a body not received within this gets 408 (slow or lying clients)
   watch_config: true             # edit this file → thresholds/routes reload without a restart
 
 drift:                           # rolling monitors on /metrics; alerts to the log (+ webhook_url)
   window: 500                    # decisions per rolling window
   unknown_rate_alert: 0.03       # alert when more than 3% are unknown / out of scope
   confidence_drop_alert: 0.05    # alert when mean tier-1 confidence falls this much below the baseline
+  # accepted_accuracy_target: 0.97  # alert when the 95% upper bound of the accuracy measured from feedback and
+  #                                 # reviews is below this (default: the model's `train --guarantee` target)
+  # accepted_accuracy_min_labelled: 50   # labelled accepted decisions the alert needs (window: 1000)
   # webhook_url: https://hooks.example.com/frontdesk-alerts
 
-auth:                            # API keys: `frontdesk keys create --name ops --scope admin`
-  enabled: true
-  keys: []
-  # - name: web-frontend
+# shared: redis://localhost:6379/0  # replicas (N × serve, consume workers) share dedup, the LLM cache,
+                                 #   reloads (a version key) and the drift window; or a mapping: url, prefix,
+                                 #   dedup, llm_cache, reload, drift, lease_s, wait_s, watch_interval_s
+
+console:                         # the browser console at /ui: sign in with an API key
+  enabled: true                  # admin keys work the review queue; route keys see, read-only
+  session_ttl_s: 43200           # a sign-in lasts 12 hours
+  undo_window_s: 10              # press u within this many seconds to undo a resolution
+  page_size: 50
+
+auth:                            # API keys; only their SHA-256 is stored here
+  enabled: true                  # with no keys, every request gets 401 — create one first:
+  keys: []                       #   frontdesk keys create --name ops --scope admin
+  # - name: web-frontend         # and paste the entry it prints here, e.g.
   #   sha256: <64 hex chars printed by `frontdesk keys create`>
-  #   scopes: [route]
+  #   scopes: [route]            # route: /v1/route*; admin: feedback, review queue, reload (and route)
+  protect_metrics: false         # true: /metrics needs a key too
+  protect_docs: false            # true: /docs and /openapi.json need a key too
 """

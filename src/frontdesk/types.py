@@ -9,6 +9,14 @@ from typing import Any, Literal
 
 from pydantic import BaseModel, ConfigDict, Field
 
+Urgency = Literal["low", "normal", "high", "critical"]
+"""How soon a message needs an answer (see :mod:`frontdesk.intake.extract.signals`)."""
+
+ActionStatus = Literal["pending", "held", "running", "done", "failed", "skipped", "rejected", "cancelled"]
+"""Where a label's action stands: pending (will run), held (waits for a reviewer's approval), running,
+done, failed (gave up; ``error`` says why), skipped (not run, ``reason`` says why: a human-review decision,
+a duplicate), rejected (a reviewer said no), cancelled (a reviewer relabelled the message)."""
+
 Verdict = Literal["accept", "flag", "escalate", "unknown", "error", "review"]
 """What the gate (or the router) made of one tier's answer.
 
@@ -73,6 +81,39 @@ class TierTrace(BaseModel):
     outcome: str | None = Field(
         None, description="LLM tier only: whose label the acceptance policy kept — llm (the LLM overruled the classifier), "
                           "agree, guess (the classifier's guess kept), none (no candidate fit), injection (held for review)")
+    fields: dict[str, Any] | None = Field(None, description="fields the tier extracted (LLM tier: the label's extract_schema)")
+    field_notes: list[str] | None = Field(None, description="why extracted values were dropped (invalid, not in the schema)")
+
+
+class Sentiment(BaseModel):
+    """The customer's tone: a label, the lexicon's compound score in [-1, 1] and whether it is very negative
+    (anger, insults, shouting, legal threats)."""
+
+    model_config = ConfigDict(frozen=True)
+
+    label: Literal["negative", "neutral", "positive"]
+    score: float = Field(0.0, ge=-1.0, le=1.0)
+    very_negative: bool = False
+
+
+class ActionResult(BaseModel):
+    """One label's action on a decision and what became of it (the store keeps the live state)."""
+
+    name: str = Field(description="the action's name (labels.<label>.action)")
+    label: str | None = Field(None, description="the label whose action this is")
+    status: ActionStatus
+    reason: str = ""
+    result: Any = Field(None, description="what the action returned (JSON)")
+    error: str | None = None
+    attempts: int = 0
+    updated_at: datetime | None = None
+
+
+class PiiRecord(BaseModel):
+    """The original values behind a decision's placeholders; stored only with ``extract.store_pii: true``."""
+
+    placeholders: dict[str, str] = Field(default_factory=dict, description="'<EMAIL_1>' → 'a@b.com' as written")
+    fields: dict[str, Any] = Field(default_factory=dict, description="the fields with their original values (E.164 phones …)")
 
 
 def _new_id() -> str:
@@ -111,6 +152,13 @@ class Decision(BaseModel):
     language: str | None = Field(None, description="detected language (ISO 639-1) when preprocessing ran")
     original_text: str | None = Field(None, description="the text as received, when preprocessing changed it")
     duplicate_of: str | None = Field(None, description="id of the earlier decision this one repeats (dedup window)")
+    fields: dict[str, Any] = Field(default_factory=dict, description="extracted fields, PII as placeholders: rule fields "
+                                   "(amounts, dates, ids …, each a list) and, when the LLM tier answered, the label's schema fields")
+    sentiment: Sentiment | None = Field(None, description="the customer's tone (extract stage)")
+    urgency: Urgency | None = Field(None, description="how soon it needs an answer (extract stage)")
+    requires_human: bool = Field(False, description="a person must look before any action runs (sentiment/rule policy)")
+    actions: list[ActionResult] = Field(default_factory=list, description="the labels' actions and their state")
+    pii: PiiRecord | None = Field(None, description="original values behind the placeholders; kept only with extract.store_pii")
 
     @property
     def label(self) -> str | None:
@@ -119,5 +167,5 @@ class Decision(BaseModel):
 
     @property
     def needs_review(self) -> bool:
-        """True when a human should look at this decision (review band or human tier)."""
-        return self.flagged or self.tier == "human"
+        """True when a human should look at this decision (review band, human tier, or requires_human)."""
+        return self.flagged or self.tier == "human" or self.requires_human

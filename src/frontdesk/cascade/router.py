@@ -16,6 +16,7 @@ which weighs it against that evidence: fitted on validation (``llm_policy.json``
 from __future__ import annotations
 
 import json
+import logging
 import time
 from collections.abc import Iterable, Mapping, Sequence
 from datetime import datetime, timezone
@@ -28,6 +29,7 @@ from frontdesk import __version__
 from frontdesk.data.dataset import Dataset
 from frontdesk.errors import ConfigError, FrontdeskError, InputError, ModelError, TierError, validation_message
 from frontdesk.gating.gate import GatePolicy, GateResult, Objective, OperatingCurve, fit_gate
+from frontdesk.gating.guarantee import CertifiedThreshold
 from frontdesk.llm.acceptance import POLICY_FILE, AcceptancePolicy, Evidence, Observation, Outcome, safe_outcome
 from frontdesk.llm.retrieval import INDEX_DIR, ExampleIndex
 from frontdesk.tiers.base import Progress, Tier, load_tier, save_tier, tier_class
@@ -36,6 +38,8 @@ from frontdesk.types import Decision, LabelScore, Message, TierResult, TierTrace
 MODEL_FORMAT = "frontdesk-model"
 MODEL_FORMAT_VERSION = 1
 MANIFEST = "frontdesk.json"
+
+log = logging.getLogger("frontdesk.router")
 
 
 class RouterSettings(BaseModel):
@@ -140,6 +144,7 @@ class Router:
         if tier.labels_:
             policy.check_labels(tier.labels_)
         self.gates[tier_name] = policy
+        self._warn_if_uncertified(tier_name)
 
     # -- training -------------------------------------------------------------------------
     @classmethod
@@ -169,6 +174,7 @@ class Router:
         infos: dict[str, Any] = {}
         val_texts = [ex.text for ex in dataset.validation]
         val_targets = [ex.labels for ex in dataset.validation]
+        primary_done = False
         for kind in tiers:
             params = (tier_params or {}).get(kind)
             tier = tier_class(kind)(kind, params) if params is not None else tier_class(kind)(kind)
@@ -176,9 +182,10 @@ class Router:
             gates[tier.name] = tier.default_gate()
             if tier.calibrated:
                 gates[tier.name], curves[tier.name] = fit_gate(
-                    tier.predict_proba(val_texts), val_targets, tier.labels_, objective,
+                    tier.predict_proba(val_texts), val_targets, tier.labels_, _tier_objective(objective, primary_done),
                     multi_label=dataset.multi_label, top_k=getattr(getattr(tier, "params", None), "top_k", None),
                 )
+                primary_done = True
             infos[tier.name] = tier.info()
             built.append(tier)
         meta = {
@@ -255,6 +262,46 @@ class Router:
             return None, f"safe default: the saved acceptance policy does not apply ({why}); refit it with frontdesk llm fit"
         return self.llm_policy, f"fitted acceptance policy ({self.llm_policy.llm_model}, {self.llm_policy.fitted_at})"
 
+    # -- the certified gate (Objective.guarantee) ------------------------------------------------
+    @property
+    def guarantee(self) -> CertifiedThreshold | None:
+        """The certificate of the primary tier's gate, None when no guarantee was asked for at training.
+
+        Only the primary tier is certified: later tiers see only what earlier gates escalated, a
+        set chosen on the same validation data, so their gates keep the plain objective.
+        ``certified`` is False when training kept an uncertified plain fit (``on_uncertified="plain"``).
+        """
+        curve = getattr(self, "curves", {}).get(self.primary.name)
+        return curve.guarantee if curve is not None else None
+
+    def guarantee_gap(self) -> str:
+        """Why the running primary gate is not the certified one ("" when it is, or there is no guarantee).
+
+        A gate changed after training (``gates:`` in frontdesk.yaml, :meth:`set_gate`) is not covered:
+        the certificate was computed for one threshold and margin rule.
+        """
+        cert = self.guarantee
+        gate = self.gates.get(self.primary.name)
+        if cert is None or gate is None:
+            return ""
+        if not cert.certified:
+            return f"NOT CERTIFIED at training ({cert.reason}); the plain fit is in use"
+        problems = []
+        if abs(gate.threshold - (cert.threshold or 0.0)) > 1e-9:
+            problems.append(f"threshold {gate.threshold:.4f} instead of the certified {cert.threshold:.4f}")
+        if abs(gate.min_margin - cert.min_margin) > 1e-9:
+            problems.append(f"margin {gate.min_margin:.2f} instead of {cert.min_margin:.2f}")
+        if gate.label_thresholds:
+            problems.append(f"{len(gate.label_thresholds)} per-label thresholds")
+        if not problems:
+            return ""
+        return (f"the gate of tier '{self.primary.name}' was changed after training ({', '.join(problems)}): the "
+                "guarantee does not cover it; retrain with --guarantee or restore the certified gate")
+
+    def _warn_if_uncertified(self, tier_name: str) -> None:
+        if tier_name == self.primary.name and (gap := self.guarantee_gap()) and self.guarantee and self.guarantee.certified:
+            log.warning("%s", gap)
+
     # -- routing --------------------------------------------------------------------------
     def route(self, message: str | bytes | Message) -> Decision:
         """Route one message through the cascade and return its Decision."""
@@ -322,7 +369,7 @@ class Router:
             tier=tier.name, kind=tier.kind, verdict=g.verdict, labels=g.labels, confidence=g.confidence,
             margin=g.margin, top=[LabelScore(label=lab, score=s) for lab, s in res.ranked[: self.settings.trace_top_k]],
             reason=g.reason, latency_ms=res.latency_ms, cost_usd=res.cost_usd, tokens=res.tokens,
-            rationale=res.rationale, outcome=outcome,
+            rationale=res.rationale, outcome=outcome, fields=res.info.get("fields"), field_notes=res.info.get("field_notes"),
         ))
 
     # -- the LLM tier: injection rule first, then the acceptance policy -----------------------------
@@ -515,6 +562,11 @@ class Router:
         except (KeyError, TypeError, ValidationError) as exc:
             raise ModelError(f"{MANIFEST} is incomplete or invalid ({exc}): retrain the model", path=root) from exc
         return router
+
+
+def _tier_objective(objective: Objective, primary_done: bool) -> Objective:
+    """The objective of one tier's gate: a guarantee certifies the primary (first calibrated) tier only."""
+    return objective.without_guarantee() if primary_done and objective.guarantee is not None else objective
 
 
 def coerce_message(message: str | bytes | Message) -> tuple[str, Message | None]:

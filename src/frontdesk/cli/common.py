@@ -7,7 +7,7 @@ import sys
 from datetime import datetime, timezone
 from importlib import resources
 from pathlib import Path
-from typing import Annotated, Optional
+from typing import Annotated, Any, Optional
 
 import typer
 from pydantic import ValidationError
@@ -29,10 +29,14 @@ def progress_bar() -> Progress:
                     TimeElapsedColumn(), console=console, transient=True, disable=not console.is_terminal)
 
 
-def objective(target_accuracy: float | None, max_escalation: float | None, per_label: bool, flag_accuracy: float | None) -> Objective:
-    """The threshold-fitting objective from the train options."""
+def objective(target_accuracy: float | None, max_escalation: float | None, per_label: bool, flag_accuracy: float | None,
+              **guarantee: Any) -> Objective:
+    """The threshold-fitting objective from the train options (``guarantee``: the certified-gate options,
+    ``guarantee``, ``guarantee_window``, ``on_uncertified``; None values are left at their defaults)."""
+    extra = {k: v for k, v in guarantee.items() if v is not None}
     try:
-        return Objective(target_accuracy=target_accuracy, max_escalation=max_escalation, per_label=per_label, flag_accuracy=flag_accuracy)
+        return Objective(target_accuracy=target_accuracy, max_escalation=max_escalation, per_label=per_label,
+                         flag_accuracy=flag_accuracy, **extra)
     except ValidationError as exc:
         raise ConfigError(validation_message(exc), field="objective") from exc
 

@@ -36,14 +36,17 @@ def register(app: typer.Typer) -> None:
         since: Annotated[Optional[str], typer.Option(help="only decisions at or after this ISO 8601 time (UTC if no zone)")] = None,
         window: Annotated[int, typer.Option(help="rolling window, in decisions (alerts need min(100, N) of them)")] = 500,
         as_json: Annotated[bool, typer.Option("--json", help="print the report as one JSON object")] = False,
+        target_accuracy: Annotated[Optional[float], typer.Option(
+            help="alert when the upper bound of the accepted accuracy measured from feedback is below this")] = None,
     ) -> None:
         """Replay stored decisions through the drift monitor: confidence, unknown and escalation rates,
-        label-distribution PSI vs the first window, per-label recall from feedback, and the alerts."""
+        label-distribution PSI vs the first window, per-label recall and accepted accuracy from feedback,
+        and the alerts."""
         from frontdesk.loop.drift import DriftConfig, drift_report
 
         if window < 2:
             raise ConfigError(f"--window must be at least 2 decisions, got {window}", field="--window")
-        config = DriftConfig.make(window=window, min_window=min(100, window))
+        config = DriftConfig.make(window=window, min_window=min(100, window), accepted_accuracy_target=target_accuracy)
         with open_store(store) as st:
             report = drift_report(st, since=parse_since(since), config=config)
         if as_json:
@@ -64,6 +67,11 @@ def register(app: typer.Typer) -> None:
         table.add_row("escalation rate", _pct(s.escalation_rate), _pct(base.escalation_rate if base else None))
         table.add_row("label PSI (sampling noise)", f"{_num(s.psi)} ({_num(s.psi_noise)})" if s.psi is not None else "—", "")
         table.add_row("feedback items", str(s.feedback_n), "")
+        for tier, a in s.accepted_accuracy.items():
+            if a.labelled:
+                table.add_row(f"accepted accuracy, {tier} (from feedback)",
+                              f"{a.estimate:.3f} [{a.low:.3f}, {a.high:.3f}] of {a.labelled}",
+                              "" if a.target is None else f"target {a.target:.3f}")
         out.print(table)
         if base is not None:
             out.print(f"baseline: {base.source}", markup=False)

@@ -4,10 +4,11 @@ from __future__ import annotations
 
 import json
 from pathlib import Path
-from typing import Annotated, Optional
+from typing import TYPE_CHECKING, Annotated, Optional
 
 import typer
 from pydantic import ValidationError
+from rich.markup import escape
 from rich.table import Table
 
 from frontdesk.cascade.router import Router, RouterSettings
@@ -20,6 +21,9 @@ from frontdesk.errors import ConfigError, validation_message
 from frontdesk.evaluation.evaluate import LLMTierReport
 from frontdesk.gating.gate import Objective
 from frontdesk.tiers.base import available_tiers
+
+if TYPE_CHECKING:
+    from frontdesk.evaluation.evaluate import GuaranteeReport
 
 
 def train_router(data: Dataset, tiers: list[str], objective: Objective, settings: RouterSettings,
@@ -71,6 +75,46 @@ def _distilled(
     return result.dataset, {"teacher": str(teacher_dir), **result.report.model_dump()}
 
 
+def _print_guarantee(router: Router) -> None:
+    """The certificate of the primary gate, or a loud NOT CERTIFIED (``--on-uncertified plain``)."""
+    cert = router.guarantee
+    if cert is None:
+        return
+    primary = router.primary.name
+    if not cert.certified:
+        out.print(f"[bold red]NOT CERTIFIED[/]: tier '{primary}' keeps the plain fit, without the guarantee asked for: {cert.reason}")
+        return
+    others = [c.name for c in router.tiers if c.calibrated and c.name != primary]
+    out.print(f"[bold green]certified[/] (tier '{primary}'): {cert.describe()}"
+              + (f"; the guarantee covers '{primary}' only, not {', '.join(others)}" if others else ""))
+    plain = router.curves[primary].plain
+    if plain is not None:
+        out.print(f"  price: {cert.escalation_rate - plain.escalation_rate:+.1%} escalation on validation vs the plain fit "
+                  f"(threshold {plain.threshold:.3f}, {plain.escalation_rate:.1%} escalated)")
+
+
+def _guarantee_table(g: GuaranteeReport) -> Table:
+    """The eval table of the certified gate on the evaluated split."""
+    table = Table(title=f"guarantee (tier '{g.tier}')")
+    table.add_column("", style="bold"), table.add_column("value", justify="right")
+    window = f" on windows of {g.window} accepted" if g.window else ""
+    table.add_row("promise", f"accuracy on accepted ≥ {g.target_accuracy:.3f}{window} with probability ≥ {g.probability:.3f}")
+    if not g.certified:
+        table.add_row("status", f"[bold red]{escape(g.note)}[/]")
+    else:
+        table.add_row("status", "certified" + ("" if g.in_force else f" [bold red]but not in force[/]: {escape(g.note)}"))
+        table.add_row("certified threshold", f"{g.threshold:.4f}" + (f", margin {g.min_margin:.2f}" if g.min_margin else ""))
+        table.add_row("lower bound on validation", f"{g.certified_lower_bound:.4f} ({g.validation_accepted} accepted)")
+    acc = "—" if g.accepted_accuracy is None else f"{g.accepted_accuracy:.4f} [{g.interval[0]:.4f}, {g.interval[1]:.4f}]"
+    table.add_row("accepted accuracy here [95% CI]", f"{acc} from {g.correct}/{g.accepted}")
+    table.add_row("escalation here", f"{g.escalation_rate:.1%}" + (
+        f" (plain fit {g.plain_escalation_rate:.1%}, price {g.price:+.1%})" if g.price is not None else ""))
+    if not g.consistent:
+        table.add_row("check", "[bold red]the interval's upper end is below the target[/]: this split is unlike the "
+                               "validation data, or the certificate failed (it may, with probability ≤ 1 − probability)")
+    return table
+
+
 def register(app: typer.Typer) -> None:
     """Add ``train``, ``export`` and ``eval`` to ``app``."""
 
@@ -83,6 +127,15 @@ def register(app: typer.Typer) -> None:
         max_escalation: Annotated[Optional[float], typer.Option(help="fit thresholds to escalate at most this share (default 0.2)")] = None,
         per_label_thresholds: Annotated[bool, typer.Option(help="fit one threshold per label")] = False,
         flag_accuracy: Annotated[Optional[float], typer.Option(help="fit a review band: accepted messages below it are flagged")] = None,
+        guarantee: Annotated[Optional[float], typer.Option(
+            "--guarantee", help="certify the primary gate: accuracy on accepted ≥ --target-accuracy with this probability "
+                                "over the draw of the validation data (e.g. 0.95)")] = None,
+        guarantee_window: Annotated[Optional[int], typer.Option(
+            "--guarantee-window", help="with --guarantee: certify every window of this many accepted messages instead of "
+                                       "the accepted traffic as a whole (stricter, escalates more)")] = None,
+        on_uncertified: Annotated[Optional[str], typer.Option(
+            "--on-uncertified", help="with --guarantee, when nothing can be certified: fail (default; nothing is saved) | "
+                                     "plain (keep the plain fit, marked NOT CERTIFIED)")] = None,
         fallback: Annotated[str, typer.Option(help="when no tier is confident: human | unknown")] = "human",
         unknown_label: Annotated[str, typer.Option(help="label used by --fallback unknown (e.g. oos)")] = "unknown",
         tier_param: Annotated[Optional[list[str]], typer.Option(
@@ -106,7 +159,8 @@ def register(app: typer.Typer) -> None:
         With --llm, an LLM tier is added and its acceptance policy fitted on its answers to validation
         messages the model's tiers do not accept (see `frontdesk llm fit`).
         """
-        objective = make_objective(target_accuracy, max_escalation, per_label_thresholds, flag_accuracy)
+        objective = make_objective(target_accuracy, max_escalation, per_label_thresholds, flag_accuracy,
+                                   guarantee=guarantee, guarantee_window=guarantee_window, on_uncertified=on_uncertified)
         settings = RouterSettings(fallback=fallback, unknown_label=unknown_label)  # type: ignore[arg-type]
         dataset = Dataset.load(data)
         dataset, distillation = _distilled(dataset, distill_from, unlabelled, distill, keep_gold, distill_min_confidence)
@@ -131,6 +185,8 @@ def register(app: typer.Typer) -> None:
             "gates": {n: g.model_dump() for n, g in router.gates.items()},
             "operating_point": {n: c.chosen.model_dump() for n, c in router.curves.items()},
         }
+        if router.guarantee is not None:
+            summary["guarantee"] = {"tier": router.primary.name, **router.guarantee.model_dump()}
         if distillation is not None:
             summary["distillation"] = distillation
         if fitted is not None:
@@ -158,6 +214,7 @@ def register(app: typer.Typer) -> None:
                           + (f" [yellow]({c.note})[/]" if c.note else ""))
         if fitted is not None:
             print_fit(fitted)
+        _print_guarantee(router)
         out.print(f"saved to {out_dir}")
 
 
@@ -166,15 +223,28 @@ def register(app: typer.Typer) -> None:
         model: Annotated[Path, typer.Option("--model", help="model directory with an encoder tier")],
         int8: Annotated[bool, typer.Option("--int8/--fp32", help="dynamic INT8 quantization (default) or plain fp32 ONNX")] = True,
         out_dir: Annotated[Optional[Path], typer.Option("--out", help="new model directory (default: <model>-int8 / -onnx beside it)")] = None,
+        prune_vocab: Annotated[Optional[Path], typer.Option(
+            "--prune-vocab", help="dataset (directory or file): keep only the tokens its train+validation texts use (smaller file)")] = None,
+        keep_characters: Annotated[bool, typer.Option(
+            "--keep-characters/--no-keep-characters", help="with --prune-vocab: keep every single-character token, so new words "
+            "split into known pieces instead of [UNK]")] = True,
+        keep_frequent: Annotated[int, typer.Option(
+            help="with --prune-vocab: also keep this many of the vocabulary's most frequent tokens (0: the smallest file)")] = 18_000,
     ) -> None:
         """Write an ONNX copy of the model's encoder tiers next to the model; the original is untouched.
 
         The copy runs with onnxruntime alone (no torch); point route/eval/serve at it like any model.
+        --prune-vocab also works on a model that is already an ONNX copy.
         """
         from frontdesk.tiers.encoder import export_model
 
-        with console.status("exporting to ONNX" + (" and quantizing to INT8" if int8 else "")):
-            dst, files = export_model(model, out_dir, int8=int8)
+        texts = None
+        if prune_vocab is not None:
+            data = Dataset.load(prune_vocab)
+            texts = [ex.text for ex in data.train + data.validation]
+        with console.status("exporting to ONNX" + (" and quantizing to INT8" if int8 else "") + (", pruning the vocabulary" if texts else "")):
+            dst, files = export_model(model, out_dir, int8=int8, vocab_texts=texts, keep_characters=keep_characters,
+                                      keep_frequent=keep_frequent)
         for f in files:
             out.print(f"{f.relative_to(dst)}: {f.stat().st_size / 1e6:.1f} MB")
         out.print(f"saved to {dst}")
@@ -247,3 +317,5 @@ def register(app: typer.Typer) -> None:
         for p in result.operating_points:
             ops.add_row(f"≤{p.target_escalation:.0%}", f"{p.threshold:.3f}", f"{p.escalation_rate:.1%}", f"{p.accepted_accuracy:.2%}")
         out.print(ops)
+        if result.guarantee is not None:
+            out.print(_guarantee_table(result.guarantee))

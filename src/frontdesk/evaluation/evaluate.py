@@ -5,6 +5,7 @@ Messages are routed one at a time so the latency percentiles are what a caller s
 ``operating_points`` apply the validation-fitted thresholds for 5/10/15/20/30% escalation to it.
 ``llm`` reports the LLM tier: which acceptance policy ran, what it did with the answers, and the
 accuracy the cascade would have had with the classifier's guess instead (the LLM tier's gain).
+``guarantee`` (models trained with ``--guarantee``) checks the certified gate on this split.
 """
 
 from __future__ import annotations
@@ -18,8 +19,9 @@ from pydantic import BaseModel, Field
 from frontdesk.gating.calibration import ReliabilityBin, expected_calibration_error, reliability_bins
 from frontdesk.data.dataset import Example
 from frontdesk.gating.gate import apply_threshold
+from frontdesk.gating.guarantee import accuracy_interval
 from frontdesk.cascade.router import Router
-from frontdesk.types import Decision
+from frontdesk.types import Decision, TierTrace
 
 OOS_LABELS = ("oos", "out_of_scope", "unknown")
 
@@ -67,6 +69,41 @@ class LLMTierReport(BaseModel):
     oos_recall_without: float | None = None
 
 
+class GuaranteeReport(BaseModel):
+    """The certified gate of the primary tier, and what it did on the evaluated split.
+
+    The certificate (target, probability, threshold, bound) comes from training; ``accepted_accuracy``
+    and its Clopper–Pearson ``interval`` are measured here. A single split can fall below the
+    target even when the guarantee holds (it is about the accuracy of the accepted traffic, and a
+    finite split scatters around it); ``consistent`` is False only when even the interval's upper
+    end is below the target — evidence against the certificate (or a split unlike the validation data).
+    """
+
+    tier: str
+    target_accuracy: float
+    probability: float
+    window: int | None = Field(None, description="the certificate covers windows of this many accepted messages")
+    certified: bool
+    threshold: float | None = Field(description="the certified threshold (None when nothing could be certified)")
+    certified_lower_bound: float | None = Field(description="Clopper–Pearson lower bound of the accepted accuracy on validation at the threshold")
+    min_margin: float = 0.0
+    validation_accepted: int = Field(description="validation messages accepted at the threshold")
+    validation_escalation_rate: float
+    in_force: bool = Field(description="the running gate is the certified one (not changed after training)")
+    note: str = Field("", description="why the guarantee does not apply, when it does not")
+    messages: int = Field(description="messages of this split the primary tier scored")
+    accepted: int = Field(description="of those, accepted (or flagged) by its gate")
+    correct: int
+    accepted_accuracy: float | None
+    interval: tuple[float, float] = Field(description="95% Clopper–Pearson interval of accepted_accuracy")
+    escalation_rate: float
+    meets_target: bool | None = Field(None, description="accepted_accuracy ≥ target_accuracy on this split")
+    consistent: bool = Field(description="the interval's upper end reaches the target")
+    plain_threshold: float | None = Field(None, description="the plain fit to the same target (no guarantee)")
+    plain_escalation_rate: float | None = Field(None, description="its escalation on this split")
+    price: float | None = Field(None, description="escalation_rate − plain_escalation_rate: the extra escalation the guarantee costs")
+
+
 class EvalReport(BaseModel):
     """Everything ``frontdesk eval`` reports; ``model_dump()`` is the ``--json`` output."""
 
@@ -97,6 +134,7 @@ class EvalReport(BaseModel):
     confusions: list[Confusion] = Field(default_factory=list)
     reliability: list[ReliabilityBin] = Field(default_factory=list)
     llm: LLMTierReport | None = Field(None, description="the LLM tier's policy, outcomes and gain (None without an LLM tier)")
+    guarantee: GuaranteeReport | None = Field(None, description="the certified gate (models trained with --guarantee)")
 
     def summary(self) -> dict[str, float | None]:
         """The headline numbers, for tables."""
@@ -218,6 +256,7 @@ def report_from_decisions(router: Router, examples: Sequence[Example], decisions
         confusions=[Confusion(true=a, predicted=b, count=c) for (a, b), c in confusions.most_common(20)],
         reliability=reliability_bins(conf1, ok1),
         llm=_llm_report(router, decisions, gold, pred, oos),
+        guarantee=guarantee_report(router, t1, gold),
     )
 
 
@@ -275,6 +314,39 @@ def _llm_report(router: Router, decisions: Sequence[Decision], gold: Sequence[se
         reached=sum(outcomes.values()) / n, outcomes={k: v / n for k, v in outcomes.most_common()},
         decided=sum(1 for d in decisions if d.tier == llm.name) / n,
         accuracy_without=acc_without, gain=accuracy - acc_without, in_scope_accuracy_without=in_w, oos_recall_without=oos_w,
+    )
+
+
+def guarantee_report(router: Router, primary: Sequence[TierTrace | None], gold: Sequence[set[str]]) -> GuaranteeReport | None:
+    """Check the primary tier's certified gate on a split: ``primary`` holds each message's trace entry
+    of that tier (None where it did not score the message), ``gold`` the true label sets."""
+    cert = router.guarantee
+    if cert is None:
+        return None
+    curve = router.curves[router.primary.name]
+    seen = [(t, g) for t, g in zip(primary, gold) if t is not None]
+    accepted = [(t, g) for t, g in seen if t.verdict in ("accept", "flag")]
+    correct = sum(set(t.labels) == g for t, g in accepted)
+    n_acc = len(accepted)
+    escalation = 1.0 - n_acc / len(seen) if seen else 0.0
+    acc = correct / n_acc if n_acc else None
+    plain_thr = plain_esc = price = None
+    if curve.plain is not None and seen:
+        p = curve.plain
+        kept = sum(1 for t, _ in seen if (t.confidence or 0.0) >= p.threshold and (t.margin is None or t.margin >= p.min_margin))
+        plain_thr, plain_esc = p.threshold, 1.0 - kept / len(seen)
+        price = escalation - plain_esc
+    low, high = accuracy_interval(correct, n_acc)
+    gap = router.guarantee_gap()
+    return GuaranteeReport(
+        tier=router.primary.name, target_accuracy=cert.target_accuracy, probability=cert.probability, window=cert.window,
+        certified=cert.certified, threshold=cert.threshold, certified_lower_bound=cert.certified_lower_bound,
+        min_margin=cert.min_margin, validation_accepted=cert.n_accepted, validation_escalation_rate=cert.escalation_rate,
+        in_force=cert.certified and not gap, note=gap,
+        messages=len(seen), accepted=n_acc, correct=correct, accepted_accuracy=acc, interval=(low, high),
+        escalation_rate=escalation, meets_target=None if acc is None else acc >= cert.target_accuracy - 1e-12,
+        consistent=high >= cert.target_accuracy - 1e-12, plain_threshold=plain_thr, plain_escalation_rate=plain_esc,
+        price=price,
     )
 
 

@@ -92,6 +92,11 @@ def write_html_report(report: EvalReport, router: Router, path: str | Path, *, t
         summary.append(("LLM tier: outcomes", ", ".join(f"{k}: {v:.1%}" for k, v in report.llm.outcomes.items()) or "—"))
         summary.append(("LLM tier: gain over the classifier's guess",
                         f"{report.llm.gain * 100:+.2f} points ({report.llm.accuracy_without:.2%} without the LLM)"))
+    if (g := report.guarantee) is not None:
+        promise = f"accuracy on accepted ≥ {g.target_accuracy:.3f} with probability ≥ {g.probability:.2f}"
+        here = "—" if g.accepted_accuracy is None else f"{g.accepted_accuracy:.4f} [{g.interval[0]:.4f}, {g.interval[1]:.4f}]"
+        status = f"certified at threshold {g.threshold:.4f}" if g.in_force else g.note
+        summary.append((f"guarantee ({g.tier})", f"{promise}: {status}; here {here} on {g.accepted} accepted"))
     html = jinja2.Environment(autoescape=True).from_string(_TEMPLATE).render(
         title=title or router.meta.get("dataset", "model"), n=report.n, tiers=" → ".join(t.name for t in router.tiers),
         objective=curve.objective if curve else "—", summary=summary, ops=report.operating_points,

@@ -7,18 +7,21 @@ messages even when the top label looks confident. Multi-label gates accept every
 probability reaches its threshold.
 
 Thresholds are fitted on validation data to a stated :class:`Objective`: a target accuracy on the
-accepted messages, or a maximum escalation rate (the LLM budget).
+accepted messages, or a maximum escalation rate (the LLM budget). With ``Objective.guarantee`` the
+threshold is *certified* instead (:mod:`frontdesk.gating.guarantee`): accuracy on accepted ≥ the
+target with the stated probability over the draw of the validation data.
 """
 
 from __future__ import annotations
 
 from collections.abc import Sequence
-from typing import NamedTuple
+from typing import Literal, NamedTuple
 
 import numpy as np
 from pydantic import BaseModel, ConfigDict, Field, model_validator
 
 from frontdesk.errors import ConfigError
+from frontdesk.gating.guarantee import CertifiedThreshold, fit_certified_threshold
 from frontdesk.types import Verdict
 
 STANDARD_RATES = (0.05, 0.10, 0.15, 0.20, 0.30)
@@ -126,6 +129,15 @@ class GatePolicy(BaseModel):
                               f"set confidence {conf:.2f} for {chosen} is in the review band [{self.threshold:.2f}, {self.flag_threshold:.2f})")
         return GateResult("accept", chosen, conf, None, f"set confidence {conf:.2f} for {chosen} ≥ {max(self.threshold, self.flag_threshold or 0):.2f}")
 
+    def judge_many(self, probs: np.ndarray, labels: Sequence[str], top_k: int | None = None) -> GateVerdicts:
+        """Vectorised :meth:`judge` over a probability matrix (n, L; columns follow ``labels``): for each row the
+        same verdict, labels, confidence, margin and reason as judging its ``top_k`` ranked labels one at a time."""
+        return GateVerdicts(self, np.asarray(probs, dtype=np.float64), tuple(labels), top_k)
+
+
+PER_LABEL_GUARANTEE = ("a guarantee certifies one global threshold, per-label thresholds would be many more parameters "
+                       "fitted on the same validation data: drop per_label (--per-label-thresholds) or the guarantee")
+
 
 class Objective(BaseModel):
     """What threshold fitting optimises: exactly one of ``target_accuracy`` / ``max_escalation``.
@@ -134,6 +146,7 @@ class Objective(BaseModel):
     escalations). max_escalation: the most accurate threshold that escalates at most this share.
     flag_accuracy: when set, a review band is fitted so that messages above it reach this accuracy.
     per_label: fit a threshold per label (labels with ≥ ``min_label_support`` validation predictions).
+    guarantee: certify the threshold instead of fitting it (see :func:`fit_certified_gate`).
     """
 
     model_config = ConfigDict(extra="forbid")
@@ -144,20 +157,48 @@ class Objective(BaseModel):
     per_label: bool = False
     fit_margin: bool = True
     min_label_support: int = Field(20, ge=1)
+    guarantee: float | None = Field(
+        None, gt=0.0, lt=1.0,
+        description="probability, over the draw of the validation data, that the accuracy on accepted messages of the "
+                    "traffic is ≥ target_accuracy (a certified threshold; needs target_accuracy)")
+    guarantee_window: int | None = Field(
+        None, ge=1, description="with guarantee: certify every window of this many accepted messages instead of the "
+                                "accepted traffic as a whole (stricter, escalates more)")
+    min_margin: float = Field(
+        0.0, ge=0.0, le=1.0, description="top-2 margin used when it is not fitted (fit_margin off, or with a guarantee: "
+                                         "a certified gate keeps the margin rule fixed)")
+    on_uncertified: Literal["fail", "plain"] = Field(
+        "fail", description="with guarantee, when no threshold can be certified: fail (raise ConfigError saying what to "
+                            "change) or plain (keep the plain fit, marked NOT CERTIFIED in the model and in eval)")
 
     @model_validator(mode="after")
     def _one(self) -> Objective:
         if self.target_accuracy is not None and self.max_escalation is not None:
             raise ValueError("give target_accuracy or max_escalation, not both")
+        if self.guarantee is not None and self.target_accuracy is None:
+            raise ValueError("a guarantee certifies an accuracy on accepted messages: give target_accuracy "
+                             "(--target-accuracy) with guarantee (--guarantee)")
+        if self.guarantee_window is not None and self.guarantee is None:
+            raise ValueError("guarantee_window (--guarantee-window) needs guarantee (--guarantee)")
+        if self.guarantee is not None and self.per_label:
+            raise ValueError(PER_LABEL_GUARANTEE)
         if self.target_accuracy is None and self.max_escalation is None:
             self.max_escalation = 0.2
         return self
 
     def describe(self) -> str:
         """A short human-readable statement of the objective."""
+        if self.guarantee is not None:
+            scope = f" on every window of {self.guarantee_window} accepted messages" if self.guarantee_window else ""
+            return (f"accuracy on accepted ≥ {self.target_accuracy:.3f}{scope} with probability ≥ {self.guarantee:.3f} "
+                    "over the validation draw (certified threshold)")
         if self.target_accuracy is not None:
             return f"accuracy on accepted ≥ {self.target_accuracy:.3f} with the fewest escalations"
         return f"highest accuracy on accepted with escalation ≤ {self.max_escalation:.3f}"
+
+    def without_guarantee(self) -> Objective:
+        """The same objective as a plain fit (later cascade tiers; the reference fit of a certified gate)."""
+        return self.model_copy(update={"guarantee": None, "guarantee_window": None})
 
 
 class OperatingPoint(BaseModel):
@@ -178,6 +219,10 @@ class OperatingCurve(BaseModel):
     chosen: OperatingPoint
     objective: str
     note: str = ""
+    guarantee: CertifiedThreshold | None = Field(
+        None, description="the certificate of this gate (Objective.guarantee); None when none was asked for")
+    plain: OperatingPoint | None = Field(
+        None, description="with a guarantee: the plain fit to the same target, to show the price of the guarantee")
 
 
 def _curve(conf: np.ndarray, correct: np.ndarray, n_total: int) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
@@ -225,6 +270,8 @@ def fit_gate(
     n = len(probs)
     if n == 0:
         raise ConfigError("cannot fit thresholds without validation examples: add a validation split")
+    if obj.guarantee is not None:
+        return fit_certified_gate(probs, targets, labels, obj, multi_label=multi_label)
     if multi_label or any(len(t) > 1 for t in targets):
         return _fit_multi(probs, targets, labels, obj, top_k)
     pred, conf, margin = _scores(probs)
@@ -235,7 +282,7 @@ def fit_gate(
 
     best: tuple[float, float, float, float] | None = None  # (score key...), threshold, margin
     chosen: OperatingPoint | None = None
-    for m in (MARGIN_GRID if obj.fit_margin else (0.0,)):
+    for m in (MARGIN_GRID if obj.fit_margin else (obj.min_margin,)):
         passing = margin >= m
         thr, esc, acc = _curve(conf[passing], correct[passing], n)
         i = _pick(thr, esc, acc, obj)
@@ -257,6 +304,59 @@ def fit_gate(
     if obj.flag_accuracy is not None:
         policy = _with_review_band(policy, conf, correct, (conf >= policy.threshold) & (margin >= policy.min_margin), obj.flag_accuracy)
     curve = OperatingCurve(points=points, standard=standard, chosen=chosen, objective=obj.describe(), note=note)
+    return policy, curve
+
+
+def fit_certified_gate(
+    probs: np.ndarray, targets: Sequence[Sequence[str]], labels: Sequence[str], objective: Objective,
+    *, multi_label: bool = False,
+) -> tuple[GatePolicy, OperatingCurve]:
+    """Fit a single-label gate whose threshold is certified (``objective.guarantee``; see
+    :func:`~frontdesk.gating.guarantee.fit_certified_threshold`).
+
+    The margin rule is fixed at ``objective.min_margin`` (fitting it on the same validation data
+    would select on the data being tested). The plain fit to the same target is computed too: it
+    is the reference for the price of the guarantee (``curve.plain``), and the gate that is kept
+    when nothing certifies and ``on_uncertified == "plain"`` (then ``curve.note`` says NOT
+    CERTIFIED). With ``on_uncertified == "fail"`` an uncertified fit raises :class:`ConfigError`
+    saying what to change. Multi-label gates and per-label thresholds are refused.
+    """
+    obj = objective
+    if obj.guarantee is None or obj.target_accuracy is None:
+        raise ConfigError("fit_certified_gate needs an objective with target_accuracy and guarantee", field="objective.guarantee")
+    if multi_label or any(len(t) > 1 for t in targets):
+        raise ConfigError("a guarantee is only available for single-label models: a multi-label gate fits its label "
+                          "decision thresholds on the same validation data the guarantee would be tested on; drop "
+                          "the guarantee (--guarantee) for this model", field="objective.guarantee")
+    if obj.per_label:
+        raise ConfigError(PER_LABEL_GUARANTEE, field="objective.guarantee")
+    probs = np.asarray(probs, dtype=np.float64)
+    pred, conf, margin = _scores(probs)
+    correct = np.array([labels[p] in set(t) for p, t in zip(pred, targets)])
+    try:
+        cert = fit_certified_threshold(conf, correct, obj.target_accuracy, obj.guarantee,
+                                       eligible=margin >= obj.min_margin, window=obj.guarantee_window)
+    except ValueError as exc:
+        raise ConfigError(str(exc), field="objective.guarantee") from exc
+    cert = cert.model_copy(update={"min_margin": obj.min_margin})
+    plain_policy, plain = fit_gate(probs, targets, labels, obj.without_guarantee())
+    if cert.certified:
+        assert cert.threshold is not None and cert.accepted_accuracy is not None
+        policy = GatePolicy(threshold=cert.threshold, min_margin=obj.min_margin)
+        chosen = OperatingPoint(threshold=cert.threshold, escalation_rate=cert.escalation_rate,
+                                accepted_accuracy=cert.accepted_accuracy, min_margin=obj.min_margin)
+        if obj.flag_accuracy is not None:  # the band only flags accepted messages: the guarantee is untouched
+            policy = _with_review_band(policy, conf, correct, (conf >= policy.threshold) & (margin >= policy.min_margin),
+                                       obj.flag_accuracy)
+        note = ""
+    elif obj.on_uncertified == "fail":
+        raise ConfigError(f"{cert.reason}; or keep an uncertified plain fit with on_uncertified='plain' "
+                          "(--on-uncertified plain)", field="objective.guarantee")
+    else:
+        policy, chosen = plain_policy, plain.chosen
+        note = f"NOT CERTIFIED ({cert.reason}); the plain fit to the target is used" + (f"; {plain.note}" if plain.note else "")
+    curve = OperatingCurve(points=plain.points, standard=plain.standard, chosen=chosen, objective=obj.describe(),
+                           note=note, guarantee=cert, plain=plain.chosen)
     return policy, curve
 
 
@@ -392,3 +492,106 @@ def apply_threshold(conf: np.ndarray, correct: np.ndarray, threshold: float) -> 
     esc = 1.0 - float(accepted.mean()) if len(conf) else 0.0
     acc = float(np.asarray(correct)[accepted].mean()) if accepted.any() else 1.0
     return esc, acc
+
+
+class GateVerdicts:
+    """The gate's verdicts on a batch (:meth:`GatePolicy.judge_many`): arrays, plus each row's labels and reason on demand.
+
+    ``verdict`` holds "accept" / "flag" / "escalate" per row; ``confidence`` the top label's probability
+    (single-label) or the set's confidence (multi-label); ``margin`` top1 - top2 (NaN for multi-label, where
+    ``judge`` gives None). Ties between equal probabilities are broken by column order.
+    """
+
+    __slots__ = ("policy", "names", "verdict", "confidence", "margin", "top", "_second", "_p2", "_t", "_ranks", "_inc")
+
+    def __init__(self, policy: GatePolicy, probs: np.ndarray, names: tuple[str, ...], top_k: int | None) -> None:
+        self.policy, self.names = policy, names
+        n, n_labels = probs.shape
+        if n_labels == 0:
+            self.verdict = np.full(n, "escalate", dtype=object)
+            self.confidence, self.margin, self.top = np.zeros(n), np.full(n, np.nan), np.full(n, -1)
+            return
+        if policy.multi_label:
+            self._init_multi(probs, top_k)
+        else:
+            self._init_single(probs)
+
+    def _init_single(self, probs: np.ndarray) -> None:
+        p, n = self.policy, len(probs)
+        if probs.shape[1] > 1:
+            two = np.argpartition(-probs, 1, axis=1)[:, :2]
+            pp = np.take_along_axis(probs, two, axis=1)
+            swap = (pp[:, 1] > pp[:, 0]) | ((pp[:, 1] == pp[:, 0]) & (two[:, 1] < two[:, 0]))
+            self.top, self._second = np.where(swap, two[:, 1], two[:, 0]), np.where(swap, two[:, 0], two[:, 1])
+            self.confidence, self._p2 = np.where(swap, pp[:, 1], pp[:, 0]), np.where(swap, pp[:, 0], pp[:, 1])
+            self.margin = self.confidence - self._p2
+        else:
+            self.top, self._second = np.zeros(n, dtype=np.int64), np.full(n, -1)
+            self.confidence = probs[:, 0].copy()
+            self._p2, self.margin = np.zeros(n), self.confidence.copy()
+        self._t = np.array([p.label_thresholds.get(name, p.threshold) for name in self.names])[self.top]
+        escalate = self.confidence < self._t
+        ambiguous = ~escalate & (self.margin < p.min_margin) & (self._second >= 0)
+        flag = ~escalate & ~ambiguous & (self.confidence < p.flag_threshold if p.flag_threshold is not None else False)
+        self.verdict = np.where(escalate | ambiguous, "escalate", np.where(flag, "flag", "accept")).astype(object)
+
+    def _init_multi(self, probs: np.ndarray, top_k: int | None) -> None:
+        p, (n, n_labels) = self.policy, probs.shape
+        k = n_labels if top_k is None else max(1, min(top_k, n_labels))
+        cols = np.argpartition(-probs, k - 1, axis=1)[:, :k] if k < n_labels else np.tile(np.arange(n_labels), (n, 1))
+        pk = np.take_along_axis(probs, cols, axis=1)
+        order = np.lexsort((cols, -pk), axis=1) if n else cols  # best first, ties by column
+        self._ranks = np.take_along_axis(cols, order, axis=1)
+        pk = np.take_along_axis(pk, order, axis=1)
+        self._t = np.array([p.label_thresholds.get(name, p.decision_threshold) for name in self.names])[self._ranks]
+        self._inc = pk >= self._t
+        conf = np.where(self._inc, pk, 1.0 - pk).prod(axis=1)
+        chosen = self._inc.any(axis=1)
+        self.top, self._p2 = self._ranks[:, 0], pk[:, 0]
+        self.confidence = np.where(chosen, conf, pk[:, 0])
+        self.margin = np.full(n, np.nan)
+        low = self.confidence < p.threshold
+        flag = ~low & (self.confidence < p.flag_threshold if p.flag_threshold is not None else False)
+        self.verdict = np.where(~chosen | low, "escalate", np.where(flag, "flag", "accept")).astype(object)
+
+    def __len__(self) -> int:
+        return len(self.verdict)
+
+    def labels(self, i: int) -> list[str]:
+        """Row ``i``'s labels: the top label, or (multi-label) the chosen set in rank order (the best label when none)."""
+        if self.top[i] < 0:
+            return []
+        if not self.policy.multi_label:
+            return [self.names[self.top[i]]]
+        chosen = [self.names[j] for j, inc in zip(self._ranks[i].tolist(), self._inc[i].tolist()) if inc]
+        return chosen or [self.names[self.top[i]]]
+
+    def reason(self, i: int) -> str:
+        """Row ``i``'s reason, worded exactly as :meth:`GatePolicy.judge` words it."""
+        p, verdict, conf = self.policy, self.verdict[i], float(self.confidence[i])
+        if self.top[i] < 0:
+            return "the tier proposed no label"
+        if p.multi_label:
+            chosen = self.labels(i)
+            if not self._inc[i].any():
+                return f"no label reached its threshold: best '{chosen[0]}' {conf:.2f} < {float(self._t[i, 0]):.2f}"
+            if verdict == "escalate":
+                return f"set confidence {conf:.2f} for {chosen} < threshold {p.threshold:.2f}"
+            if verdict == "flag":
+                return f"set confidence {conf:.2f} for {chosen} is in the review band [{p.threshold:.2f}, {p.flag_threshold:.2f})"
+            return f"set confidence {conf:.2f} for {chosen} ≥ {max(p.threshold, p.flag_threshold or 0):.2f}"
+        label, t, margin = self.names[self.top[i]], float(self._t[i]), float(self.margin[i])
+        if conf < t:
+            kind = "label threshold" if label in p.label_thresholds else "threshold"
+            return f"confidence {conf:.2f} for '{label}' < {kind} {t:.2f}"
+        if verdict == "escalate":
+            other, p2 = self.names[self._second[i]], float(self._p2[i])
+            return f"ambiguous: margin {margin:.2f} between '{label}' ({conf:.2f}) and '{other}' ({p2:.2f}) < {p.min_margin:.2f}"
+        if verdict == "flag":
+            return f"confidence {conf:.2f} for '{label}' is in the review band [{t:.2f}, {p.flag_threshold:.2f})"
+        return f"confidence {conf:.2f} for '{label}' ≥ {max(t, p.flag_threshold or 0):.2f}"
+
+    def result(self, i: int) -> GateResult:
+        """Row ``i`` as the :class:`GateResult` that ``judge`` returns."""
+        margin = None if self.policy.multi_label or self.top[i] < 0 else float(self.margin[i])
+        return GateResult(self.verdict[i], self.labels(i), float(self.confidence[i]), margin, self.reason(i))

@@ -127,7 +127,7 @@ def discover(
         xc = chars.fit_transform(texts)
     except ValueError:
         return []
-    x = normalize(sparse.hstack([normalize(xw), normalize(xc)]).tocsr())
+    x = normalize(sparse.hstack([normalize(xw), normalize(xc)] if xw.shape[1] else [normalize(xc)]).tocsr())
     keep = np.flatnonzero(x.getnnz(axis=1) > 0)
     if len(keep) < max(2, min_cluster_size):
         return []

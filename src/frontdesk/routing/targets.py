@@ -6,6 +6,11 @@ tier** (``simple`` / ``reasoning`` / ``tool_use`` → a model name). :func:`fan_
 Decision into one :class:`RoutedTarget` per label, all linked by ``parent_id`` (the Decision id);
 sinks (:mod:`frontdesk.routing.sinks`) deliver them.
 
+The extract stage's signals adjust targets (``targets.signals``, :class:`SignalPolicy`): an urgent
+message gets a more urgent priority and a shorter SLA, and a very negative message or a legal/abuse
+guardrail can set ``requires_human`` (its action then waits for a reviewer). Targets carry the
+decision's fields (masked: PII as placeholders), urgency and sentiment to the queue.
+
 Two fallbacks keep hard cases safe: a decision no model was confident about (``tier == "human"``)
 goes to the review queue as a single target carrying the best guess, and any target whose
 confidence is below ``low_confidence`` (or that went to a human) gets the most capable model tier.
@@ -17,7 +22,7 @@ import json
 from collections.abc import Callable, Mapping, Sequence
 from datetime import datetime, timedelta
 from pathlib import Path
-from typing import TYPE_CHECKING, Any
+from typing import TYPE_CHECKING, Any, Literal
 
 import yaml
 from pydantic import BaseModel, ConfigDict, Field, ValidationError, model_validator
@@ -49,6 +54,73 @@ class LabelTarget(BaseModel):
     tools_max: int | None = Field(None, ge=1, description="cap on the tools handed to an agent; None = no cap")
 
 
+UrgencyLevel = Literal["low", "normal", "high", "critical"]
+
+
+class RequiresHuman(BaseModel):
+    """When a decision needs a person before any action runs (it also gets a review item)."""
+
+    model_config = ConfigDict(extra="forbid", frozen=True)
+
+    very_negative: bool = Field(False, description="the customer is very negative (anger, insults, legal threats)")
+    rules: list[str] = Field(default_factory=list, description="labels of guardrail rules (e.g. legal_or_complaint, abuse) "
+                             "that require a human when they fire")
+    urgency: list[UrgencyLevel] = Field(default_factory=list, description="urgency levels that require a human")
+
+
+class SignalPolicy(BaseModel):
+    """How urgency and sentiment change a target: priority up, SLA down, requires_human.
+
+    ``priority`` and ``sla_minutes`` are caps per urgency level: a ``critical`` message with
+    ``priority: {critical: 1}`` gets priority 1 whatever its label's route says, and its SLA is at
+    most ``sla_minutes.critical``. Nothing is ever made less urgent.
+    """
+
+    model_config = ConfigDict(extra="forbid", frozen=True)
+
+    priority: dict[UrgencyLevel, int] = Field(default_factory=dict, description="urgency → most urgent priority allowed (1–5)")
+    sla_minutes: dict[UrgencyLevel, int] = Field(default_factory=dict, description="urgency → longest SLA allowed (minutes)")
+    very_negative_priority: int | None = Field(None, ge=1, le=5, description="priority cap for very negative messages")
+    requires_human: RequiresHuman = Field(default_factory=RequiresHuman)
+
+    @model_validator(mode="after")
+    def _ranges(self) -> SignalPolicy:
+        bad = {k: v for k, v in self.priority.items() if not 1 <= v <= 5}
+        if bad:
+            raise ValueError(f"priority: {bad}: priorities are 1 (most urgent) … 5")
+        bad = {k: v for k, v in self.sla_minutes.items() if v < 1}
+        if bad:
+            raise ValueError(f"sla_minutes: {bad}: an SLA is at least 1 minute")
+        return self
+
+    def requires_human_reason(self, decision: Decision, rule_labels: Sequence[str] = ()) -> str | None:
+        """Why ``decision`` requires a human under this policy (None: it does not)."""
+        rh = self.requires_human
+        tone = decision.sentiment
+        if rh.very_negative and tone is not None and tone.very_negative:
+            return f"very negative sentiment ({tone.score:+.2f})"
+        fired = [label for label in rule_labels if label in rh.rules]
+        if fired:
+            return f"guardrail rule {fired[0]!r} fired"
+        if decision.urgency is not None and decision.urgency in rh.urgency:
+            return f"urgency {decision.urgency}"
+        return None
+
+    def adjust(self, route: QueueRoute, decision: Decision) -> QueueRoute:
+        """``route`` made at least as urgent as the decision's urgency and sentiment ask."""
+        priority, sla = route.priority, route.sla_minutes
+        if decision.urgency in self.priority:
+            priority = min(priority, self.priority[decision.urgency])  # type: ignore[index]
+        if self.very_negative_priority is not None and decision.sentiment is not None and decision.sentiment.very_negative:
+            priority = min(priority, self.very_negative_priority)
+        if decision.urgency in self.sla_minutes:
+            cap = self.sla_minutes[decision.urgency]  # type: ignore[index]
+            sla = cap if sla is None else min(sla, cap)
+        if (priority, sla) == (route.priority, route.sla_minutes):
+            return route
+        return route.model_copy(update={"priority": priority, "sla_minutes": sla})
+
+
 def _default_tiers() -> dict[str, str]:
     return {"simple": "small-model", "reasoning": "large-model", "tool_use": "tool-model"}
 
@@ -70,6 +142,7 @@ class TargetsConfig(BaseModel):
     default_model_tier: str = "simple"
     most_capable_tier: str = "reasoning"
     low_confidence: float = Field(0.6, ge=0.0, le=1.0)
+    signals: SignalPolicy = Field(default_factory=SignalPolicy)
 
     @model_validator(mode="after")
     def _check_tiers(self) -> TargetsConfig:
@@ -149,6 +222,10 @@ class RoutedTarget(BaseModel):
     text: str
     tools_max: int | None = None
     tools: list[str] | None = None
+    fields: dict[str, Any] = Field(default_factory=dict, description="the decision's extracted fields, PII masked")
+    urgency: UrgencyLevel | None = None
+    sentiment: Literal["negative", "neutral", "positive"] | None = None
+    requires_human: bool = False
 
 
 def check_labels(config: TargetsConfig, labels: Sequence[str]) -> None:
@@ -177,6 +254,7 @@ def fan_out(
     *,
     catalog: ToolCatalog | None = None,
     rerank: Callable[[str, list[Tool]], list[float]] | None = None,
+    fields: Mapping[str, Any] | None = None,
 ) -> list[RoutedTarget]:
     """One RoutedTarget per label of ``decision`` (in label order), linked by ``parent_id``.
 
@@ -185,7 +263,9 @@ def fan_out(
     human) is carried on every target. A label's confidence is its probability in the answering
     tier's trace when there (multi-label decisions), else the decision's confidence; below
     ``config.low_confidence`` the target gets ``most_capable_tier``. With ``catalog`` each target
-    also lists the tools selected for its label (capped at the label's ``tools_max``).
+    also lists the tools selected for its label (capped at the label's ``tools_max``). Urgency and
+    sentiment adjust priority and SLA by ``config.signals``; ``fields`` (default: the decision's) are
+    copied onto every target — pass the masked view when the decision keeps PII.
     """
     human = decision.tier == "human" or not decision.labels
     if human:
@@ -199,7 +279,9 @@ def fan_out(
             for label in dict.fromkeys(decision.labels)  # drop repeats, keep order
         ]
     out = []
+    shared_fields = dict(decision.fields if fields is None else fields)
     for i, (label, route, confidence) in enumerate(plan):
+        route = config.signals.adjust(route, decision)
         lt = config.target_for(label)
         tier = config.model_tier_for(label, confidence, human=human)
         tools = None
@@ -223,6 +305,10 @@ def fan_out(
                 text=decision.text,
                 tools_max=lt.tools_max,
                 tools=tools,
+                fields=shared_fields,
+                urgency=decision.urgency,
+                sentiment=decision.sentiment.label if decision.sentiment is not None else None,
+                requires_human=decision.requires_human,
             )
         )
     return out

@@ -29,11 +29,23 @@ class Metrics:
         self.duplicates = Counter("frontdesk_duplicates", "duplicate messages answered from the dedup window", registry=r)
         self.llm_calls = Counter("frontdesk_llm_calls", "LLM tier calls", ["tier"], registry=r)
         self.llm_cost = Counter("frontdesk_llm_cost_usd", "LLM cost in USD", ["tier"], registry=r)
+        self.llm_errors = Counter("frontdesk_llm_errors", "LLM tier calls that failed (the trace verdict is 'error')",
+                                  ["tier"], registry=r)
         self.confidence = Histogram("frontdesk_confidence", "decision confidence (mean = sum / count)",
                                     buckets=_CONF_BUCKETS, registry=r)
         self.reloads = Counter("frontdesk_reloads", "config reloads", ["result"], registry=r)
+        self.sentiment = Counter("frontdesk_sentiment", "decisions by customer sentiment (extract stage)", ["sentiment"], registry=r)
+        self.very_negative = Counter("frontdesk_very_negative", "decisions whose customer is very negative", registry=r)
+        self.urgency = Counter("frontdesk_urgency", "decisions by urgency (extract stage)", ["urgency"], registry=r)
+        self.requires_human = Counter("frontdesk_requires_human", "decisions that require a human before any action", registry=r)
+        self.fields = Counter("frontdesk_fields_extracted", "decisions with at least one value of this field", ["field"], registry=r)
+        self.actions = Counter("frontdesk_actions", "action outcomes after routing (done, failed, held, skipped …)",
+                               ["action", "status"], registry=r)
         self.review_depth = Gauge("frontdesk_review_queue_depth", "pending human-review items", registry=r)
         self.review_depth.set_function(review_depth)
+        self.review_age = Gauge("frontdesk_review_queue_oldest_age_seconds",
+                                "age of the oldest pending human-review item (0 when none)", registry=r)
+        """Set by the console (:func:`frontdesk.server.console.mount_console`) to read the store at scrape time."""
 
     def observe(self, decision: Decision) -> None:
         """Record one decision."""
@@ -53,3 +65,22 @@ class Metrics:
             if t.kind == "llm":
                 self.llm_calls.labels(t.tier).inc()
                 self.llm_cost.labels(t.tier).inc(t.cost_usd)
+                if t.verdict == "error":
+                    self.llm_errors.labels(t.tier).inc()
+        self.observe_extract(decision)
+
+    def observe_extract(self, decision: Decision) -> None:
+        """Record the extract stage's signals, fields and action outcomes of one decision."""
+        if decision.sentiment is not None:
+            self.sentiment.labels(decision.sentiment.label).inc()
+            if decision.sentiment.very_negative:
+                self.very_negative.inc()
+        if decision.urgency is not None:
+            self.urgency.labels(decision.urgency).inc()
+        if decision.requires_human:
+            self.requires_human.inc()
+        for name, values in decision.fields.items():
+            if values:
+                self.fields.labels(name).inc()
+        for action in decision.actions:
+            self.actions.labels(action.name, action.status).inc()

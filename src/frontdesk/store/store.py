@@ -18,7 +18,11 @@ Decision, trace included) next to the columns queries filter on: ``created_at``,
 answering tier's ``kind``, ``labels``, ``confidence``, ``escalated``, ``flagged``, ``language``,
 ``sender``, ``channel``. Decisions are immutable: saving the same decision again is a no-op,
 saving a *different* decision under an existing id is an error. A decision that needs a human
-(``tier == "human"`` or ``flagged``) also gets a pending review item, in the same transaction.
+(``tier == "human"``, ``flagged`` or ``requires_human``) also gets a pending review item, in the same
+transaction, and so do the decision's planned actions (the ``actions`` table). Actions change state
+after the decision is stored (run, approved, failed): :meth:`Store.get_decision` and the other
+readers return ``Decision.actions`` as the ``actions`` table has them now. The store is also the
+:class:`~frontdesk.routing.actions.ActionLedger` of the service (claim → run → finish, at most once).
 """
 
 from __future__ import annotations
@@ -28,7 +32,7 @@ import os
 import threading
 from collections.abc import Iterable, Iterator, Sequence
 from contextlib import AbstractContextManager, contextmanager
-from datetime import datetime, timezone
+from datetime import datetime, timedelta, timezone
 from pathlib import Path
 from typing import Any, Literal
 
@@ -40,7 +44,7 @@ from sqlalchemy.exc import ArgumentError, IntegrityError, InterfaceError, NoSuch
 
 from frontdesk.common.textkey import text_key
 from frontdesk.errors import ConfigError, FrontdeskError
-from frontdesk.types import Decision, TierTrace
+from frontdesk.types import ActionResult, ActionStatus, Decision, TierTrace
 
 DEFAULT_URL = "sqlite:///frontdesk.db"
 SQLITE_BUSY_TIMEOUT_S = 30.0
@@ -51,7 +55,7 @@ _ALEMBIC_LOCK = threading.Lock()
 """Alembic keeps its migration context in module globals: one migration run per process at a time."""
 
 ReviewStatus = Literal["pending", "resolved"]
-ReviewReason = Literal["human", "flagged"]
+ReviewReason = Literal["human", "flagged", "requires_human"]
 
 
 class StoreError(FrontdeskError):
@@ -87,7 +91,8 @@ class ReviewItem(BaseModel):
 
     decision_id: str
     status: ReviewStatus
-    reason: ReviewReason = Field(description="'human': no tier was confident; 'flagged': accepted in the review band")
+    reason: ReviewReason = Field(description="'human': no tier was confident; 'flagged': accepted in the review band; "
+                                 "'requires_human': a policy (sentiment, guardrail) wants a person before any action")
     created_at: datetime = Field(description="the decision's created_at (the queue is oldest first)")
     resolved_at: datetime | None = None
     reviewer: str | None = None
@@ -133,6 +138,14 @@ _decisions = sa.Table(
     sa.Column("sender", sa.String()),
     sa.Column("channel", sa.String()),
     sa.Column("payload", sa.Text(), nullable=False),
+    # aggregate columns (revision 0002): what the console's dashboard sums, see _stat_columns
+    sa.Column("created_hour", sa.Integer()),
+    sa.Column("label", sa.String()),
+    sa.Column("n_labels", sa.Integer(), nullable=False),
+    sa.Column("primary_confidence", sa.Float()),
+    sa.Column("llm_calls", sa.Integer(), nullable=False),
+    sa.Column("cost_usd", sa.Float(), nullable=False),
+    sa.Column("duplicate", sa.Boolean(), nullable=False),
 )
 _feedback = sa.Table(
     "feedback", _meta,
@@ -153,6 +166,20 @@ _reviews = sa.Table(
     sa.Column("resolved_at", _UTCDateTime()),
     sa.Column("reviewer", sa.String()),
     sa.Column("labels", _JSON),
+    sa.Column("feedback_id", sa.Integer()),
+)
+_actions = sa.Table(
+    "actions", _meta,
+    sa.Column("decision_id", sa.String(), sa.ForeignKey("decisions.id", ondelete="CASCADE"), primary_key=True),
+    sa.Column("name", sa.String(), primary_key=True),
+    sa.Column("label", sa.String()),
+    sa.Column("status", sa.String(), nullable=False),
+    sa.Column("reason", sa.Text(), nullable=False),
+    sa.Column("result", _JSON),
+    sa.Column("error", sa.Text()),
+    sa.Column("attempts", sa.Integer(), nullable=False),
+    sa.Column("claimed_at", _UTCDateTime()),
+    sa.Column("updated_at", _UTCDateTime(), nullable=False),
 )
 
 
@@ -171,12 +198,37 @@ def _chunks(items: Sequence[str], size: int = _CHUNK) -> Iterator[Sequence[str]]
 
 
 
+def _action_row(decision_id: str, action: ActionResult, now: datetime) -> dict[str, Any]:
+    return {"decision_id": decision_id, "name": action.name, "label": action.label, "status": action.status,
+            "reason": action.reason, "result": action.result, "error": action.error, "attempts": action.attempts,
+            "claimed_at": None, "updated_at": action.updated_at or now}
+
+
+def _action_result(row: Any) -> ActionResult:
+    return ActionResult(name=row.name, label=row.label, status=row.status, reason=row.reason or "", result=row.result,
+                        error=row.error, attempts=row.attempts, updated_at=row.updated_at)
+
+
 def _answering_trace(decision: Decision) -> TierTrace | None:
     """The trace entry of the tier that produced ``decision.labels`` (the last one with its name)."""
     for entry in reversed(decision.trace):
         if entry.tier == decision.tier:
             return entry
     return None
+
+
+def _stat_columns(decision: Decision) -> dict[str, Any]:
+    """The aggregate columns of a decision (revision 0002): its UTC epoch hour, first label, number of
+    labels, first model tier's confidence, LLM calls (none for a repeat: its trace is the earlier
+    decision's), cost and whether it repeats an earlier one."""
+    from frontdesk.loop.drift.signals import primary_confidence
+
+    return {"created_hour": int(_utc(decision.created_at).timestamp()) // 3600,
+            "label": decision.labels[0] if decision.labels else None, "n_labels": len(decision.labels),
+            "primary_confidence": primary_confidence(decision),
+            "llm_calls": 0 if decision.duplicate_of else sum(1 for t in decision.trace if t.kind == "llm"),
+            "cost_usd": decision.cost_usd,
+            "duplicate": decision.duplicate_of is not None}
 
 
 def _check_labels(labels: Sequence[str], decision_id: str) -> list[str]:
@@ -222,13 +274,18 @@ class Store:
 
     ``synchronous`` (SQLite only): ``"FULL"`` (default) fsyncs the WAL at every commit, so an
     acknowledged write survives a power loss; ``"NORMAL"`` survives a crash of the process but
-    not of the OS, and commits faster.
+    not of the OS, and commits faster. ``busy_timeout_s`` (SQLite only): how long a write waits
+    for another connection's write lock before it fails with StoreError (a service answers 503).
     """
 
     def __init__(self, url: str | os.PathLike[str] = DEFAULT_URL, *,
-                 synchronous: Literal["FULL", "NORMAL"] = "FULL") -> None:
+                 synchronous: Literal["FULL", "NORMAL"] = "FULL", busy_timeout_s: float = SQLITE_BUSY_TIMEOUT_S) -> None:
         if synchronous not in ("FULL", "NORMAL"):
             raise ConfigError(f"synchronous must be 'FULL' or 'NORMAL', got {synchronous!r}", field="synchronous")
+        if not busy_timeout_s > 0:
+            raise ConfigError(f"busy_timeout_s must be > 0, got {busy_timeout_s!r}", field="busy_timeout_s")
+        self.busy_timeout_s = float(busy_timeout_s)
+        """SQLite: how long a write waits for another writer's lock before StoreError (nothing written)."""
         self._url = _normalise_url(url)
         self.url = _redacted(self._url)
         """The database URL, password hidden."""
@@ -256,14 +313,14 @@ class Store:
     def _create_sqlite_engine(self, synchronous: str) -> Engine:
         database = self._url.database or ""
         memory = database in ("", ":memory:") or database.startswith("file::memory:")
-        kwargs: dict[str, Any] = {"connect_args": {"timeout": SQLITE_BUSY_TIMEOUT_S, "check_same_thread": False}}
+        kwargs: dict[str, Any] = {"connect_args": {"timeout": self.busy_timeout_s, "check_same_thread": False}}
         if memory:
             self._memory_lock = threading.RLock()
             kwargs["poolclass"] = sa.pool.StaticPool
         else:
             Path(database).expanduser().parent.mkdir(parents=True, exist_ok=True)
         engine = sa.create_engine(self._url, **kwargs)
-        busy_ms = int(SQLITE_BUSY_TIMEOUT_S * 1000)
+        busy_ms = max(1, int(self.busy_timeout_s * 1000))
 
         @sa.event.listens_for(engine, "connect")
         def _on_connect(dbapi_conn: Any, _record: Any) -> None:
@@ -390,6 +447,7 @@ class Store:
         stored_at = _now()
         rows: list[dict[str, Any]] = []
         reviews: list[dict[str, Any]] = []
+        actions: list[dict[str, Any]] = []
         for id_, (d, payload) in batch.items():
             if id_ in existing:
                 continue
@@ -401,20 +459,39 @@ class Store:
                 "confidence": d.confidence, "escalated": d.escalated, "flagged": d.flagged,
                 "language": d.language or (msg.language if msg else None),
                 "sender": msg.sender if msg else None, "channel": msg.channel if msg else None, "payload": payload,
+                **_stat_columns(d),
             })
-            if d.tier == "human" or d.flagged:
-                reviews.append({"decision_id": d.id, "status": "pending", "reason": "human" if d.tier == "human" else "flagged",
-                                "created_at": d.created_at})
+            if d.tier == "human" or d.flagged or d.requires_human:
+                reason = "human" if d.tier == "human" else "flagged" if d.flagged else "requires_human"
+                reviews.append({"decision_id": d.id, "status": "pending", "reason": reason, "created_at": d.created_at})
+            actions += [_action_row(d.id, a, stored_at) for a in d.actions]
         if rows:
             conn.execute(sa.insert(_decisions), rows)
         if reviews:
             conn.execute(sa.insert(_reviews), reviews)
+        if actions:
+            conn.execute(sa.insert(_actions), actions)
 
     def get_decision(self, decision_id: str) -> Decision | None:
         """The stored decision with this id (equal to the one saved), or None."""
         with self._read() as conn:
             payload = conn.scalar(sa.select(_decisions.c.payload).where(_decisions.c.id == decision_id))
-        return None if payload is None else Decision.model_validate_json(payload)
+            if payload is None:
+                return None
+            return self._with_actions(conn, [Decision.model_validate_json(payload)])[0]
+
+    def decisions_by_id(self, ids: Iterable[str]) -> dict[str, Decision]:
+        """The stored decisions among ``ids`` (id → Decision); ids not stored are absent. One query per 500 ids."""
+        wanted = list(dict.fromkeys(ids))
+        found: dict[str, Decision] = {}
+        if not wanted:
+            return found
+        with self._read() as conn:
+            for part in _chunks(wanted):
+                for row in conn.execute(sa.select(_decisions.c.id, _decisions.c.payload).where(_decisions.c.id.in_(part))):
+                    found[row.id] = Decision.model_validate_json(row.payload)
+            decisions = self._with_actions(conn, list(found.values()))  # actions as the actions table has them now
+        return {d.id: d for d in decisions}
 
     def decisions(self, *, since: datetime | None = None, until: datetime | None = None,
                   limit: int | None = None) -> list[Decision]:
@@ -428,7 +505,7 @@ class Store:
             q = q.limit(limit)
         with self._read() as conn:
             payloads = conn.scalars(q).all()
-        return [Decision.model_validate_json(p) for p in payloads]
+            return self._with_actions(conn, [Decision.model_validate_json(p) for p in payloads])
 
     def count_decisions(self) -> int:
         """How many decisions are stored."""
@@ -448,6 +525,19 @@ class Store:
             raise StoreError("feedback source must be a non-empty string, e.g. 'feedback'", decision_id=decision_id)
         with self._write() as conn:
             return self._insert_feedback(conn, decision_id, labels, source=source, actor=actor, note=note)
+
+    def add_feedback_many(self, decision_ids: Sequence[str], labels: list[str], *, source: str = "feedback",
+                          actor: str | None = None, note: str | None = None) -> list[Feedback]:
+        """The same labels for several decisions (e.g. a cluster of one new intent), in one transaction:
+        all committed on return, or none (an unknown id raises StoreError)."""
+        if not decision_ids:
+            return []
+        labels = _check_labels(labels, decision_ids[0])
+        if not source:
+            raise StoreError("feedback source must be a non-empty string, e.g. 'feedback'")
+        with self._write() as conn:
+            return [self._insert_feedback(conn, i, labels, source=source, actor=actor, note=note)
+                    for i in dict.fromkeys(decision_ids)]
 
     def _insert_feedback(self, conn: Connection, decision_id: str, labels: list[str], *, source: str,
                          actor: str | None, note: str | None) -> Feedback:
@@ -486,7 +576,9 @@ class Store:
              .limit(limit).offset(offset))
         with self._read() as conn:
             rows = conn.execute(q).all()
-        return [self._review_item(r._mapping, r.payload) for r in rows]
+            items = [self._review_item(r._mapping, r.payload) for r in rows]
+            decisions = self._with_actions(conn, [i.decision for i in items])
+        return [i.model_copy(update={"decision": d}) for i, d in zip(items, decisions)]
 
     @staticmethod
     def _review_item(row: Any, payload: str) -> ReviewItem:
@@ -494,15 +586,27 @@ class Store:
                           created_at=row["created_at"], resolved_at=row["resolved_at"], reviewer=row["reviewer"],
                           labels=row["labels"], decision=Decision.model_validate_json(payload))
 
+    def review_item(self, decision_id: str) -> ReviewItem | None:
+        """The review item of a decision (pending or resolved), or None when it never went to review."""
+        q = (sa.select(_reviews, _decisions.c.payload).join(_decisions, _decisions.c.id == _reviews.c.decision_id)
+             .where(_reviews.c.decision_id == decision_id))
+        with self._read() as conn:
+            row = conn.execute(q).first()
+            if row is None:
+                return None
+            item = self._review_item(row._mapping, row.payload)
+            return item.model_copy(update={"decision": self._with_actions(conn, [item.decision])[0]})
+
     def review_depth(self) -> int:
         """How many review items are pending."""
         with self._read() as conn:
             return int(conn.scalar(sa.select(sa.func.count()).select_from(_reviews)
                                    .where(_reviews.c.status == "pending")) or 0)
 
-    def resolve_review(self, decision_id: str, labels: list[str], *, reviewer: str | None = None) -> ReviewItem:
+    def resolve_review(self, decision_id: str, labels: list[str], *, reviewer: str | None = None,
+                       note: str | None = None) -> ReviewItem:
         """Mark a pending review item resolved with the reviewer's labels, and record them as feedback
-        (``source="review"``), in one transaction; committed on return."""
+        (``source="review"``, with ``note``), in one transaction; committed on return."""
         labels = _check_labels(labels, decision_id)
         with self._write() as conn:
             row = conn.execute(
@@ -519,18 +623,145 @@ class Store:
                 raise StoreError(f"review of decision {decision_id!r} was already resolved by {row.reviewer or 'someone'} "
                                  f"at {row.resolved_at:%Y-%m-%d %H:%M:%S} UTC as {row.labels}: to correct it, use "
                                  "add_feedback", decision_id=decision_id)
-            now = _now()
+            fb = self._insert_feedback(conn, decision_id, labels, source="review", actor=reviewer, note=note)
+            now = fb.created_at
             updated = conn.execute(
                 sa.update(_reviews)
                 .where(_reviews.c.decision_id == decision_id, _reviews.c.status == "pending")
-                .values(status="resolved", resolved_at=now, reviewer=reviewer, labels=labels)
+                .values(status="resolved", resolved_at=now, reviewer=reviewer, labels=labels, feedback_id=fb.id)
             ).rowcount
             if updated != 1:  # pragma: no cover - the row lock above makes this unreachable
                 raise StoreError(f"review of decision {decision_id!r} was resolved concurrently: reload the queue",
                                  decision_id=decision_id)
-            self._insert_feedback(conn, decision_id, labels, source="review", actor=reviewer, note=None)
             values = dict(row._mapping, status="resolved", resolved_at=now, reviewer=reviewer, labels=labels)
         return self._review_item(values, row.payload)
+
+    def undo_review(self, decision_id: str, *, reviewer: str | None, within_s: float) -> ReviewItem:
+        """Put a resolved review item back in the queue and delete the feedback its resolution wrote, in
+        one transaction — only for the reviewer who resolved it and only within ``within_s`` seconds of
+        the resolution (an undo, not a way to rewrite history: later corrections go through feedback)."""
+        with self._write() as conn:
+            row = conn.execute(
+                sa.select(_reviews, _decisions.c.payload)
+                .join(_decisions, _decisions.c.id == _reviews.c.decision_id)
+                .where(_reviews.c.decision_id == decision_id).with_for_update(of=_reviews)
+            ).first()
+            if row is None:
+                raise StoreError(f"no review item for decision {decision_id!r}: nothing to undo", decision_id=decision_id)
+            if row.status != "resolved":
+                raise StoreError(f"review of decision {decision_id!r} is not resolved (it is {row.status}): nothing "
+                                 "to undo", decision_id=decision_id)
+            if row.reviewer != reviewer:
+                raise StoreError(f"review of decision {decision_id!r} was resolved by {row.reviewer or 'someone'}, "
+                                 f"not {reviewer or 'you'}: only they can undo it; correct it with feedback",
+                                 decision_id=decision_id)
+            age = (_now() - row.resolved_at).total_seconds()
+            if age > within_s:
+                raise StoreError(f"review of decision {decision_id!r} was resolved {age:.0f} s ago: an undo is "
+                                 f"possible for {within_s:g} s only; correct it with feedback", decision_id=decision_id)
+            conn.execute(sa.update(_reviews).where(_reviews.c.decision_id == decision_id)
+                         .values(status="pending", resolved_at=None, reviewer=None, labels=None, feedback_id=None))
+            if row.feedback_id is not None:
+                conn.execute(sa.delete(_feedback).where(_feedback.c.id == row.feedback_id))
+            values = dict(row._mapping, status="pending", resolved_at=None, reviewer=None, labels=None)
+        return self._review_item(values, row.payload)
+
+    # -- actions (the ActionLedger of frontdesk.routing.actions) ----------------------------------
+    @staticmethod
+    def _with_actions(conn: Connection, decisions: list[Decision]) -> list[Decision]:
+        """``decisions`` with ``actions`` as the actions table has them now."""
+        ids = [d.id for d in decisions if d.actions]
+        if not ids:
+            return decisions
+        found: dict[str, list[ActionResult]] = {}
+        for part in _chunks(ids):
+            for r in conn.execute(sa.select(_actions).where(_actions.c.decision_id.in_(part))
+                                  .order_by(_actions.c.decision_id, _actions.c.name)):
+                found.setdefault(r.decision_id, []).append(_action_result(r))
+        out = []
+        for d in decisions:
+            live = {a.name: a for a in found.get(d.id, [])}
+            if live:
+                order = [a.name for a in d.actions] + sorted(set(live) - {a.name for a in d.actions})
+                d = d.model_copy(update={"actions": [live[n] for n in order if n in live]})
+            out.append(d)
+        return out
+
+    def record_actions(self, decision_id: str, actions: Sequence[ActionResult]) -> None:
+        """Record actions of a stored decision that are not recorded yet (recorded ones stay as they are)."""
+        if not actions:
+            return
+        with self._read() as conn:  # the usual case (recorded with the decision) needs no write transaction
+            known = set(conn.scalars(sa.select(_actions.c.name).where(_actions.c.decision_id == decision_id)))
+        if all(a.name in known for a in actions):
+            return
+        now = _now()
+        with self._write() as conn:
+            if conn.scalar(sa.select(_decisions.c.id).where(_decisions.c.id == decision_id)) is None:
+                raise StoreError(f"no decision with id {decision_id!r}: store the decision before its actions",
+                                 decision_id=decision_id)
+            known = set(conn.scalars(sa.select(_actions.c.name).where(_actions.c.decision_id == decision_id)))
+            rows = [_action_row(decision_id, a, now) for a in actions if a.name not in known]
+            if rows:
+                conn.execute(sa.insert(_actions), rows)
+
+    def claim_action(self, decision_id: str, name: str, *, lease_s: float) -> bool:
+        """Take a pending action (or a running one whose claim is older than ``lease_s``): True if this
+        caller took it. Atomic: of any number of concurrent callers, one gets True."""
+        now = _now()
+        stale = now - timedelta(seconds=lease_s)
+        with self._write() as conn:
+            taken = conn.execute(
+                sa.update(_actions)
+                .where(_actions.c.decision_id == decision_id, _actions.c.name == name,
+                       sa.or_(_actions.c.status == "pending",
+                              sa.and_(_actions.c.status == "running", _actions.c.claimed_at < stale)))
+                .values(status="running", attempts=_actions.c.attempts + 1, claimed_at=now, updated_at=now)
+            ).rowcount
+        return taken == 1
+
+    def finish_action(self, decision_id: str, name: str, status: ActionStatus, *, result: Any = None,
+                      error: str | None = None) -> None:
+        """Record the outcome of a claimed action."""
+        with self._write() as conn:
+            conn.execute(sa.update(_actions).where(_actions.c.decision_id == decision_id, _actions.c.name == name)
+                         .values(status=status, result=result, error=error, updated_at=_now()))
+
+    def actions_of(self, decision_id: str) -> list[ActionResult]:
+        """The recorded actions of a decision, by name."""
+        with self._read() as conn:
+            rows = conn.execute(sa.select(_actions).where(_actions.c.decision_id == decision_id).order_by(_actions.c.name))
+            return [_action_result(r) for r in rows]
+
+    def unfinished_actions(self, *, older_than_s: float, limit: int = 500) -> list[str]:
+        """Ids of decisions with an action still pending (or running under a stale claim) for longer than
+        ``older_than_s``: what a crash between commit and run left behind (see ActionRunner.resume)."""
+        cutoff = _now() - timedelta(seconds=older_than_s)
+        q = (sa.select(_actions.c.decision_id).distinct()
+             .where(_actions.c.status.in_(("pending", "running")), _actions.c.updated_at < cutoff).limit(limit))
+        with self._read() as conn:
+            return list(conn.scalars(q))
+
+    def review_actions(self, decision_id: str, *, approve: bool, reviewer: str | None,
+                       keep: Sequence[str], add: Sequence[ActionResult]) -> list[ActionResult]:
+        """A reviewer's verdict on the held actions of a decision, in one transaction (see
+        :meth:`frontdesk.routing.actions.ActionLedger.review_actions`)."""
+        from frontdesk.routing.actions import _verdict
+
+        now = _now()
+        with self._write() as conn:
+            held = conn.scalars(sa.select(_actions.c.name).where(_actions.c.decision_id == decision_id,
+                                                                  _actions.c.status == "held")).all()
+            for name in held:
+                status, why = _verdict(name in keep, approve, reviewer)
+                conn.execute(sa.update(_actions)
+                             .where(_actions.c.decision_id == decision_id, _actions.c.name == name, _actions.c.status == "held")
+                             .values(status=status, reason=why, updated_at=now))
+            known = set(conn.scalars(sa.select(_actions.c.name).where(_actions.c.decision_id == decision_id)))
+            rows = [_action_row(decision_id, a, now) for a in add if a.name not in known]
+            if rows:
+                conn.execute(sa.insert(_actions), rows)
+        return self.actions_of(decision_id)
 
     # -- retraining ------------------------------------------------------------------------------
     def training_examples(self, *, include_llm: bool = True) -> list[tuple[str, tuple[str, ...], str]]:

@@ -16,12 +16,13 @@ exported by ``frontdesk export`` (``onnx/model[.int8].onnx``) runs without torch
 
 from __future__ import annotations
 
+import itertools
 import json
 import math
 import random
 import shutil
 import time
-from collections.abc import Sequence
+from collections.abc import Iterable, Sequence
 from pathlib import Path
 from typing import Any, Literal
 
@@ -36,6 +37,9 @@ from frontdesk.types import TierResult
 from frontdesk.tiers.base import Progress, Tier, parse_params
 
 BACKBONE_DIR = "backbone"
+KEEP_FREQUENT = 18_000
+"""Most frequent vocabulary tokens a pruned export keeps besides the training tokens: MiniLM's INT8 file
+lands at ~19 MB (under 20), and out-of-scope messages keep their common words (BENCHMARKS.md, tier-2 size)."""
 ONNX_DIR = "onnx"
 
 
@@ -218,6 +222,14 @@ class EncoderTier(Tier):
             out.append(TierResult([(self.labels_[i], float(row[i])) for i in top], cost_usd=self.params.cost_per_call_usd, latency_ms=per))
         return out
 
+    def set_threads(self, threads: int | None) -> None:
+        """Pin inference threads (batch workers use 1 each, so N workers share N cores without oversubscription)."""
+        self.params = self.params.model_copy(update={"threads": threads})
+        if self._onnx is not None:
+            self._onnx = OnnxEncoder(self._onnx.path, self.params.max_length, threads)
+        elif self._torch is not None:
+            set_threads(threads)
+
     def info(self) -> dict[str, Any]:
         return dict(self._info)
 
@@ -310,16 +322,21 @@ def _torch_available() -> bool:
     return importlib.util.find_spec("torch") is not None and importlib.util.find_spec("transformers") is not None
 
 
-def export_model(model_dir: str | Path, out_dir: str | Path | None = None, *, int8: bool = True) -> tuple[Path, list[Path]]:
+def export_model(model_dir: str | Path, out_dir: str | Path | None = None, *, int8: bool = True,
+                 vocab_texts: Iterable[str] | None = None, keep_characters: bool = True,
+                 keep_frequent: int = KEEP_FREQUENT) -> tuple[Path, list[Path]]:
     """Copy a saved model to ``out_dir`` with every encoder tier converted to ONNX (INT8 by default).
 
     The original is untouched; the copy holds no torch weights and runs with onnxruntime alone.
+    ``vocab_texts`` (e.g. the training texts) prunes each exported encoder's vocabulary to the tokens
+    they use plus the ``keep_frequent`` most frequent ones (see :func:`prune_vocabulary`); a model that is
+    already an ONNX copy can be pruned this way too.
     Returns (the new model directory, the .onnx files written).
     """
     src = Path(model_dir)
     if not (src / "frontdesk.json").is_file():
         raise ModelError("not a frontdesk model directory (no frontdesk.json)", path=src)
-    dst = Path(out_dir) if out_dir else src.with_name(src.name + ("-int8" if int8 else "-onnx"))
+    dst = Path(out_dir) if out_dir else src.with_name(src.name + ("-int8" if int8 else "-onnx") + ("-pruned" if vocab_texts is not None else ""))
     if dst.resolve() == src.resolve():
         raise ConfigError("the export must go to a new directory, not over the original model", field="--out")
     if dst.exists():
@@ -327,13 +344,96 @@ def export_model(model_dir: str | Path, out_dir: str | Path | None = None, *, in
     tiers = [p.parent for p in sorted(src.rglob("encoder.json"))]
     if not tiers:
         raise ModelError("the model has no encoder tier: nothing to export (the linear tier needs no export)", path=src)
+    texts = list(vocab_texts) if vocab_texts is not None else None
     shutil.copytree(src, dst, ignore=shutil.ignore_patterns(BACKBONE_DIR))
     written = []
-    for tier_dir in tiers:
-        tier = EncoderTier.load(tier_dir, tier_dir.name)
-        if tier._torch is None:
-            shutil.rmtree(dst)
-            raise ModelError("this encoder tier has no torch weights to export (already an ONNX copy?)", path=tier_dir)
-        target = dst / tier_dir.relative_to(src)
-        written.append(tier.export(target, int8=int8))
+    try:
+        for tier_dir in tiers:
+            tier = EncoderTier.load(tier_dir, tier_dir.name)
+            target = dst / tier_dir.relative_to(src)
+            if tier._torch is not None:
+                onnx_file = tier.export(target, int8=int8)
+            elif texts is not None and (onnx_file := EncoderTier._onnx_file(target)) is not None:
+                pass  # already an ONNX copy: prune it as it is
+            else:
+                raise ModelError("this encoder tier has no torch weights to export (already an ONNX copy?)", path=tier_dir)
+            if texts is not None:
+                facts = prune_vocabulary(onnx_file.parent, texts, keep_characters=keep_characters, keep_frequent=keep_frequent)
+                meta_file = target / "encoder.json"
+                meta = json.loads(meta_file.read_text())
+                exported = meta.setdefault("info", {}).setdefault("exported", {})
+                exported.update(bytes=onnx_file.stat().st_size, vocabulary=facts)
+                meta_file.write_text(json.dumps(meta, indent=2))
+            written.append(onnx_file)
+    except BaseException:
+        shutil.rmtree(dst, ignore_errors=True)
+        raise
     return dst, written
+
+
+def prune_vocabulary(onnx_dir: Path, texts: Iterable[str], *, keep_characters: bool = True, keep_frequent: int = 0) -> dict[str, Any]:
+    """Shrink an exported encoder (``onnx_dir``: model*.onnx + tokenizer.json) to the tokens ``texts`` use.
+
+    The word-embedding matrix is most of the INT8 file (30,522 × 384 bytes of 23 MB for MiniLM); rows of
+    tokens the texts never produce are dropped and the tokenizer is renumbered to match. Rows are cut from
+    the already-quantized matrix, so a message whose tokens were all kept gets exactly the old vector. A
+    new word whose pieces were dropped is split into smaller kept pieces — with ``keep_characters`` every
+    single character (and its ``##`` form) stays, so it never collapses to ``[UNK]`` unless the character
+    itself is unknown. ``keep_frequent`` also keeps that many of the vocabulary's most frequent tokens: BERT
+    vocabularies list words by corpus frequency after the characters ("the", "of", "and", … from id 1996), so
+    messages unlike the training data (out-of-scope ones) keep their common words. Returns what was kept.
+    Ids up to the last special token (0–103 for BERT) stay as they are.
+    """
+    import onnx
+    from onnx import numpy_helper
+    from tokenizers import Tokenizer
+
+    onnx_file = EncoderTier._onnx_file(onnx_dir.parent)
+    tok_file = onnx_dir / "tokenizer.json"
+    if onnx_file is None or not tok_file.is_file():
+        raise ModelError("no exported encoder here (model*.onnx and tokenizer.json): run `frontdesk export` first", path=onnx_dir)
+    spec = json.loads(tok_file.read_text(encoding="utf-8"))
+    vocab: dict[str, int] = spec.get("model", {}).get("vocab", {})
+    if spec.get("model", {}).get("type") != "WordPiece" or not vocab:
+        raise ModelError("vocabulary pruning supports WordPiece tokenizers (BERT-style encoders) only", path=tok_file)
+    tokenizer = Tokenizer.from_file(str(tok_file))
+    tokenizer.no_truncation()
+    tokenizer.no_padding()
+    used: set[int] = set()
+    n_texts = 0
+    it = iter(texts)
+    while batch := list(itertools.islice(it, 1024)):
+        n_texts += len(batch)
+        for enc in tokenizer.encode_batch(batch):
+            used.update(enc.ids)
+    # every id up to the last special token stays, so [PAD]/[UNK]/[CLS]/[SEP]/[MASK] keep their ids (the
+    # tokenizer's post-processor and padding refer to them by number)
+    last_special = max([t["id"] for t in spec.get("added_tokens", [])] or [0])
+    keep = set(range(last_special + 1)) | used
+    chars = {i for t, i in vocab.items() if len(t) == 1 or (t.startswith("##") and len(t) == 3)}
+    if keep_characters:
+        keep |= chars
+    if keep_frequent > 0:  # the words after the reserved and character blocks, in the vocabulary's (frequency) order
+        words = sorted(i for t, i in vocab.items() if i > last_special and i not in chars and not t.startswith("["))
+        keep |= set(words[:keep_frequent])
+    order = np.array(sorted(keep), dtype=np.int64)
+    new_id = {int(old): new for new, old in enumerate(order.tolist())}
+    spec["model"]["vocab"] = {t: new_id[i] for t, i in sorted(vocab.items(), key=lambda kv: kv[1]) if i in new_id}
+
+    model = onnx.load(str(onnx_file))
+    gather = next((n for n in model.graph.node if n.op_type == "Gather" and len(n.input) > 1 and n.input[1] == "input_ids"), None)
+    inits = {init.name: init for init in model.graph.initializer}
+    if gather is None or gather.input[0] not in inits:
+        raise ModelError("cannot find the word-embedding table (a Gather over input_ids) in the ONNX graph", path=onnx_file)
+    table = inits[gather.input[0]]
+    weights = numpy_helper.to_array(table)
+    if weights.shape[0] != len(vocab):
+        raise ModelError(f"the embedding table has {weights.shape[0]} rows but the tokenizer {len(vocab)} tokens: already pruned?",
+                         path=onnx_file)
+    before = onnx_file.stat().st_size
+    table.CopyFrom(numpy_helper.from_array(np.ascontiguousarray(weights[order]), table.name))
+    onnx.save(model, str(onnx_file))
+    tok_file.write_text(json.dumps(spec, ensure_ascii=False), encoding="utf-8")
+    return {"kept": len(order), "of": len(vocab), "from_texts": n_texts, "used_by_texts": len(used),
+            "fallback": "characters" if keep_characters else "[UNK]", "frequent": keep_frequent, "bytes_before": before,
+            "bytes_after": onnx_file.stat().st_size}

@@ -12,6 +12,8 @@ from __future__ import annotations
 
 import json
 import math
+import re
+import threading
 import time
 from collections import Counter
 from collections.abc import Callable, Sequence
@@ -80,18 +82,51 @@ class LinearParams(BaseModel):
     top_k: int = Field(10, ge=2, description="labels kept in each result (the gate and the LLM's candidates)")
 
 
-class _FastBlock:
-    """A fitted block as plain Python: analyzer callable, vocabulary dict, idf array, offset."""
+_WHITE_SPACES = re.compile(r"\s\s+")
+"""What char_wb collapses before splitting into words (scikit-learn's ``_VectorizerMixin._white_spaces``)."""
+_WORD_CACHE = 1 << 16
+"""Distinct words whose char_wb columns a block keeps (then it starts afresh: bounded memory; Zipf keeps hits high)."""
 
-    __slots__ = ("analyze", "vocab", "idf", "offset", "weight", "sublinear")
+
+class _Vocab(dict):
+    """A vocabulary whose missing terms map to column -1 (so lookups run in C through ``map``)."""
+
+    __slots__ = ()
+
+    def __missing__(self, key: str) -> int:
+        return -1
+
+
+class _FastBlock:
+    """A fitted block as plain Python: analyzer callable, vocabulary dict, idf array, offset.
+
+    Two inference paths give the same numbers (``tests/test_linear.py`` checks both against sklearn's
+    transform): :meth:`features` for one message (lowest latency) and :meth:`matrix` for many, which
+    preprocesses each text once, finds char_wb n-grams per *word* (a word's n-grams never depend on its
+    neighbours) from a bounded word table, and counts, weighs and normalises with array operations.
+    """
+
+    __slots__ = ("analyze", "vocab", "idf", "offset", "weight", "sublinear", "prep", "prep_key", "raw_analyze", "kind",
+                 "tokenize", "ngrams", "_words", "_flat", "_start", "_len", "_lock")
 
     def __init__(self, spec: TfidfBlock, vocab: dict[str, int], idf: np.ndarray, offset: int) -> None:
         self.analyze: Callable[[str], list[str]] = spec.vectorizer().build_analyzer()
-        self.vocab = vocab
+        self.vocab = _Vocab(vocab)
         self.idf = idf.astype(np.float64)
         self.offset = offset
         self.weight = spec.weight
         self.sublinear = spec.sublinear_tf
+        # the batch path: preprocess once (shared by blocks with the same settings), then analyze without it
+        self.prep: Callable[[str], str] = spec.vectorizer().build_preprocessor()
+        self.prep_key = (spec.lowercase, spec.strip_accents)
+        raw = spec.model_copy(update={"lowercase": False, "strip_accents": None}).vectorizer()
+        self.raw_analyze: Callable[[str], list[str]] = raw.build_analyzer()
+        self.kind = spec.analyzer
+        self.tokenize: Callable[[str], list[str]] = raw.build_tokenizer()
+        self.ngrams = spec.ngram_range
+        self._words: dict[str, int] = {}  # char_wb: word → row of the word table (_start/_len into _flat)
+        self._flat = self._start = self._len = np.zeros(0, dtype=np.int64)
+        self._lock = threading.Lock()
 
     def features(self, text: str) -> tuple[np.ndarray, np.ndarray] | None:
         counts = Counter(map(self.vocab.get, self.analyze(text)))
@@ -105,6 +140,90 @@ class _FastBlock:
         v = tf * self.idf[idx]
         v *= self.weight / math.sqrt(float(v @ v))
         return idx + self.offset, v
+
+    def columns(self, docs: Sequence[str]) -> tuple[np.ndarray, np.ndarray]:
+        """Vocabulary columns of every n-gram of each preprocessed doc (-1: not in the vocabulary), and each doc's count."""
+        if self.kind == "char_wb":
+            with self._lock:
+                return self._char_wb_columns(docs)
+        ids: list[int] = []
+        lens: list[int] = []
+        extend, look = ids.extend, self.vocab.__getitem__
+        if self.kind == "word" and self.ngrams in ((1, 1), (1, 2)):  # the default blocks, without sklearn's per-call overhead
+            tokenize, bigrams, join = self.tokenize, self.ngrams[1] == 2, " ".join
+            for doc in docs:
+                tokens = tokenize(doc)
+                extend(map(look, tokens))
+                n = len(tokens)
+                if bigrams and n > 1:
+                    extend(map(look, map(join, zip(tokens, tokens[1:]))))
+                    n += n - 1
+                lens.append(n)
+        else:
+            for doc in docs:
+                grams = self.raw_analyze(doc)
+                extend(map(look, grams))
+                lens.append(len(grams))
+        return np.fromiter(ids, dtype=np.int64, count=len(ids)), np.fromiter(lens, dtype=np.int64, count=len(lens))
+
+    def _char_wb_columns(self, docs: Sequence[str]) -> tuple[np.ndarray, np.ndarray]:
+        if len(self._words) > _WORD_CACHE:
+            self._words, self._flat, self._start, self._len = {}, *(np.zeros(0, dtype=np.int64),) * 3
+        words, vocab, analyze = self._words, self.vocab, self.raw_analyze
+        new_flat: list[int] = []
+        new_len: list[int] = []
+        seq: list[int] = []  # word-table rows of each doc's words, docs one after another
+        per_doc: list[int] = []
+        extend = seq.extend
+        for doc in docs:
+            split = _WHITE_SPACES.sub(" ", doc).split()
+            for word in split:
+                if word not in words:
+                    cols = [vocab[g] for g in analyze(word) if g in vocab]
+                    words[word] = len(self._len) + len(new_len)
+                    new_len.append(len(cols))
+                    new_flat.extend(cols)
+            extend(map(words.__getitem__, split))
+            per_doc.append(len(split))
+        if new_len:
+            added = np.array(new_len, dtype=np.int64)
+            self._start = np.concatenate([self._start, len(self._flat) + np.cumsum(added) - added])
+            self._len = np.concatenate([self._len, added])
+            self._flat = np.concatenate([self._flat, np.array(new_flat, dtype=np.int64)])
+        w = np.fromiter(seq, dtype=np.int64, count=len(seq))
+        wl = self._len[w]
+        ends = np.cumsum(wl)
+        # the columns of word k sit at _flat[_start[w_k] : _start[w_k] + wl_k]: one ragged gather
+        pos = np.repeat(self._start[w] - (ends - wl), wl) + np.arange(int(ends[-1]) if len(ends) else 0)
+        doc_end = np.cumsum(np.fromiter(per_doc, dtype=np.int64, count=len(per_doc)))
+        cum = np.concatenate([[0], ends])
+        lens = cum[doc_end] - cum[doc_end - np.fromiter(per_doc, dtype=np.int64, count=len(per_doc))]
+        return self._flat[pos], lens
+
+    def matrix(self, docs: Sequence[str]) -> sp.csr_matrix:
+        """TF-IDF rows (n, block features) of preprocessed docs: counts by one sort, sublinear tf, idf, L2, weight."""
+        n, width = len(docs), len(self.vocab)
+        ids, lens = self.columns(docs)
+        rows = np.repeat(np.arange(n, dtype=np.int64), lens)
+        keep = ids >= 0
+        key = rows[keep] * width + ids[keep]
+        if not len(key):
+            return sp.csr_matrix((n, width), dtype=np.float64)
+        key.sort()
+        first = np.empty(len(key), dtype=bool)
+        first[0] = True
+        np.not_equal(key[1:], key[:-1], out=first[1:])
+        starts = np.flatnonzero(first)
+        counts = np.diff(np.append(starts, len(key))).astype(np.float64)
+        r, c = np.divmod(key[starts], width)
+        v = (np.log(counts) + 1.0 if self.sublinear else counts) * self.idf[c]
+        sq = np.bincount(r, weights=v * v, minlength=n)
+        scale = np.zeros(n)
+        np.divide(self.weight, np.sqrt(sq), out=scale, where=sq > 0)
+        v *= scale[r]
+        indptr = np.zeros(n + 1, dtype=np.int64)
+        np.cumsum(np.bincount(r, minlength=n), out=indptr[1:])
+        return sp.csr_matrix((v, c, indptr), shape=(n, width))
 
 
 class LinearTier(Tier):
@@ -269,17 +388,18 @@ class LinearTier(Tier):
         return vals @ self._W[idx] + self._b if len(idx) else self._b.copy()
 
     def decision_function(self, texts: Sequence[str]) -> np.ndarray:
-        """Raw linear scores (n, n_labels), before temperature scaling."""
+        """Raw linear scores (n, n_labels), before temperature scaling; one sparse matrix product per block."""
         self._check_fitted()
-        rows, cols, vals = [], [], []
-        for i, text in enumerate(texts):
-            idx, v = self._features(text)
-            rows.append(np.full(len(idx), i)), cols.append(idx), vals.append(v)
-        X = sp.csr_matrix(
-            (np.concatenate(vals) if vals else [], (np.concatenate(rows) if rows else [], np.concatenate(cols) if cols else [])),
-            shape=(len(texts), self._W.shape[0]),
-        )
-        return np.asarray(X @ self._W, dtype=np.float64) + self._b
+        texts = texts if isinstance(texts, list) else list(texts)
+        z = np.tile(self._b.astype(np.float64), (len(texts), 1))
+        if not texts:
+            return z
+        docs: dict[tuple, list[str]] = {}
+        for blk in self._blocks:
+            if blk.prep_key not in docs:
+                docs[blk.prep_key] = [blk.prep(t) for t in texts]
+            z += blk.matrix(docs[blk.prep_key]) @ self._W[blk.offset : blk.offset + len(blk.vocab)]
+        return z
 
     def predict_proba(self, texts: Sequence[str]) -> np.ndarray:
         """Softmax over labels (single-label) or one calibrated sigmoid per label (multi-label)."""

@@ -19,7 +19,10 @@ that answer confident messages are never all waiting on the LLM; timeouts, 429 a
 retried with jittered backoff honouring ``Retry-After`` while the deadline allows; a circuit
 breaker skips the LLM after ``breaker_failures`` failed calls or ``breaker_timeouts`` timed-out
 ones, then admits one trial call. An invalid answer (outside the candidates, not JSON, empty,
-refusal) is a failed call. A failed call raises :class:`~frontdesk.llm.base.ProviderError` with the
+refusal) is a failed call. When candidate labels have an extraction schema
+(``labels.<label>.extract_schema``), the same call also returns the chosen label's fields
+(:mod:`frontdesk.intake.extract.llm_fields`): validated per property, invalid ones dropped with a
+reason in the trace, never a second call. A failed call raises :class:`~frontdesk.llm.base.ProviderError` with the
 time it took, which the router records in the trace before sending the message on to human
 review with the classifier's best guess.
 """
@@ -149,6 +152,18 @@ def make_provider(params: LLMParams, tier_name: str = "llm") -> Provider:
     return create_provider(params.provider, settings)
 
 
+def _encode_answer(value: tuple[Any, ...]) -> list[Any]:
+    """A cached answer ``(ranked, rationale, fields, notes)`` as JSON (the shared cache stores JSON)."""
+    ranked, *rest = value
+    return [[[label, p] for label, p in ranked], *rest]
+
+
+def _decode_answer(data: list[Any]) -> tuple[Any, ...]:
+    """Back from JSON: ``ranked`` as a tuple of (label, probability) tuples, the rest as stored."""
+    ranked, *rest = data
+    return (tuple((str(label), float(p)) for label, p in ranked), *rest)
+
+
 class LLMTier(Tier):
     """Asks an LLM to choose among the candidate labels; see the module docstring."""
 
@@ -160,17 +175,26 @@ class LLMTier(Tier):
         self.descriptions: dict[str, str] = {}
         self.examples: dict[str, list[str]] = {}
         self.index: ExampleIndex | None = None
+        self.extract_schemas: dict[str, dict[str, Any]] = {}
+        """label → JSON Schema of the fields to extract with the label (set from labels.<label>.extract_schema)."""
         self._provider = provider
         self._provider_lock = threading.Lock()
         self.breaker = CircuitBreaker(self.params.breaker_failures, self.params.breaker_cooldown_s, self.params.breaker_timeouts)
         self.pool = CallPool(self.params.max_concurrency, self.params.max_waiting, tier=self.name)
-        self.cache: TTLCache[tuple[tuple[tuple[str, float], ...], str]] = TTLCache(self.params.cache_ttl_s, self.params.cache_size)
+        # (ranked, rationale, extracted fields, field notes) per (text, candidates, model, schemas)
+        self.cache: TTLCache[tuple[tuple[tuple[str, float], ...], str, dict[str, Any] | None, list[str] | None]] = \
+            TTLCache(self.params.cache_ttl_s, self.params.cache_size)
         self._recording: Recording | None = None
         if self.params.replay is not None:
             self._recording = Recording(self.params.replay, "replay")
         elif self.params.record is not None:
             self._recording = Recording(self.params.record, "record")
         self.sleep = time.sleep
+
+    def share_cache(self, shared: Any) -> None:
+        """Use the replicas' shared answer cache (a :class:`frontdesk.shared.SharedState`) instead of this
+        process's: same keys and TTL, JSON values in Redis."""
+        self.cache = shared.cache(f"llm:{self.name}", self.params.cache_ttl_s, encode=_encode_answer, decode=_decode_answer)
 
     @property
     def provider(self) -> Provider:
@@ -228,17 +252,22 @@ class LLMTier(Tier):
             if candidates else tuple(self.labels_)
         if not cands:
             raise ProviderError(self.name, "client_error", "no candidate labels to choose from")
-        key = cache_key(text, cands, self.cache_model)
+        schemas = {c: self.extract_schemas[c] for c in cands if c in self.extract_schemas}
+        key = cache_key(text, cands, self.cache_model) + (_schemas_key(schemas) if schemas else "")
         cached = self.cache.get(key)
         if cached is not None:
-            ranked, rationale = cached
+            ranked, rationale, fields, notes = cached
             return TierResult(list(ranked), latency_ms=(time.perf_counter() - t0) * 1e3, rationale=rationale,
-                              info={"cached": True, "candidates": list(cands)})
+                              info={"cached": True, "candidates": list(cands), "fields": fields, "field_notes": notes})
         system, user = build_prompt(text, cands, self.descriptions, self.examples_for(text, cands), multi_label=self.params.max_labels > 1,
                                     rationale=self.params.rationale_chars > 0)
         schema = answer_schema(cands, max_labels=self.params.max_labels, rationale_chars=self.params.rationale_chars)
-        request = LLMRequest(system, user, schema, cands,
-                             max_tokens=self.params.max_tokens, timeout_s=self.params.timeout_s)
+        if schemas:  # the label's fields come back in the same call
+            from frontdesk.intake.extract.llm_fields import INSTRUCTION, extend_answer_schema
+
+            schema = extend_answer_schema(schema, cands, schemas)
+            system = f"{system}\n\n{INSTRUCTION}"
+        request = LLMRequest(system, user, schema, cands, max_tokens=self.params.max_tokens, timeout_s=self.params.timeout_s)
         response, attempts = self._call(key, request)
         try:
             answer = parse_answer(response.text, cands, max_labels=self.params.max_labels)
@@ -247,10 +276,17 @@ class LLMTier(Tier):
         conf = answer.confidence
         if response.label_probs and answer.labels:  # log-probabilities beat self-reported confidence
             conf = min(response.label_probs.get(label, conf) for label in answer.labels)
-        info = {"attempts": attempts, "candidates": list(cands), "model": response.model, "stated_confidence": answer.confidence}
         ranked = [(label, conf) for label in answer.labels]
         rationale = answer.rationale if answer.labels else f"none of the candidates fit: {answer.rationale}"
-        self.cache.put(key, (tuple(ranked), rationale))
+        fields, notes = None, None
+        if schemas and answer.labels:
+            from frontdesk.intake.extract.llm_fields import validate_fields
+
+            got, dropped = validate_fields(response.text, answer.labels[0], schemas)
+            fields, notes = got or None, dropped or None
+        self.cache.put(key, (tuple(ranked), rationale, fields, notes))
+        info = {"attempts": attempts, "candidates": list(cands), "model": response.model, "stated_confidence": answer.confidence,
+                "fields": fields, "field_notes": notes}
         pin, pout = self.params.prices()
         cost = (response.input_tokens * pin + response.output_tokens * pout) / 1e6
         tokens = {"input": response.input_tokens, "output": response.output_tokens}
@@ -330,6 +366,13 @@ class LLMTier(Tier):
         except (KeyError, json.JSONDecodeError) as exc:
             raise ModelError(f"llm.json is invalid ({exc}): re-save the model", path=path) from exc
         return tier
+
+
+def _schemas_key(schemas: dict[str, dict[str, Any]]) -> str:
+    """A cache-key suffix: answers with fields depend on the schemas asked for."""
+    import hashlib
+
+    return ":" + hashlib.sha256(json.dumps(schemas, sort_keys=True).encode()).hexdigest()[:16]
 
 
 def _spent(exc: ProviderError, started: float) -> ProviderError:

@@ -19,7 +19,13 @@ a **baseline** (the model's validation data routed once, or the first decisions 
   show up as a rising share of the unknown label;
 * **per-label recall** from feedback (:meth:`DriftMonitor.observe_feedback`): of the last
   ``recall_window`` corrected decisions whose true labels include L, the share a model tier
-  answered with L.
+  answered with L;
+* **accepted accuracy** from the same feedback and review resolutions: of the last
+  ``accepted_accuracy_window`` labelled decisions a model tier accepted, the share it got right, per
+  answering tier, with a Clopper–Pearson interval; the ``accepted_accuracy`` alert fires when the
+  primary tier's upper bound is below the target (the model's guarantee, ``frontdesk train
+  --guarantee``, or ``accepted_accuracy_target``). Feedback over-samples errors, so the estimate is
+  biased low (see :mod:`frontdesk.loop.drift.accuracy`).
 
 :meth:`DriftMonitor.check` turns these into :class:`Alert` transitions: an alert **fires** once when
 its condition starts to hold (a rate or the PSI goes above its threshold, the confidence drops by
@@ -44,15 +50,24 @@ After a model reload call :meth:`DriftMonitor.reset` (new labels, new baseline).
 :func:`drift_report` replays a :class:`~frontdesk.store.store.Store` through a monitor (the CLI's ``drift``).
 """
 
+from frontdesk.loop.drift.accuracy import ALL_TIERS, AcceptedAccuracyWindow, accepting_tier
 from frontdesk.loop.drift.config import ALERT_KINDS, AlertKind, DriftConfig
 from frontdesk.loop.drift.monitor import DriftMonitor
 from frontdesk.loop.drift.psi import psi, psi_noise
 from frontdesk.loop.drift.replay import drift_report
 from frontdesk.loop.drift.signals import NO_LABEL, is_escalated, is_unknown, primary_confidence
-from frontdesk.loop.drift.values import Alert, Baseline, DriftReport, DriftSnapshot, LabelRecall, LabelShift
+from frontdesk.loop.drift.values import (
+    AcceptedAccuracy,
+    Alert,
+    Baseline,
+    DriftReport,
+    DriftSnapshot,
+    LabelRecall,
+    LabelShift,
+)
 
 __all__ = [
-    "ALERT_KINDS", "Alert", "AlertKind", "Baseline", "DriftConfig", "DriftMonitor", "DriftReport", "DriftSnapshot",
-    "LabelRecall", "LabelShift", "NO_LABEL", "drift_report", "is_escalated", "is_unknown", "primary_confidence",
-    "psi", "psi_noise",
+    "ALERT_KINDS", "ALL_TIERS", "AcceptedAccuracy", "AcceptedAccuracyWindow", "Alert", "AlertKind", "Baseline",
+    "DriftConfig", "DriftMonitor", "DriftReport", "DriftSnapshot", "LabelRecall", "LabelShift", "NO_LABEL",
+    "accepting_tier", "drift_report", "is_escalated", "is_unknown", "primary_confidence", "psi", "psi_noise",
 ]

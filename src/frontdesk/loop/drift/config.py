@@ -8,9 +8,10 @@ from pydantic import BaseModel, ConfigDict, Field, ValidationError, field_valida
 
 from frontdesk.errors import ConfigError, validation_message
 
-AlertKind = Literal["unknown_rate", "unknown_rate_rise", "confidence_drop", "confidence_trend", "psi", "escalation_rate"]
+AlertKind = Literal["unknown_rate", "unknown_rate_rise", "confidence_drop", "confidence_trend", "psi", "escalation_rate",
+                    "accepted_accuracy"]
 ALERT_KINDS: tuple[str, ...] = ("unknown_rate", "unknown_rate_rise", "confidence_drop", "confidence_trend", "psi",
-                                "escalation_rate")
+                                "escalation_rate", "accepted_accuracy")
 
 
 class DriftConfig(BaseModel):
@@ -45,6 +46,16 @@ class DriftConfig(BaseModel):
     escalation_rate_alert: float | None = Field(None, ge=0, le=1, description="alert when the escalation rate ≥ this")
     hysteresis: float = Field(0.1, ge=0, lt=1, description="an alert clears below threshold × (1 − hysteresis)")
     recall_window: int = Field(500, ge=1, description="feedback items kept for per-label recall")
+    accepted_accuracy_window: int = Field(1000, ge=1, description="labelled accepted decisions (feedback, review "
+                                          "resolutions) kept for the accepted-accuracy estimate")
+    accepted_accuracy_confidence: float = Field(0.95, gt=0, lt=1, description="coverage of its two-sided "
+                                                "Clopper–Pearson interval")
+    accepted_accuracy_min_labelled: int = Field(50, ge=1, description="labelled accepted decisions of the primary tier "
+                                                "the accepted_accuracy alert needs before it changes state")
+    accepted_accuracy_target: float | None = Field(None, gt=0, le=1, description="alert when the interval's upper bound "
+                                                   "is below this (default: the target of the model's guarantee, "
+                                                   "`frontdesk train --guarantee`; no target, no alert)")
+    accepted_accuracy_alert: bool = Field(True, description="raise the accepted_accuracy alert (the gauges stay)")
     webhook_url: str | None = Field(None, description="POST each alert transition here as JSON")
     webhook_timeout_s: float = Field(2.0, gt=0, le=60)
 
@@ -61,6 +72,9 @@ class DriftConfig(BaseModel):
             self.window = None  # window_s alone: a purely time-based window
         if self.window is None and self.window_s is None:
             raise ValueError("give window (decisions) or window_s (seconds)")
+        if self.accepted_accuracy_min_labelled > self.accepted_accuracy_window:
+            raise ValueError(f"accepted_accuracy_min_labelled ({self.accepted_accuracy_min_labelled}) is larger than "
+                             f"accepted_accuracy_window ({self.accepted_accuracy_window}): the alert could never fire")
         if self.window is not None and self.min_window > self.window:
             raise ValueError(f"min_window ({self.min_window}) is larger than window ({self.window}): alerts could "
                              "never fire; lower min_window or widen the window")

@@ -15,11 +15,12 @@ from typing import TYPE_CHECKING, Any
 import numpy as np
 
 from frontdesk.errors import ConfigError
+from frontdesk.loop.drift.accuracy import ALL_TIERS, AcceptedAccuracyWindow
 from frontdesk.loop.drift.alerts import deliver_alerts
 from frontdesk.loop.drift.config import ALERT_KINDS, DriftConfig
 from frontdesk.loop.drift.psi import psi, psi_noise, round2
 from frontdesk.loop.drift.signals import NO_LABEL, primary_confidence
-from frontdesk.loop.drift.values import Alert, Baseline, DriftSnapshot, LabelRecall, LabelShift
+from frontdesk.loop.drift.values import AcceptedAccuracy, Alert, Baseline, DriftSnapshot, LabelRecall, LabelShift
 from frontdesk.types import Decision
 
 if TYPE_CHECKING:
@@ -39,9 +40,18 @@ class _Condition:
     message: str
     advice: str
     inclusive: bool = False  # fire at value == threshold (a drop "by ≥ x"); rates fire strictly above
+    fire: bool | None = None  # set: overrides the comparisons (alerts that are tests, not thresholds on a rate)
+    clear: bool | None = None
 
     def fires(self) -> bool:
+        if self.fire is not None:
+            return self.fire
         return self.value >= self.threshold - 1e-12 if self.inclusive else self.value > self.threshold
+
+    def clears(self, hysteresis: float) -> bool:
+        if self.clear is not None:
+            return self.clear
+        return self.value < self.threshold * (1 - hysteresis)
 
 
 @dataclass(slots=True)
@@ -78,6 +88,7 @@ class DriftMonitor:
         self._thread: threading.Thread | None = None
         self._collector: Any = None
         self._history: deque[Alert] = deque(maxlen=1000)
+        self._model_target: float | None = None
         self._reset_state(baseline, labels, primary_tier)
 
     @classmethod
@@ -90,7 +101,23 @@ class DriftMonitor:
         if router.settings.fallback == "unknown" and router.settings.unknown_label not in cfg.unknown_labels:
             cfg = cfg.model_copy(update={"unknown_labels": [*cfg.unknown_labels, router.settings.unknown_label]})
         baseline = Baseline.from_router(router, baseline_texts, cfg) if baseline_texts else None
-        return cls(cfg, baseline=baseline, labels=router.labels, primary_tier=router.primary.name, **kwargs)
+        monitor = cls(cfg, baseline=baseline, labels=router.labels, primary_tier=router.primary.name, **kwargs)
+        monitor.use_model_target(router)
+        return monitor
+
+    def use_model_target(self, router: Router) -> None:
+        """Take the accepted-accuracy target from ``router``'s guarantee (``frontdesk train --guarantee``;
+        certified or kept as an uncertified plain fit); ``config.accepted_accuracy_target`` wins when set.
+        Call it after a model reload: a promoted model may carry a different guarantee."""
+        cert = router.guarantee
+        with self._lock:
+            self._model_target = cert.target_accuracy if cert is not None else None
+
+    @property
+    def accepted_accuracy_target(self) -> float | None:
+        """The target of the accepted_accuracy alert: the config's, else the model's guarantee's, else None."""
+        configured = self.config.accepted_accuracy_target
+        return configured if configured is not None else self._model_target
 
     # -- state -----------------------------------------------------------------------------------
     def _reset_state(self, baseline: Baseline | None, labels: Sequence[str] | None, primary_tier: str | None) -> None:
@@ -124,6 +151,7 @@ class DriftMonitor:
         self._feedback: deque[tuple[tuple[str, ...], frozenset[str]]] = deque()
         self._support: dict[str, int] = {}
         self._hits: dict[str, int] = {}
+        self._accuracy = AcceptedAccuracyWindow(cfg.accepted_accuracy_window)
         self._active: dict[str, Alert] = {}
 
     def reset(self, *, baseline: Baseline | None = None, labels: Sequence[str] | None = None,
@@ -178,10 +206,12 @@ class DriftMonitor:
 
     def observe_feedback(self, decision: Decision, labels: Sequence[str]) -> None:
         """Record the true ``labels`` of a routed decision (user feedback or a review), for per-label
-        recall: a label counts as recalled when a model tier (not human review) answered with it."""
+        recall (a label counts as recalled when a model tier, not human review, answered with it) and
+        for the accepted accuracy of the tier that answered (:mod:`frontdesk.loop.drift.accuracy`)."""
         predicted = frozenset(decision.labels) if decision.tier != "human" else frozenset()
         true = tuple(dict.fromkeys(labels))
         with self._lock:
+            self._accuracy.add(decision, true)
             self._feedback.append((true, predicted))
             for label in true:
                 self._support[label] = self._support.get(label, 0) + 1
@@ -290,8 +320,16 @@ class DriftMonitor:
                 trend_points=s["trend_points"], unknown_rate=s["unknown_rate"], escalation_rate=s["escalation_rate"],
                 psi=s["psi"], psi_noise=s["psi_noise"], top_shifts=shifts,
                 label_distribution=dict(sorted(shares.items(), key=lambda kv: -kv[1])), recall=recall,
-                feedback_n=len(self._feedback), baseline=self.baseline, active_alerts=sorted(self._active),
+                feedback_n=len(self._feedback), accepted_accuracy=self._accepted_accuracy(),
+                baseline=self.baseline, active_alerts=sorted(self._active),
             )
+
+    def _accepted_accuracy(self) -> dict[str, AcceptedAccuracy]:
+        """Accepted accuracy by answering tier, the primary tier and 'all' always present (caller holds the lock)."""
+        conf, target = self.config.accepted_accuracy_confidence, self.accepted_accuracy_target
+        primary = self.primary_tier or ALL_TIERS
+        tiers = dict.fromkeys([primary, *self._accuracy.tiers(), ALL_TIERS])
+        return {t: self._accuracy.estimate(t, confidence=conf, target=target if t == primary else None) for t in tiers}
 
     @property
     def observed(self) -> int:
@@ -359,7 +397,26 @@ class DriftMonitor:
                 out["psi"] = _Condition(value, cfg.psi_alert, f"label-distribution PSI {s['psi']:.3f}{noise} {last} "
                                         f"(threshold {cfg.psi_alert:.3f}); largest shifts: {top}",
                                         "look for new intents and retrain")
+        target = self.accepted_accuracy_target
+        if cfg.accepted_accuracy_alert and target is not None:
+            out["accepted_accuracy"] = self._accuracy_condition(target)
         return out
+
+    def _accuracy_condition(self, target: float) -> _Condition | None:
+        """The accepted_accuracy alert: fires when the interval's upper bound for the primary tier (every model
+        tier together when the monitor knows none, e.g. a replay) is below the target (evidence the accuracy
+        is below it), clears once the estimate is back at the target. None with too few labelled decisions."""
+        cfg = self.config
+        tier = self.primary_tier or ALL_TIERS
+        a = self._accuracy.estimate(tier, confidence=cfg.accepted_accuracy_confidence, target=target)
+        if a.labelled < cfg.accepted_accuracy_min_labelled or a.high is None or a.estimate is None:
+            return None
+        return _Condition(
+            a.high, target, f"accepted accuracy of tier '{tier}' {a.estimate:.3f} from {a.labelled} labelled decisions, "
+            f"{cfg.accepted_accuracy_confidence:.0%} interval [{a.low:.3f}, {a.high:.3f}], target {target:.3f} (alert while "
+            "the upper bound is below the target, until the estimate is back at it)", "check the recent feedback and the review queue, look for drift, retrain (the labels "
+            "come from feedback and reviews, which over-sample errors: confirm correct answers too)",
+            fire=a.high < target, clear=a.estimate >= target)
 
     def check(self) -> list[Alert]:
         """Evaluate every configured alert; return the transitions since the last check (fired or
@@ -369,6 +426,9 @@ class DriftMonitor:
 
         A rate or PSI alert fires when its value goes *above* the threshold, a confidence alert when the
         drop (or fall per window) reaches it; an alert clears below ``threshold × (1 − hysteresis)``.
+        The accepted_accuracy alert fires when the upper bound of the primary tier's interval is below the
+        target and clears when the point estimate is back at the target (the band between the two is its
+        hysteresis).
         """
         with self._lock:
             conditions = self._conditions(self._stats())
@@ -384,7 +444,7 @@ class DriftMonitor:
                     alert = Alert(state="firing", message=f"{cond.message} — {cond.advice}", **common)
                     self._active[kind] = alert
                     events.append(alert)
-                elif active and cond.value < cond.threshold * (1 - self.config.hysteresis):
+                elif active and cond.clears(self.config.hysteresis):
                     del self._active[kind]
                     events.append(Alert(state="cleared", message=f"{cond.message}: back to normal", **common))
             self._history.extend(events)
@@ -428,8 +488,10 @@ class DriftMonitor:
         ``frontdesk_drift_confidence_mean``, ``frontdesk_drift_confidence_trend``,
         ``frontdesk_drift_unknown_rate``, ``frontdesk_drift_escalation_rate``, ``frontdesk_drift_psi``
         (noise subtracted when configured), ``frontdesk_drift_window_decisions`` and
-        ``frontdesk_drift_alerts_active{kind}`` (1 while that alert fires; set by :meth:`check`).
-        NaN where there is no value yet."""
+        ``frontdesk_drift_alerts_active{kind}`` (1 while that alert fires; set by :meth:`check`), and the
+        accepted accuracy from feedback: ``frontdesk_accepted_accuracy{tier, bound="estimate"|"low"|"high"}``,
+        ``frontdesk_accepted_accuracy_labelled{tier}`` and ``frontdesk_accepted_accuracy_target{tier}``
+        (the primary tier's, when there is a target). NaN where there is no value yet."""
         from frontdesk.loop.drift.prometheus import DriftCollector
 
         collector = DriftCollector(self)
@@ -456,10 +518,12 @@ class DriftMonitor:
                 "psi": nan if value is None else value,
                 "window_decisions": float(s["n"]),
                 "alerts": {k: 1.0 if k in self._active else 0.0 for k in kinds},
+                "accepted_accuracy": list(self._accepted_accuracy().values()),
             }
 
     def _threshold(self, kind: str) -> float | None:
         cfg = self.config
         return {"unknown_rate": cfg.unknown_rate_alert, "unknown_rate_rise": cfg.unknown_rate_rise_alert,
                 "confidence_drop": cfg.confidence_drop_alert, "confidence_trend": cfg.confidence_slope_alert,
-                "psi": cfg.psi_alert, "escalation_rate": cfg.escalation_rate_alert}[kind]
+                "psi": cfg.psi_alert, "escalation_rate": cfg.escalation_rate_alert,
+                "accepted_accuracy": self.accepted_accuracy_target if cfg.accepted_accuracy_alert else None}[kind]

@@ -48,16 +48,19 @@ def drift_report(store: Store, *, since: datetime | None = None, until: datetime
     alerts: list[Alert] = []
     clock.t = time.time() if not decisions else decisions[0].created_at.timestamp()
     seen = 0
+    unchecked = False  # events since the last check (feedback after the last decision included)
     for ts, kind, _i, item in events:
         clock.t = max(clock.t, ts)
+        unchecked = True
         if kind == 0:
             monitor.observe(item, at=ts)
             seen += 1
             if seen % check_every == 0:
                 alerts.extend(monitor.check())
+                unchecked = False
         else:
             monitor.observe_feedback(by_id[item.decision_id], item.labels)
-    if decisions and seen % check_every:
+    if decisions and unchecked:
         alerts.extend(monitor.check())
     return DriftReport(snapshot=monitor.snapshot(), alerts=alerts, active=monitor.active_alerts(),
                        decisions=len(decisions), feedback=len(feedback), since=since)

@@ -84,6 +84,21 @@ class LabelRecall(BaseModel):
     recall: float
 
 
+class AcceptedAccuracy(BaseModel):
+    """Accuracy of the decisions a tier accepted, from the labelled ones (feedback, review resolutions),
+    with a two-sided Clopper–Pearson interval at ``confidence``. Biased low: see
+    :mod:`frontdesk.loop.drift.accuracy`."""
+
+    tier: str = Field(description="the answering tier, or 'all'")
+    labelled: int = Field(description="labelled accepted decisions in the window")
+    correct: int
+    estimate: float | None = None
+    low: float | None = None
+    high: float | None = None
+    confidence: float = Field(0.95, description="coverage of the interval")
+    target: float | None = Field(None, description="the target the alert compares the upper bound with (primary tier)")
+
+
 class LabelShift(BaseModel):
     """One label's share in the baseline and in the window, and its PSI contribution."""
 
@@ -113,6 +128,8 @@ class DriftSnapshot(BaseModel):
     label_distribution: dict[str, float] = Field(default_factory=dict)
     recall: dict[str, LabelRecall] = Field(default_factory=dict, description="per-label recall from feedback")
     feedback_n: int = 0
+    accepted_accuracy: dict[str, AcceptedAccuracy] = Field(
+        default_factory=dict, description="accuracy of accepted decisions from feedback, by answering tier and 'all'")
     baseline: Baseline | None = None
     active_alerts: list[str] = Field(default_factory=list)
 

@@ -1,0 +1,279 @@
+"""The batch cascade: routes a chunk of texts through a Router's tiers with array operations.
+
+``Router.route_batch`` builds a pydantic :class:`~frontdesk.types.Decision` (with its trace) per message,
+which costs about as much as scoring it with the linear tier. Here the linear and encoder tiers score
+the whole chunk at once (``predict_proba``), :meth:`GatePolicy.judge_many` gates it as arrays, only the
+escalated rows go on to the next tier (in one batch), and the result is columns (:class:`Rows`), not
+objects. Every row ends with the labels, tier, confidence, flags and reason that ``Router.route``
+gives the same text (``tests/test_batch_cascade.py`` checks it). Other tiers (rules, clauses, ensemble,
+LLM) run through their own ``score_batch`` and the per-row gate, exactly as in the Router.
+"""
+
+from __future__ import annotations
+
+import time
+from collections.abc import Mapping, Sequence
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+
+from frontdesk.cascade.router import Router, _score_many, coerce_message
+from frontdesk.errors import FrontdeskError, TierError
+from frontdesk.gating.gate import GatePolicy
+from frontdesk.tiers.base import Tier
+
+#: Tier kinds whose ``score`` is the top-k of ``predict_proba``: they are scored and gated as arrays.
+VECTORISED_KINDS = frozenset({"linear", "encoder"})
+NO_LLM_NOTE = "no LLM in batch (pass --llm to send these to one)"
+ERROR_TIER = "error"
+"""The ``tier`` of an output row whose input could not be routed (its ``reason`` says why)."""
+
+
+@dataclass
+class Rows:
+    """One chunk's results as columns, in input order: what the batch writers write."""
+
+    ids: list[str]
+    labels: list[list[str]]
+    confidence: list[float]
+    tier: list[str]
+    escalated: list[bool]
+    flagged: list[bool]
+    reason: list[str]
+    trace: list[list[dict[str, Any]]] | None = None
+    cost_usd: float = 0.0
+
+    def __len__(self) -> int:
+        return len(self.ids)
+
+    def counts(self) -> dict[str, int]:
+        """Rows per final tier (``human`` for review, ``error`` for unroutable input)."""
+        out: dict[str, int] = {}
+        for t in self.tier:
+            out[t] = out.get(t, 0) + 1
+        return out
+
+
+@dataclass
+class _Chunk:
+    """Per-row state of the valid rows of one chunk while they walk the cascade."""
+
+    texts: list[str]
+    truncated: list[bool]
+    labels: list[list[str] | None]
+    confidence: np.ndarray
+    tier: list[str | None]
+    flagged: np.ndarray
+    reason: list[str | None]
+    best: list[tuple[list[str], float, str] | None]
+    why: list[list[str]]
+    candidates: list[list[str] | None]
+    trace: list[list[dict[str, Any]]] | None
+    cost: np.ndarray
+
+
+class BatchCascade:
+    """A loaded Router, ready to route chunks of texts into :class:`Rows` (one per text, input order)."""
+
+    def __init__(self, router: Router, *, trace: bool = False, llm_skipped: bool = False) -> None:
+        self.router = router
+        self.trace = trace
+        self.llm_skipped = llm_skipped
+        self.settings = router.settings
+        self._tiers: list[tuple[Tier, GatePolicy, bool]] = [
+            (t, router.gates.get(t.name) or t.default_gate(), t.kind in VECTORISED_KINDS and t.calibrated) for t in router.tiers
+        ]
+        # candidates are only read by tiers that are not vectorised (an LLM narrows to them)
+        self._wants_candidates = [any(not vec for _, _, vec in self._tiers[i + 1 :]) for i in range(len(self._tiers))]
+        self._position = {t.name: i for i, t in enumerate(router.tiers)}
+        self._primary = self._position[router.primary.name]
+
+    @classmethod
+    def load(cls, model: str | Path, *, llm: Mapping[str, Any] | None = None, trace: bool = False,
+             threads: int | None = None) -> BatchCascade:
+        """Load a saved model for batch work. Without ``llm`` an LLM tier saved with the model is left out
+        (what it would have seen goes to human review, and the reason says so); with ``llm`` (the
+        ``--llm`` settings) that LLM tier is used. ``threads`` pins each encoder tier's inference threads."""
+        router = Router.load(model)
+        skipped = False
+        if llm is not None:
+            router = router.with_llm(dict(llm))
+        elif any(t.kind == "llm" for t in router.tiers):
+            kept = [t for t in router.tiers if t.kind != "llm"]
+            router = Router(kept, {n: g for n, g in router.gates.items() if n in {t.name for t in kept}}, router.settings,
+                            curves=router.curves, descriptions=router.descriptions, examples=router.examples, meta=router.meta)
+            skipped = True
+        if threads is not None:
+            for tier in router.tiers:
+                if hasattr(tier, "set_threads"):
+                    tier.set_threads(threads)
+        return cls(router, trace=trace, llm_skipped=skipped)
+
+    # -- routing ---------------------------------------------------------------------------
+    def route(self, texts: Sequence[str | None], ids: Sequence[str], problems: Sequence[str | None] | None = None) -> Rows:
+        """Route one chunk. ``problems[i]`` (or a text that ``Router.route`` would reject) makes row ``i`` an
+        ``error`` row with that reason; every other row is decided by the cascade."""
+        n = len(texts)
+        rows = Rows(list(ids), [[] for _ in range(n)], [0.0] * n, [ERROR_TIER] * n, [False] * n, [False] * n, [""] * n,
+                    [[] for _ in range(n)] if self.trace else None)
+        valid: list[int] = []
+        good: list[str] = []
+        for i, text in enumerate(texts):
+            problem = problems[i] if problems is not None else None
+            if problem is None:
+                if text is None:
+                    problem = "no text"
+                else:
+                    try:
+                        good.append(coerce_message(text)[0])
+                        valid.append(i)
+                        continue
+                    except FrontdeskError as exc:
+                        problem = str(exc)
+            rows.reason[i] = problem
+        if not valid:
+            return rows
+        state = self._run(good)
+        for k, i in enumerate(valid):
+            rows.labels[i] = state.labels[k]  # type: ignore[assignment]
+            rows.confidence[i] = float(state.confidence[k])
+            tier = state.tier[k]
+            rows.tier[i] = tier  # type: ignore[assignment]
+            rows.escalated[i] = self._position.get(tier, len(self._tiers)) > self._primary  # type: ignore[arg-type]
+            rows.flagged[i] = bool(state.flagged[k])
+            rows.reason[i] = state.reason[k]  # type: ignore[assignment]
+            if rows.trace is not None and state.trace is not None:
+                rows.trace[i] = state.trace[k]
+        rows.cost_usd = float(state.cost.sum())
+        return rows
+
+    def _run(self, texts: list[str]) -> _Chunk:
+        limit = self.settings.max_chars
+        m = len(texts)
+        truncated = [len(t) > limit for t in texts]
+        texts = [t[:limit] if cut else t for t, cut in zip(texts, truncated)]
+        st = _Chunk(texts, truncated, [None] * m, np.zeros(m), [None] * m, np.zeros(m, dtype=bool), [None] * m, [None] * m,
+                    [[] for _ in range(m)], [None] * m, [[] for _ in range(m)] if self.trace else None, np.zeros(m))
+        pending = np.arange(m)
+        for position, (tier, gate, vectorised) in enumerate(self._tiers):
+            if not len(pending):
+                break
+            sub = [texts[i] for i in pending]
+            t0 = time.perf_counter()
+            probs = None
+            if vectorised:
+                try:
+                    probs = tier.predict_proba(sub)
+                except Exception:  # noqa: BLE001 - as in the Router: fall back to scoring one by one
+                    probs = None
+            if probs is not None:
+                pending = self._gate_arrays(st, pending, tier, gate, probs, (time.perf_counter() - t0) * 1e3 / len(sub), position)
+            else:
+                pending = self._gate_rows(st, pending, tier, gate, sub)
+        for i in pending.tolist():
+            self._fallback(st, i)
+        return st
+
+    def _gate_arrays(self, st: _Chunk, pending: np.ndarray, tier: Tier, gate: GatePolicy, probs: np.ndarray, ms: float,
+                     position: int) -> np.ndarray:
+        top_k = getattr(getattr(tier, "params", None), "top_k", None)
+        g = gate.judge_many(probs, tier.labels_, top_k)
+        name, cost = tier.name, float(getattr(getattr(tier, "params", None), "cost_per_call_usd", 0.0))
+        st.cost[pending] += cost
+        verdict = g.verdict
+        decided = (verdict == "accept") | (verdict == "flag")
+        want_cands = self._wants_candidates[position]
+        if want_cands:
+            k = min(self.settings.candidates_k, probs.shape[1])
+            cand_cols = _top_columns(probs, k)
+        if st.trace is not None:
+            k_trace = min(self.settings.trace_top_k, probs.shape[1], top_k or probs.shape[1])
+            trace_cols = _top_columns(probs, k_trace)
+        names = tier.labels_
+        for j, i in enumerate(pending.tolist()):
+            labels = g.labels(j)
+            conf = float(g.confidence[j])
+            reason = g.reason(j)
+            if st.trace is not None:
+                cols = trace_cols[j].tolist()
+                st.trace[i].append({"tier": name, "kind": tier.kind, "verdict": verdict[j], "labels": labels, "confidence": conf,
+                                    "margin": None if gate.multi_label else float(g.margin[j]),
+                                    "top": [{"label": names[c], "score": float(probs[j, c])} for c in cols],
+                                    "reason": reason, "latency_ms": ms, "cost_usd": cost})
+            if decided[j]:
+                self._decide(st, i, labels, conf, name, verdict[j] == "flag", reason)
+                continue
+            if labels:
+                st.best[i] = (labels, conf, name)
+                st.why[i].append(f"{name}: {reason}")
+                if want_cands:
+                    st.candidates[i] = [names[c] for c in cand_cols[j].tolist()]
+        return pending[~decided]
+
+    def _gate_rows(self, st: _Chunk, pending: np.ndarray, tier: Tier, gate: GatePolicy, sub: list[str]) -> np.ndarray:
+        """The Router's per-row loop, for tiers that are not vectorised (and for a vectorised tier that failed)."""
+        k_trace, k_cand = self.settings.trace_top_k, self.settings.candidates_k
+        results = _score_many(tier, sub, [st.candidates[i] for i in pending])
+        still = []
+        for i, res in zip(pending.tolist(), results):
+            if isinstance(res, BaseException):
+                reason = res.reason if isinstance(res, TierError) else f"{type(res).__name__}: {res}"
+                st.why[i].append(f"{tier.name}: {reason}")
+                if st.trace is not None:
+                    st.trace[i].append({"tier": tier.name, "kind": tier.kind, "verdict": "error", "labels": [], "confidence": None,
+                                        "margin": None, "top": [], "reason": reason, "latency_ms": 0.0, "cost_usd": 0.0})
+                still.append(i)
+                continue
+            g = gate.judge(res.ranked)
+            st.cost[i] += res.cost_usd
+            if st.trace is not None:
+                st.trace[i].append({"tier": tier.name, "kind": tier.kind, "verdict": g.verdict, "labels": g.labels,
+                                    "confidence": g.confidence, "margin": g.margin,
+                                    "top": [{"label": lab, "score": s} for lab, s in res.ranked[:k_trace]], "reason": g.reason,
+                                    "latency_ms": res.latency_ms, "cost_usd": res.cost_usd,
+                                    **({"rationale": res.rationale} if res.rationale else {}),
+                                    **{k: res.info[k] for k in ("fields", "field_notes") if res.info.get(k)}})
+            if g.labels:
+                st.best[i] = (g.labels, g.confidence, tier.name)
+                st.candidates[i] = [lab for lab, _ in res.ranked[:k_cand]]
+            if g.verdict in ("accept", "flag"):
+                self._decide(st, i, g.labels, g.confidence, tier.name, g.verdict == "flag", g.reason)
+            else:
+                if g.verdict == "escalate" and g.labels:
+                    st.why[i].append(f"{tier.name}: {g.reason}")
+                still.append(i)
+        return np.array(still, dtype=np.int64)
+
+    def _fallback(self, st: _Chunk, i: int) -> None:
+        """No tier was confident: human review with the best guess, or the unknown label (as ``Router._fallback``)."""
+        why = "; ".join(st.why[i])
+        labels, conf, source = st.best[i] or ([], 0.0, "none")
+        note = f"; {NO_LLM_NOTE}" if self.llm_skipped else ""
+        s = self.settings
+        if s.fallback == "unknown" and st.best[i] is not None:
+            if st.trace is not None and st.trace[i]:
+                st.trace[i][-1]["verdict"] = "unknown"
+            self._decide(st, i, [s.unknown_label], conf, source, False, f"{why} → no tier was confident: '{s.unknown_label}'{note}")
+            return
+        guess = f"best guess {labels} ({conf:.2f} from {source})" if labels else "no tier produced a guess"
+        reason = f"{why} → human review, {guess}"
+        if st.trace is not None:
+            st.trace[i].append({"tier": "human", "kind": "human", "verdict": "review", "labels": labels, "confidence": conf,
+                                "margin": None, "top": [], "reason": reason, "latency_ms": 0.0, "cost_usd": 0.0})
+        self._decide(st, i, labels, conf, "human", True, reason + note)
+
+    def _decide(self, st: _Chunk, i: int, labels: list[str], conf: float, tier: str, flagged: bool, reason: str) -> None:
+        if st.truncated[i]:
+            reason = f"{reason} (text truncated to {self.settings.max_chars} characters)"
+        st.labels[i], st.confidence[i], st.tier[i], st.flagged[i], st.reason[i] = labels, conf, tier, flagged, reason
+
+
+def _top_columns(probs: np.ndarray, k: int) -> np.ndarray:
+    """Each row's ``k`` best columns, best first (ties by column)."""
+    n, width = probs.shape
+    cols = np.argpartition(-probs, k - 1, axis=1)[:, :k] if k < width else np.tile(np.arange(width), (n, 1))
+    p = np.take_along_axis(probs, cols, axis=1)
+    order = np.lexsort((cols, -p), axis=1)
+    return np.take_along_axis(cols, order, axis=1)
