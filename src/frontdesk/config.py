@@ -376,6 +376,9 @@ actions: {}                      # what labels.<label>.action names
 #   cache_ttl_s: 3600
 #   price_input_per_1m: 0.15     # USD per 1M tokens, for cost reporting
 #   price_output_per_1m: 0.60
+#   policy: auto                 # auto: the acceptance policy fitted for this LLM model (frontdesk llm fit), else the
+#                                #   safe default; safe: the LLM never changes the classifier's label
+#   injection_guard: review      # injection signals → human review (verify: the LLM's answer may stand, flagged; off)
 
 store: sqlite:///frontdesk.db    # every decision, feedback and review item; or postgresql+psycopg://user@host/db
 store_sync: normal               # SQLite: normal (kill -9 safe, not power-loss safe) | full (fsync per commit, slower)

@@ -145,7 +145,8 @@ def configure_router(router: Router, config: FrontdeskConfig) -> Router:
     except ValidationError as exc:
         raise ConfigError(validation_message(exc), field="router") from exc
     descriptions = {**router.descriptions, **{k: v.description for k, v in config.labels.items() if v.description}}
-    out = Router(tiers, {}, settings, curves=router.curves, descriptions=descriptions, examples=router.examples, meta=router.meta)
+    out = Router(tiers, {}, settings, curves=router.curves, descriptions=descriptions, examples=router.examples, meta=router.meta,
+                 llm_policy=router.llm_policy, example_index=router.example_index)
     for name, policy in gates.items():
         if name in names:
             out.set_gate(name, policy)  # validates label thresholds against the label set
