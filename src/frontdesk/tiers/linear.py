@@ -235,6 +235,7 @@ class LinearTier(Tier):
 
     kind = "linear"
     calibrated = True
+    score_is_proba = True
 
     def __init__(self, name: str | None = None, params: LinearParams | dict[str, Any] | None = None) -> None:
         super().__init__(name)
