@@ -14,7 +14,7 @@ auth on, no sinks) and measures, over real HTTP on loopback:
 * small-request latency (one closed-loop client) with and without three clients looping 1 MB bodies.
 
 Writes its table into BENCHMARKS.md, section ``reliability-server`` inside the ``reliability``
-frame (the LLM tier's tables go under ``reliability-llm`` (bench/reliability_llm.py) and ``reliability-llm-earn``).
+frame (the LLM tier's tables go under ``reliability-llm`` (bench/reliability_llm.py); prompt injection: section ``injection``, bench/injection.py).
 ``--server-src PATH`` serves another checkout's code (e.g. the code before these fixes) with a
 minimal config, and runs only the fuzzing, attack and latency parts (``--no-write`` implied).
 
@@ -60,7 +60,7 @@ FRAME = """<!-- reliability:start -->
 
 What a hostile or unlucky client can do to the service, measured over real HTTP on loopback. Each part
 has its own table below: the service itself (`bench/reliability.py`), a hanging LLM tier
-(`bench/reliability_llm.py`) and prompt-injection attacks (section `reliability-llm-earn`).
+(`bench/reliability_llm.py`) and prompt-injection attacks (section `injection`, `bench/injection.py`).
 
 <!-- reliability-server:start -->
 <!-- reliability-server:end -->
@@ -68,8 +68,6 @@ has its own table below: the service itself (`bench/reliability.py`), a hanging 
 <!-- reliability-llm:start -->
 <!-- reliability-llm:end -->
 
-<!-- reliability-llm-earn:start -->
-<!-- reliability-llm-earn:end -->
 <!-- reliability:end -->"""
 
 

@@ -31,13 +31,13 @@ class LabelConfig(BaseModel):
 
     model_config = ConfigDict(extra="forbid")
 
-    description: str | None = None
+    description: str | None = Field(None, description="one line on what the label means, shown to the LLM tier (overrides labels.yaml)")
     threshold: float | None = Field(None, ge=0.0, le=1.0, description="the primary tier's threshold for this label")
     queue: str | None = Field(None, description="team queue; None = targets.default_queue")
     priority: int = Field(3, ge=1, le=5, description="1 = most urgent")
-    sla_minutes: int | None = Field(None, ge=1)
+    sla_minutes: int | None = Field(None, ge=1, description="minutes until a target of this label is due; None = no SLA")
     model_tier: str | None = Field(None, description="a key of targets.model_tiers")
-    tools_max: int | None = Field(None, ge=1)
+    tools_max: int | None = Field(None, ge=1, description="at most this many tools handed to the agent (tool narrowing); None = all that match")
     fields: list[str] | None = Field(None, description="rule fields reported for this label; None = extract.default_fields")
     urgency: Urgency | None = Field(None, description="urgency prior of this label; None = extract.urgency.default")
     action: str | None = Field(None, description="action run for accepted decisions: a key of actions, or a registered "
@@ -62,19 +62,23 @@ class LabelConfig(BaseModel):
 
 
 class TargetDefaults(BaseModel):
-    """The defaults and fallbacks of :class:`~frontdesk.routing.targets.TargetsConfig` (labels come from ``labels``)."""
+    """Where decisions go when their label names no queue, and which model tier an agent gets (per-label targets are under
+    ``labels``; see :class:`~frontdesk.routing.targets.TargetsConfig`)."""
 
     model_config = ConfigDict(extra="forbid")
 
-    default_queue: QueueRoute = Field(default_factory=lambda: QueueRoute(queue="triage", priority=3))
-    review_queue: QueueRoute = Field(default_factory=lambda: QueueRoute(queue="human-review", priority=2))
+    default_queue: QueueRoute = Field(default_factory=lambda: QueueRoute(queue="triage", priority=3),
+                                      description="the queue of an accepted label without labels.<label>.queue")
+    review_queue: QueueRoute = Field(default_factory=lambda: QueueRoute(queue="human-review", priority=2),
+                                     description="the queue of messages that went to human review")
     language_queue: QueueRoute | None = Field(
         None, description="messages in an unsupported language go here (e.g. a translation team); None = review_queue"
     )
-    model_tiers: dict[str, str] = Field(default_factory=lambda: {"simple": "small-model", "reasoning": "large-model", "tool_use": "tool-model"})
-    default_model_tier: str = "simple"
-    most_capable_tier: str = "reasoning"
-    low_confidence: float = Field(0.6, ge=0.0, le=1.0)
+    model_tiers: dict[str, str] = Field(default_factory=lambda: {"simple": "small-model", "reasoning": "large-model", "tool_use": "tool-model"},
+                                        description="model tier name → the model an agent should run for it (reported on each target)")
+    default_model_tier: str = Field("simple", description="the model tier of a label without labels.<label>.model_tier")
+    most_capable_tier: str = Field("reasoning", description="the model tier of a message below low_confidence or sent to human review")
+    low_confidence: float = Field(0.6, ge=0.0, le=1.0, description="below this confidence a target gets most_capable_tier")
     model_tier_router: Literal["labels", "llm"] = Field(
         "labels", description="labels: each label's model_tier (free); llm: an LLM picks the tier per message (one extra call)"
     )
@@ -90,7 +94,7 @@ class ApiKey(BaseModel):
 
     model_config = ConfigDict(extra="forbid")
 
-    name: str = Field(min_length=1)
+    name: str = Field(min_length=1, description="who the key is for (shown in logs and 403 messages, never the key)")
     sha256: str = Field(pattern=r"^[0-9a-f]{64}$", description="hex SHA-256 of the key; the key itself is never stored")
     scopes: list[Scope] = Field(min_length=1, description="route: the route endpoints; admin: feedback, review, reload")
 
@@ -101,7 +105,7 @@ class AuthConfig(BaseModel):
     model_config = ConfigDict(extra="forbid")
 
     enabled: bool = Field(True, description="with no keys every request gets 401: add one with `frontdesk keys create`")
-    keys: list[ApiKey] = Field(default_factory=list)
+    keys: list[ApiKey] = Field(default_factory=list, description="the accepted keys (`frontdesk keys create` prints an entry)")
     protect_metrics: bool = Field(False, description="/metrics needs a key too (any scope; Prometheus: authorization credentials)")
     protect_docs: bool = Field(False, description="/docs, /redoc and /openapi.json need a key too (any scope)")
 
@@ -111,8 +115,8 @@ class ServerConfig(BaseModel):
 
     model_config = ConfigDict(extra="forbid")
 
-    host: str = "127.0.0.1"
-    port: int = Field(8080, ge=1, le=65535)
+    host: str = Field("127.0.0.1", description="bind address (0.0.0.0: every interface); `serve --host` overrides it")
+    port: int = Field(8080, ge=1, le=65535, description="TCP port; `serve --port` overrides it")
     max_body_bytes: int = Field(1_000_000, ge=1024, description="larger requests get 413")
     max_batch: int = Field(256, ge=1, description="messages per /v1/route/batch request")
     watch_config: bool = Field(True, description="reload when frontdesk.yaml changes on disk")
@@ -144,10 +148,14 @@ class FrontdeskConfig(BaseModel):
     model: Path = Field(description="model directory written by `frontdesk train`")
     router: dict[str, Any] = Field(default_factory=dict, description="RouterSettings overrides (max_chars, fallback, …)")
     gates: dict[str, dict[str, Any]] = Field(default_factory=dict, description="tier name → GatePolicy overrides")
-    labels: dict[str, LabelConfig] = Field(default_factory=dict)
+    labels: dict[str, LabelConfig] = Field(default_factory=dict, description="per label: description, threshold, queue, "
+                                           "priority, SLA, model tier, tools, fields, urgency, action; a label the model does "
+                                           "not know is an error")
     rules: list[Rule] = Field(default_factory=list, description="guardrails, checked before any model")
-    preprocess: PreprocessConfig = Field(default_factory=PreprocessConfig)
-    targets: TargetDefaults = Field(default_factory=TargetDefaults)
+    preprocess: PreprocessConfig = Field(default_factory=PreprocessConfig, description="inbound cleanup (HTML, quotes, "
+                                         "signatures, Unicode), language detection and the duplicate window")
+    targets: TargetDefaults = Field(default_factory=TargetDefaults, description="default and review queues, model tiers "
+                                    "and the urgency/sentiment signals")
     sinks: list[str] = Field(default_factory=list, description="stdout, jsonl:///path, http(s)://…, redis://…")
     tools: Path | None = Field(None, description="tool catalogue (JSON/YAML) for tool narrowing")
     llm: LLMParams | None = Field(None, description="add an LLM tier after the model tiers (provider, model, base_url, …)")
@@ -161,9 +169,10 @@ class FrontdeskConfig(BaseModel):
         10.0, gt=0, description="SQLite only: how long a commit waits for another writer's lock before the request "
         "gets 503 (nothing stored; the client retries)",
     )
-    server: ServerConfig = Field(default_factory=ServerConfig)
+    server: ServerConfig = Field(default_factory=ServerConfig, description="the HTTP service: bind address, request limits, "
+                                 "config watching")
     drift: DriftConfig = Field(default_factory=DriftConfig, description="drift monitoring of the service (window, alert thresholds, webhook)")
-    auth: AuthConfig = Field(default_factory=AuthConfig)
+    auth: AuthConfig = Field(default_factory=AuthConfig, description="API keys and what needs one")
     shared: SharedConfig | None = Field(None, description="Redis shared by replicas: dedup, LLM cache, reloads and drift "
                                         "across every serve/consume process (redis://host:6379/0, or a mapping)")
     console: ConsoleConfig = Field(default_factory=ConsoleConfig, description="the browser console under /ui")

@@ -203,7 +203,9 @@ def register(app: typer.Typer) -> None:
                       f"{d['skipped_review']} sent to review and {d['skipped_low_confidence']} below confidence{agreement}")
         for name, info in router.meta["tiers"].items():
             g, c = router.gates.get(name), router.curves.get(name)
-            out.print(f"[bold]{name}[/]: {info.get('n_features', '?')} features, trained in {info.get('train_seconds', '?')} s; "
+            size = f"{info['n_features']} features" if "n_features" in info else (
+                f"{info['model']} ({info.get('head', '?')} head, {info.get('dim', '?')}-d)" if "model" in info else "fitted")
+            out.print(f"[bold]{name}[/]: {size}, trained in {info.get('train_seconds', '?')} s; "
                       f"validation accuracy {info.get('validation_accuracy', 0):.4f}; ECE {info.get('ece_before', 0):.4f} → "
                       f"{info.get('ece_after', 0):.4f} (T={info.get('temperature', 1):.3f})")
             if g and c:
