@@ -203,6 +203,10 @@ def register(app: typer.Typer) -> None:
                       f"{d['skipped_review']} sent to review and {d['skipped_low_confidence']} below confidence{agreement}")
         for name, info in router.meta["tiers"].items():
             g, c = router.gates.get(name), router.curves.get(name)
+            if "validation_accuracy" not in info:  # not calibrated (rules, a plug-in): what it reports about itself
+                facts = ", ".join(f"{k} {escape(str(v))}" for k, v in info.items() if not isinstance(v, (dict, list)))
+                out.print(f"[bold]{name}[/] ({router.tier(name).role}, not calibrated){': ' + facts if facts else ''}")
+                continue
             size = f"{info['n_features']} features" if "n_features" in info else (
                 f"{info['model']} ({info.get('head', '?')} head, {info.get('dim', '?')}-d)" if "model" in info else "fitted")
             out.print(f"[bold]{name}[/]: {size}, trained in {info.get('train_seconds', '?')} s; "
