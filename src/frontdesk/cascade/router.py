@@ -5,6 +5,13 @@ Flow for one message: validate the text → for each tier: score → gate (accep
 human-review tier (``tier="human"``, best guess attached), or to the unknown label when
 ``settings.fallback == "unknown"``. A tier that raises is recorded in the trace as an error and the
 message escalates: nothing is ever dropped.
+
+Out of scope (:mod:`frontdesk.gating.oos`): a calibrated single-label tier trained with a detector
+also scores how unlike every known label the message is, before its gate. "Unsure between known
+labels" is the gate's business (escalate); "none of the known labels" is the detector's: a tier with
+a later detector tier passes the message on (``possibly out of scope``, the later tier's detector also
+sees this tier's columns); the last one decides — the unknown label (``unknown_label``: given, or the
+data's own ``oos`` class) or, without one, human review with the best guess and reason ``out of scope``.
 """
 
 from __future__ import annotations
@@ -17,12 +24,16 @@ from datetime import datetime, timezone
 from pathlib import Path
 from typing import Any, Literal
 
+import numpy as np
 from pydantic import BaseModel, ConfigDict, Field, ValidationError
 
 from frontdesk import __version__
 from frontdesk.data.dataset import Dataset
 from frontdesk.errors import ConfigError, FrontdeskError, InputError, ModelError, TierError, validation_message
-from frontdesk.gating.gate import GatePolicy, Objective, OperatingCurve, fit_gate
+from frontdesk.gating.gate import GatePolicy, GateResult, Objective, OperatingCurve, fit_gate
+from frontdesk.gating.oos import (
+    OOS_LABELS, OOSDetector, OOSOptions, RowGroup, label_folds, oos_reason, possibly_oos_reason, ranked_columns,
+)
 from frontdesk.gating.guarantee import CertifiedThreshold
 from frontdesk.tiers.base import Progress, Tier, load_tier, save_tier, tier_class
 from frontdesk.types import Decision, LabelScore, Message, TierResult, TierTrace
@@ -30,6 +41,8 @@ from frontdesk.types import Decision, LabelScore, Message, TierResult, TierTrace
 MODEL_FORMAT = "frontdesk-model"
 MODEL_FORMAT_VERSION = 1
 MANIFEST = "frontdesk.json"
+OOS_DIR = "oos"
+"""Sub-directory of a model with the out-of-scope detectors (``<tier>.json`` + ``<tier>_reference.npy``)."""
 
 log = logging.getLogger("frontdesk.router")
 
@@ -43,13 +56,16 @@ class RouterSettings(BaseModel):
     trace_top_k: int = Field(5, ge=1, description="scores kept per tier in the trace")
     candidates_k: int = Field(5, ge=1, description="labels a tier hands to the next (LLM namespace narrowing)")
     fallback: Literal["human", "unknown"] = Field("human", description="where a message goes when no tier is confident")
-    unknown_label: str = Field("unknown", description="label used when fallback is 'unknown' (e.g. 'oos')")
+    unknown_label: str | None = Field(
+        None, description="the label of messages that fit none of the known labels (the out-of-scope verdict, and "
+                          "fallback 'unknown'), e.g. 'oos'; None: the data's own unknown class (oos, out_of_scope, unknown) "
+                          "when it has one — otherwise out-of-scope messages go to human review")
 
 
 class _Pending:
     """Per-message state while it walks the cascade."""
 
-    __slots__ = ("text", "message", "truncated", "trace", "best", "candidates", "started", "cost")
+    __slots__ = ("text", "message", "truncated", "trace", "best", "candidates", "started", "cost", "columns", "oos_flag")
 
     def __init__(self, text: str, message: Message | None, truncated: bool, started: float) -> None:
         self.text, self.message, self.truncated, self.started = text, message, truncated, started
@@ -57,6 +73,10 @@ class _Pending:
         self.best: tuple[list[str], float, str] | None = None
         self.candidates: list[str] | None = None
         self.cost = 0.0
+        #: out-of-scope columns of every tier with a detector that scored the message ("<tier>.<column>")
+        self.columns: dict[str, float] = {}
+        #: (tier, score, threshold) while a tier's "possibly out of scope" waits for a later detector's verdict
+        self.oos_flag: tuple[str, float, float] | None = None
 
 
 class Router:
@@ -72,6 +92,7 @@ class Router:
         descriptions: Mapping[str, str] | None = None,
         examples: Mapping[str, Sequence[str]] | None = None,
         meta: Mapping[str, Any] | None = None,
+        detectors: Mapping[str, OOSDetector] | None = None,
     ) -> None:
         if not tiers:
             raise ConfigError("a router needs at least one tier", field="tiers")
@@ -88,6 +109,10 @@ class Router:
         self.descriptions = dict(descriptions or {})
         self.examples = {k: list(v) for k, v in (examples or {}).items()}
         self.meta = dict(meta or {})
+        self.detectors: dict[str, OOSDetector] = {}
+        for name, det in (detectors or {}).items():
+            self.tier(name)  # a detector belongs to a tier of this cascade
+            self.detectors[name] = det
 
     @property
     def labels(self) -> tuple[str, ...]:
@@ -98,6 +123,35 @@ class Router:
     def primary(self) -> Tier:
         """The first calibrated model tier (guardrail rules before it only pre-route)."""
         return next((t for t in self.tiers if t.calibrated), self.tiers[0])
+
+    @property
+    def unknown_label(self) -> str | None:
+        """Where out-of-scope messages go: ``settings.unknown_label``, else the data's own unknown class
+        (``oos``, ``out_of_scope``, ``unknown``) when the labels have one, else None (human review)."""
+        if self.settings.unknown_label:
+            return self.settings.unknown_label
+        return next((label for label in OOS_LABELS if label in self.labels), None)
+
+    def oos_detector(self, tier_name: str) -> OOSDetector | None:
+        """The out-of-scope detector in force for a tier: None when it has none or its gate turns it off."""
+        det = self.detectors.get(tier_name)
+        gate = self.gates.get(tier_name)
+        if det is None or (gate is not None and (not gate.oos_detection or gate.multi_label)):
+            return None
+        return det
+
+    def oos_threshold(self, tier_name: str) -> float:
+        """The out-of-scope threshold in force for a tier with a detector (the gate's override, else the fitted one)."""
+        gate = self.gates.get(tier_name)
+        if gate is not None and gate.oos_threshold is not None:
+            return gate.oos_threshold
+        return self.detectors[tier_name].threshold_
+
+    def next_oos_tier(self, tier_name: str) -> str | None:
+        """The first tier after ``tier_name`` whose detector is in force: where a possibly out-of-scope message
+        goes; None when ``tier_name``'s out-of-scope verdict is final."""
+        after = self.tiers[self._position[tier_name] + 1 :]
+        return next((t.name for t in after if self.oos_detector(t.name) is not None), None)
 
     def tier(self, name: str) -> Tier:
         """The tier called ``name``."""
@@ -130,8 +184,14 @@ class Router:
         settings: RouterSettings | None = None,
         tier_params: Mapping[str, Mapping[str, Any]] | None = None,
         progress: Progress | None = None,
+        oos: OOSOptions | None = None,
     ) -> Router:
-        """Fit each tier on train, calibrate it and fit its gate on validation, cheapest tier first."""
+        """Fit each tier on train, calibrate it and fit its gate on validation, cheapest tier first.
+
+        ``oos`` (default: on) also fits an out-of-scope detector for every calibrated single-label tier on
+        validation; the unknown class (``settings.unknown_label``, else a label of ``OOS_LABELS`` in the
+        data) gives its out-of-scope examples, when the data has any.
+        """
         dataset = data if isinstance(data, Dataset) else Dataset.load(data)
         if not dataset.validation:
             raise ConfigError(
@@ -141,6 +201,7 @@ class Router:
             )
         settings = settings or RouterSettings()
         objective = objective or Objective()
+        oos = oos or OOSOptions()
         built: list[Tier] = []
         gates: dict[str, GatePolicy] = {}
         curves: dict[str, OperatingCurve] = {}
@@ -148,29 +209,41 @@ class Router:
         val_texts = [ex.text for ex in dataset.validation]
         val_targets = [ex.labels for ex in dataset.validation]
         primary_done = False
+        stack = _OOSStack(dataset, settings, oos)
         for kind in tiers:
             params = (tier_params or {}).get(kind)
             tier = tier_class(kind)(kind, params) if params is not None else tier_class(kind)(kind)
             tier.fit(dataset, progress)
             gates[tier.name] = tier.default_gate()
             if tier.calibrated:
+                detect = stack.enabled
+                if detect:
+                    tier.fit_oos(dataset, stack.unknown, progress)
+                    probs, columns = tier.predict_with_oos(val_texts)
+                else:
+                    probs, columns = tier.predict_proba(val_texts), {}
                 gates[tier.name], curves[tier.name] = fit_gate(
-                    tier.predict_proba(val_texts), val_targets, tier.labels_, _tier_objective(objective, primary_done),
+                    probs, val_targets, tier.labels_, _tier_objective(objective, primary_done),
                     multi_label=dataset.multi_label, top_k=getattr(getattr(tier, "params", None), "top_k", None),
                 )
                 primary_done = True
+                stack.add(tier, gates[tier.name], probs, columns if detect else None, progress)
             infos[tier.name] = tier.info()
+            if tier.name in stack.detectors:
+                infos[tier.name]["oos"] = stack.detectors[tier.name].info_
             built.append(tier)
         meta = {
             "dataset": dataset.name,
             "sizes": {"train": len(dataset.train), "validation": len(dataset.validation), "test": len(dataset.test)},
             "objective": objective.model_dump(),
+            "oos": {**oos.model_dump(), "unknown_label": stack.unknown},
             "tiers": infos,
             "trained_at": datetime.now(timezone.utc).isoformat(),
         }
         from frontdesk.tiers.llm import _examples
 
-        return cls(built, gates, settings, curves=curves, descriptions=dataset.descriptions, examples=_examples(dataset, 3), meta=meta)
+        return cls(built, gates, settings, curves=curves, descriptions=dataset.descriptions, examples=_examples(dataset, 3), meta=meta,
+                   detectors=stack.detectors)
 
     def with_llm(self, params: Mapping[str, Any] | Any, *, provider: Any = None, name: str = "llm") -> Router:
         """A copy of this router with an LLM tier after the last model tier (before human review).
@@ -188,7 +261,7 @@ class Router:
         gates = {n: g for n, g in self.gates.items() if n in {t.name for t in tiers} and n != name}
         gates[name] = tier.default_gate()
         return Router(tiers, gates, self.settings, curves=self.curves, descriptions=self.descriptions,
-                      examples=self.examples, meta=self.meta)
+                      examples=self.examples, meta=self.meta, detectors=self.detectors)
 
     # -- the certified gate (Objective.guarantee) ------------------------------------------------
     @property
@@ -256,6 +329,9 @@ class Router:
             if not pending:
                 break
             gate = self.gates.get(tier.name) or tier.default_gate()
+            det = self.oos_detector(tier.name)
+            oos_t = self.oos_threshold(tier.name) if det is not None else None
+            oos_next = self.next_oos_tier(tier.name) if det is not None else None
             results = _score_many(tier, [items[i].text for i in pending], [items[i].candidates for i in pending])
             still = []
             for i, res in zip(pending, results):
@@ -267,6 +343,9 @@ class Router:
                     still.append(i)
                     continue
                 g = gate.judge(res.ranked)
+                oos_score = None
+                if det is not None and oos_t is not None:
+                    oos_score, g = self._judge_oos(item, tier.name, det, oos_t, oos_next, res, g)
                 item.cost += res.cost_usd
                 item.trace.append(
                     TierTrace(
@@ -274,12 +353,16 @@ class Router:
                         margin=g.margin, top=[LabelScore(label=lab, score=s) for lab, s in res.ranked[:k_trace]],
                         reason=g.reason, latency_ms=res.latency_ms, cost_usd=res.cost_usd, tokens=res.tokens,
                         rationale=res.rationale, fields=res.info.get("fields"), field_notes=res.info.get("field_notes"),
+                        oos_score=oos_score, oos_threshold=oos_t,
                     )
                 )
                 if g.labels:
                     item.best = (g.labels, g.confidence, tier.name)
                     item.candidates = [lab for lab, _ in res.ranked[:k_cand]]
-                if g.verdict in ("accept", "flag"):
+                if g.verdict == "unknown":
+                    assert oos_score is not None and oos_t is not None
+                    out[i] = self._unknown(item, tier.name, oos_score, oos_t)
+                elif g.verdict in ("accept", "flag"):
                     out[i] = self._decide(item, g.labels, g.confidence, tier.name, flagged=g.verdict == "flag", reason=g.reason)
                 else:
                     still.append(i)
@@ -288,14 +371,44 @@ class Router:
             out[i] = self._fallback(items[i])
         return out
 
+    def _judge_oos(self, item: _Pending, tier: str, det: OOSDetector, threshold: float, next_tier: str | None,
+                   res: TierResult, g: GateResult) -> tuple[float, GateResult]:
+        """Score the message's out-of-scope columns (this tier's and earlier detector tiers') and turn the gate's
+        verdict into escalate (possibly out of scope, a later detector tier judges it) or unknown (this tier's
+        verdict is final) when the score reaches ``threshold``."""
+        for key, value in (res.oos if res.oos is not None else ranked_columns(res.ranked)).items():
+            item.columns[f"{tier}.{key}"] = value
+        score = det.score_one(item.columns)
+        if score < threshold:
+            item.oos_flag = None  # a later tier's detector overrules an earlier "possibly out of scope"
+            return score, g
+        if next_tier is not None:
+            item.oos_flag = (tier, score, threshold)
+            return score, g._replace(verdict="escalate", reason=possibly_oos_reason(score, threshold, next_tier))
+        return score, g._replace(verdict="unknown", reason=oos_reason(score, threshold))
+
+    def _unknown(self, item: _Pending, tier: str, score: float, threshold: float) -> Decision:
+        """The out-of-scope verdict: the unknown label when there is one, else human review with the best guess."""
+        why = f"{tier}: {oos_reason(score, threshold)}"
+        label = self.unknown_label
+        if label is not None:
+            return self._decide(item, [label], score, tier, flagged=False, reason=f"{why} → '{label}'")
+        labels, conf, source = item.best or ([], 0.0, "none")
+        guess = f"best guess {labels} ({conf:.2f} from {source})" if labels else "no tier produced a guess"
+        reason = f"{why} → human review, {guess}"
+        item.trace.append(TierTrace(tier="human", kind="human", verdict="review", labels=labels, confidence=conf, reason=reason))
+        return self._decide(item, labels, conf, "human", flagged=True, reason=reason)
+
     def _fallback(self, item: _Pending) -> Decision:
+        if item.oos_flag is not None:  # possibly out of scope, and no later detector tier could judge it (it failed)
+            return self._unknown(item, *item.oos_flag)
         why = "; ".join(f"{t.tier}: {t.reason}" for t in item.trace if t.verdict == "error" or (t.verdict == "escalate" and t.labels))
         labels, conf, source = item.best or ([], 0.0, "none")
         if self.settings.fallback == "unknown" and item.best is not None:
             last = item.trace[-1]
             last.verdict = "unknown"
-            return self._decide(item, [self.settings.unknown_label], conf, source, flagged=False,
-                                reason=f"{why} → no tier was confident: '{self.settings.unknown_label}'")
+            unknown = self.unknown_label or "unknown"
+            return self._decide(item, [unknown], conf, source, flagged=False, reason=f"{why} → no tier was confident: '{unknown}'")
         guess = f"best guess {labels} ({conf:.2f} from {source})" if labels else "no tier produced a guess"
         reason = f"{why} → human review, {guess}"
         item.trace.append(TierTrace(tier="human", kind="human", verdict="review", labels=labels, confidence=conf, reason=reason))
@@ -328,8 +441,11 @@ class Router:
             "tiers": entries,
             "gates": {name: g.model_dump() for name, g in self.gates.items()},
             "curves": {name: c.model_dump() for name, c in self.curves.items()},
+            "oos": {name: OOS_DIR for name in self.detectors},
             "meta": self.meta,
         }
+        for name, det in self.detectors.items():
+            det.save(root / OOS_DIR, name)
         (root / MANIFEST).write_text(json.dumps(manifest, indent=2, ensure_ascii=False, default=str))
         return root
 
@@ -363,12 +479,80 @@ class Router:
                 descriptions=manifest.get("descriptions", {}),
                 examples=manifest.get("examples", {}),
                 meta=manifest.get("meta", {}),
+                detectors={name: OOSDetector.load(root / rel, name) for name, rel in manifest.get("oos", {}).items()},
             )
         except FrontdeskError:
             raise
         except (KeyError, TypeError, ValidationError) as exc:
             raise ModelError(f"{MANIFEST} is incomplete or invalid ({exc}): retrain the model", path=root) from exc
         return router
+
+
+class _OOSStack:
+    """Fits the out-of-scope detectors of a cascade on validation, tier by tier (``Router.train``).
+
+    Each tier's detector combines its own columns with those of the earlier detector tiers (prefixed
+    ``"<tier>."``); its budget is spent on the in-scope validation messages that *reach* it (earlier gates
+    escalated them or earlier detectors passed them on), since only those can it send the wrong way.
+    """
+
+    def __init__(self, dataset: Dataset, settings: RouterSettings, options: OOSOptions) -> None:
+        self.dataset, self.options = dataset, options
+        self.enabled = options.enabled and not dataset.multi_label
+        #: the unknown class whose validation messages are the out-of-scope examples (None: the data has none)
+        self.unknown = settings.unknown_label or next((label for label in OOS_LABELS if label in dataset.labels), None)
+        self.gold = [ex.labels[0] for ex in dataset.validation]
+        self.oos = np.array([g == self.unknown for g in self.gold], dtype=bool)
+        self.reach = np.ones(len(self.gold), dtype=bool)
+        self.columns: dict[str, np.ndarray] = {}
+        self.use: list[str] = []
+        self.detectors: dict[str, OOSDetector] = {}
+
+    def add(self, tier: Tier, gate: GatePolicy, probs: np.ndarray, columns: dict[str, np.ndarray] | None,
+            progress: Progress | None) -> None:
+        """Fit ``tier``'s detector (when ``columns`` are given) and narrow the rows that reach the next tier."""
+        escalates = gate.judge_many(probs, tier.labels_).verdict == "escalate"
+        if columns is None:
+            self.reach &= escalates
+            return
+        name, labels = tier.name, tier.labels_
+        correct = np.array([labels[p] == g for p, g in zip(probs.argmax(axis=1).tolist(), self.gold)])
+        own = {f"{name}.{k}": np.asarray(v, dtype=np.float64) for k, v in columns.items()}
+        use = [f"{name}.{c}" for c in tier.oos_column_names() if c in columns] + self.use
+        budget, on = self.options.resolve(bool(self.oos.any()))
+        cost = self.reach & ~self.oos & (correct if on == "correct" else True)
+        groups = self._fold_groups(tier, progress) if self.options.label_folds and not self.use else []
+        try:
+            det = OOSDetector.fit({**self.columns, **own}, self.oos, cost=cost, groups=groups, use=use, budget=budget, budget_on=on)
+        except ConfigError as exc:
+            log.warning("tier %s: no out-of-scope detector (%s)", name, exc)
+            self.reach &= escalates
+            return
+        det.info_.update(unknown_label=self.unknown, label_folds=self.options.label_folds if groups else 0,
+                         reaching_validation=int(self.reach.sum()))
+        self.detectors[name] = det
+        self.reach &= escalates | det.is_oos({**self.columns, **own})
+        self.columns.update(own)
+        self.use = use
+
+    def _fold_groups(self, tier: Tier, progress: Progress | None) -> list[RowGroup]:
+        """Pseudo-OOS rows: per label fold, a model of the same tier trained without that fold's labels, whose
+        columns on validation mark the held-out labels' messages (and the unknown class's) out of scope."""
+        data, k = self.dataset, self.options.label_folds
+        texts = [ex.text for ex in data.validation]
+        groups = []
+        for j, held in enumerate(label_folds(tier.labels_, k, unknown=self.unknown)):
+            if progress:
+                progress(f"out-of-scope label fold {j + 1}/{k}", j / k)
+            sub = Dataset([ex for ex in data.train if ex.labels[0] not in held], [ex for ex in data.validation if ex.labels[0] not in held],
+                          [], labels=tuple(label for label in data.labels if label not in held), name=f"{data.name}-fold{j + 1}")
+            params = getattr(tier, "params", None)
+            fold = (type(tier)(tier.name, params) if params is not None else type(tier)(tier.name)).fit(sub)
+            fold.fit_oos(sub, self.unknown)
+            _, cols = fold.predict_with_oos(texts)
+            groups.append(RowGroup({f"{tier.name}.{c}": np.asarray(v, dtype=np.float64) for c, v in cols.items()},
+                                   np.array([g in held or g == self.unknown for g in self.gold])))
+        return groups
 
 
 def _tier_objective(objective: Objective, primary_done: bool) -> Objective:
