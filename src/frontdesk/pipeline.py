@@ -130,7 +130,8 @@ def configure_router(router: Router, config: FrontdeskConfig) -> Router:
         gates[primary] = base.model_copy(update={"label_thresholds": {**base.label_thresholds, **label_thresholds}})
     settings = RouterSettings(**{**router.settings.model_dump(), **config.router}) if config.router else router.settings
     descriptions = {**router.descriptions, **{k: v.description for k, v in config.labels.items() if v.description}}
-    out = Router(tiers, {}, settings, curves=router.curves, descriptions=descriptions, examples=router.examples, meta=router.meta)
+    out = Router(tiers, {}, settings, curves=router.curves, descriptions=descriptions, examples=router.examples, meta=router.meta,
+                 detectors=router.detectors)
     for name, policy in gates.items():
         if name in names:
             out.set_gate(name, policy)  # validates label thresholds against the label set
@@ -156,7 +157,8 @@ class Pipeline:
         self.config = config or FrontdeskConfig(model=Path("."))
         self.router = configure_router(router, self.config)
         self.targets = self.config.targets_config()
-        check_labels(self.targets, self.router.tiers[0].labels_ + self.router.labels)
+        unknown = (self.router.unknown_label,) if self.router.unknown_label else ()
+        check_labels(self.targets, self.router.tiers[0].labels_ + self.router.labels + unknown)
         self.preprocessor = Preprocessor(self.config.preprocess)
         self.dedup: Deduplicator[Decision] = Deduplicator(window_s=self.config.preprocess.dedup_window_s, clock=clock)
         self.sinks = list(sinks) if sinks is not None else [sink_from_url(u) for u in self.config.sinks]

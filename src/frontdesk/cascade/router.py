@@ -102,6 +102,10 @@ class Router:
         self.tiers = list(tiers)
         self._position = {t.name: i for i, t in enumerate(self.tiers)}
         self.settings = settings or RouterSettings()
+        self.detectors: dict[str, OOSDetector] = {}
+        for name, det in (detectors or {}).items():
+            self.tier(name)  # a detector belongs to a tier of this cascade
+            self.detectors[name] = det
         self.gates: dict[str, GatePolicy] = {}
         for name, policy in (gates or {}).items():
             self.set_gate(name, policy)
@@ -109,10 +113,6 @@ class Router:
         self.descriptions = dict(descriptions or {})
         self.examples = {k: list(v) for k, v in (examples or {}).items()}
         self.meta = dict(meta or {})
-        self.detectors: dict[str, OOSDetector] = {}
-        for name, det in (detectors or {}).items():
-            self.tier(name)  # a detector belongs to a tier of this cascade
-            self.detectors[name] = det
 
     @property
     def labels(self) -> tuple[str, ...]:
@@ -170,6 +170,11 @@ class Router:
                 raise ConfigError(validation_message(exc), field=f"gates.{tier_name}") from exc
         if tier.labels_:
             policy.check_labels(tier.labels_)
+        if policy.oos_threshold is not None and tier_name not in self.detectors:
+            raise ConfigError(f"tier '{tier_name}' has no out-of-scope detector to set a threshold for"
+                              + (f" (detectors: {', '.join(self.detectors)})" if self.detectors else
+                                 ": the model was trained without one; retrain with out-of-scope detection on (the default)"),
+                              field=f"gates.{tier_name}.oos_threshold")
         self.gates[tier_name] = policy
         self._warn_if_uncertified(tier_name)
 
