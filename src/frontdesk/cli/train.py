@@ -229,6 +229,9 @@ def register(app: typer.Typer) -> None:
             "split into known pieces instead of [UNK]")] = True,
         keep_frequent: Annotated[int, typer.Option(
             help="with --prune-vocab: also keep this many of the vocabulary's most frequent tokens (0: the smallest file)")] = 18_000,
+        oos_data: Annotated[Optional[Path], typer.Option(
+            "--data", help="the training dataset: refit the out-of-scope detectors on the exported encoder (its embeddings "
+                           "move a little; default: the --prune-vocab dataset)")] = None,
     ) -> None:
         """Write an ONNX copy of the model's encoder tiers next to the model; the original is untouched.
 
@@ -238,14 +241,20 @@ def register(app: typer.Typer) -> None:
         from frontdesk.tiers.encoder import export_model
 
         texts = None
+        data = Dataset.load(oos_data) if oos_data is not None else None
         if prune_vocab is not None:
-            data = Dataset.load(prune_vocab)
-            texts = [ex.text for ex in data.train + data.validation]
-        with console.status("exporting to ONNX" + (" and quantizing to INT8" if int8 else "") + (", pruning the vocabulary" if texts else "")):
+            pruning = Dataset.load(prune_vocab)
+            texts = [ex.text for ex in pruning.train + pruning.validation]
+            data = data or pruning
+        with console.status("exporting to ONNX" + (" and quantizing to INT8" if int8 else "") + (", pruning the vocabulary" if texts else "")
+                            + (", refitting the out-of-scope detectors" if data is not None else "")):
             dst, files = export_model(model, out_dir, int8=int8, vocab_texts=texts, keep_characters=keep_characters,
-                                      keep_frequent=keep_frequent)
+                                      keep_frequent=keep_frequent, oos_data=data)
         for f in files:
             out.print(f"{f.relative_to(dst)}: {f.stat().st_size / 1e6:.1f} MB")
+        if data is None and json.loads((dst / "frontdesk.json").read_text()).get("oos"):
+            console.print("[yellow]the out-of-scope detectors stay as fitted on the torch encoder[/]: pass --data DATASET to "
+                          "refit them on the exported one")
         out.print(f"saved to {dst}")
 
 

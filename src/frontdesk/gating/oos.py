@@ -36,6 +36,9 @@ from frontdesk.errors import ConfigError, ModelError
 OOS_LABELS = ("oos", "out_of_scope", "unknown")
 """Label names taken as the unknown class when the data has one and none is named explicitly."""
 
+DETECTOR_FILE = "detector.json"
+REFERENCE_FILE = "reference.npy"
+
 Columns = Mapping[str, np.ndarray]
 """Named per-message OOS columns, each an array of shape (n,)."""
 
@@ -445,31 +448,31 @@ class OOSDetector:
         return f"out of scope when score ≥ {self.threshold_:.4f}; raw = {terms} (standardised)"
 
     # -- persistence ----------------------------------------------------------------------------
-    def save(self, path: str | Path, name: str) -> None:
-        """Write ``<name>.json`` and ``<name>_reference.npy`` into directory ``path``."""
+    def save(self, path: str | Path) -> None:
+        """Write ``detector.json`` and ``reference.npy`` into directory ``path`` (created)."""
         root = Path(path)
         root.mkdir(parents=True, exist_ok=True)
         meta = {"columns": list(self.columns), "mean": self.mean_.tolist(), "scale": self.scale_.tolist(),
                 "coef": self.coef_.tolist(), "intercept": self.intercept_, "threshold": self.threshold_, "info": self.info_}
-        (root / f"{name}.json").write_text(json.dumps(meta, indent=2, default=float))
-        np.save(root / f"{name}_reference.npy", self.reference_)
+        (root / DETECTOR_FILE).write_text(json.dumps(meta, indent=2, default=float))
+        np.save(root / REFERENCE_FILE, self.reference_)
 
     @classmethod
-    def load(cls, path: str | Path, name: str) -> OOSDetector:
+    def load(cls, path: str | Path) -> OOSDetector:
         """Read a detector written by :meth:`save`."""
         root = Path(path)
         try:
-            meta = json.loads((root / f"{name}.json").read_text())
+            meta = json.loads((root / DETECTOR_FILE).read_text())
             det = cls(tuple(meta["columns"]), np.array(meta["mean"], dtype=np.float64), np.array(meta["scale"], dtype=np.float64),
                       np.array(meta["coef"], dtype=np.float64), float(meta["intercept"]),
-                      np.load(root / f"{name}_reference.npy"), float(meta["threshold"]), meta.get("info", {}))
+                      np.load(root / REFERENCE_FILE), float(meta["threshold"]), meta.get("info", {}))
         except FileNotFoundError as exc:
-            raise ModelError(f"out-of-scope detector file missing ({Path(exc.filename or name).name}): copy the whole model "
-                             "directory, or retrain", path=root) from exc
+            raise ModelError(f"out-of-scope detector file missing ({Path(exc.filename or DETECTOR_FILE).name}): copy the whole "
+                             "model directory, or retrain", path=root) from exc
         except (KeyError, TypeError, ValueError, json.JSONDecodeError) as exc:
-            raise ModelError(f"out-of-scope detector files of tier {name!r} are corrupt ({exc}): retrain the model", path=root) from exc
+            raise ModelError(f"out-of-scope detector files are corrupt ({exc}): retrain the model", path=root) from exc
         if not (len(det.columns) == len(det.mean_) == len(det.scale_) == len(det.coef_)):
-            raise ModelError(f"out-of-scope detector of tier {name!r}: its arrays disagree in length; retrain the model", path=root)
+            raise ModelError("out-of-scope detector arrays disagree in length: retrain the model", path=root)
         return det
 
 

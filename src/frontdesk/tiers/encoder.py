@@ -392,13 +392,15 @@ def _torch_available() -> bool:
 
 def export_model(model_dir: str | Path, out_dir: str | Path | None = None, *, int8: bool = True,
                  vocab_texts: Iterable[str] | None = None, keep_characters: bool = True,
-                 keep_frequent: int = KEEP_FREQUENT) -> tuple[Path, list[Path]]:
+                 keep_frequent: int = KEEP_FREQUENT, oos_data: Dataset | None = None) -> tuple[Path, list[Path]]:
     """Copy a saved model to ``out_dir`` with every encoder tier converted to ONNX (INT8 by default).
 
     The original is untouched; the copy holds no torch weights and runs with onnxruntime alone.
     ``vocab_texts`` (e.g. the training texts) prunes each exported encoder's vocabulary to the tokens
     they use plus the ``keep_frequent`` most frequent ones (see :func:`prune_vocabulary`); a model that is
-    already an ONNX copy can be pruned this way too.
+    already an ONNX copy can be pruned this way too. ``oos_data`` (the training dataset) refits the model's
+    out-of-scope detectors on the exported encoder, whose embeddings differ a little from torch's (INT8 most);
+    without it they stay as fitted on torch and each exported tier's info says so.
     Returns (the new model directory, the .onnx files written).
     """
     src = Path(model_dir)
@@ -433,6 +435,20 @@ def export_model(model_dir: str | Path, out_dir: str | Path | None = None, *, in
                 exported.update(bytes=onnx_file.stat().st_size, vocabulary=facts)
                 meta_file.write_text(json.dumps(meta, indent=2))
             written.append(onnx_file)
+        manifest = json.loads((dst / "frontdesk.json").read_text())
+        if manifest.get("oos"):
+            if oos_data is not None:
+                from frontdesk.cascade.router import Router
+
+                Router.load(dst).refit_oos(oos_data).save(dst)
+            else:
+                for tier_dir in tiers:
+                    meta_file = dst / tier_dir.relative_to(src) / "encoder.json"
+                    if (meta_file.parent / "oos_support.json").is_file():
+                        meta = json.loads(meta_file.read_text())
+                        meta.setdefault("info", {}).setdefault("exported", {})["oos"] = (
+                            "out-of-scope detectors fitted on the torch encoder: export with the training data to refit them")
+                        meta_file.write_text(json.dumps(meta, indent=2))
     except BaseException:
         shutil.rmtree(dst, ignore_errors=True)
         raise
