@@ -27,8 +27,8 @@ model: $(STAMP)
 
 $(STAMP): pyproject.toml constraints.txt
 	test -x $(BIN)/python || $(PYTHON) -m venv $(VENV)
-	@echo "installing frontdesk[all] (prebuilt wheels; nothing to compile) ..."
-	$(BIN)/python -m pip install --quiet --disable-pip-version-check -c constraints.txt -e '.[all]'
+	@echo "installing frontdesk[all]: prebuilt wheels, nothing to compile (2–5 min on a fresh machine) ..."
+	$(BIN)/python -m pip install --disable-pip-version-check --progress-bar on -c constraints.txt -e '.[all]'
 	touch $(STAMP)
 
 # Benchmark-scale runs on ../shared/datasets (or $$FRONTDESK_DATA); they rewrite BENCHMARKS.md tables.

@@ -82,7 +82,8 @@ def test_a_provider_registered_in_code_runs_in_the_tier(router: Router) -> None:
         r = unsure(router).with_llm({"provider": "echo", "options": {"confidence": 0.8}})
         d = r.route(TEXT)
         candidates = [lab for lab, _ in r.tier("linear").score(TEXT).ranked[:5]]
-        assert d.tier == "llm" and d.labels == [candidates[-1]] and d.confidence == 0.8
+        llm = d.trace[1]  # the provider's answer (no acceptance policy fitted: the safe default keeps the classifier's guess)
+        assert llm.tier == "llm" and llm.top[0].label == candidates[-1] and llm.top[0].score == 0.8 and llm.rationale == "echo"
         assert made[0].model == "echo-1" and made[0].calls == 1 and r.tier("llm").info()["provider"] == "echo"
         with pytest.raises(ConfigError, match="llm.options.*unexpected keyword argument 'colour'"):
             create_provider("echo", ProviderSettings(model="m", options={"colour": "red"}))
@@ -151,6 +152,7 @@ def test_an_installed_package_provides_a_provider_by_entry_point(outside_package
     r = unsure(router).with_llm(params.model_dump())
     d = r.route(TEXT)
     candidates = [lab for lab, _ in r.tier("linear").score(TEXT).ranked[:5]]
-    assert d.tier == "llm" and d.labels == [candidates[1]] and d.trace[-1].rationale == "fixed"
+    llm = d.trace[1]  # the plug-in's answer (the safe default then keeps the classifier's guess: no policy is fitted)
+    assert llm.tier == "llm" and llm.top[0].label == candidates[1] and llm.rationale == "fixed"
     with pytest.raises(ConfigError, match="'broken' provider's entry point 'frontdesk_fixed:nothing_here' failed to load"):
         get_provider("broken")

@@ -11,14 +11,14 @@ from __future__ import annotations
 import json
 import subprocess
 import sys
-from collections.abc import Sequence
+from collections.abc import Iterator, Sequence
 from pathlib import Path
 
 import numpy as np
 import pytest
 import scipy.sparse as sp
 
-from frontdesk import ConfigError, Dataset, ModelError, Router, RouterSettings, TierError, register_tier
+from frontdesk import ConfigError, Dataset, ModelError, Router, RouterSettings, TierError
 from frontdesk.batch import BatchCascade
 from frontdesk.config import FrontdeskConfig
 from frontdesk.evaluation.evaluate import evaluate
@@ -27,6 +27,7 @@ from frontdesk.gating.oos import (
 )
 from frontdesk.loop.drift import DriftConfig, DriftMonitor, is_out_of_scope, is_unknown
 from frontdesk.pipeline import Pipeline, configure_router
+from frontdesk.tiers.base import _REGISTRY as tier_registry
 from frontdesk.tiers.linear import LinearTier
 from frontdesk.types import TierResult
 
@@ -279,12 +280,13 @@ class SecondLinear(LinearTier):
         return super().score_batch(texts, candidates)
 
 
-register_tier("linear_words", SecondLinear)
-
-
 @pytest.fixture(scope="module")
-def cascade(support: Dataset) -> Router:
-    return Router.train(support, ["linear", "linear_words"], settings=RouterSettings(unknown_label="off_topic"))
+def cascade(support: Dataset) -> Iterator[Router]:
+    # registered for this module's tests only: a tier registered at import would show in `--tiers` help of a CLI
+    # built later in the same session (tests/test_docs.py compares it with docs/cli.md)
+    with pytest.MonkeyPatch.context() as mp:
+        mp.setitem(tier_registry, "linear_words", SecondLinear)
+        yield Router.train(support, ["linear", "linear_words"], settings=RouterSettings(unknown_label="off_topic"))
 
 
 def test_a_cascade_passes_possibly_out_of_scope_messages_on_and_the_last_detector_decides(cascade: Router) -> None:

@@ -5,7 +5,6 @@ from __future__ import annotations
 import json
 import os
 import signal
-import socket
 import subprocess
 import sys
 import threading
@@ -17,56 +16,17 @@ import httpx
 import pytest
 import uvicorn
 import yaml
+from server_harness import (
+    ADMIN_KEY,
+    ROUTE_KEY,
+    Running,
+    free_port,
+    wait_until,
+    write_config,
+)
 
-from frontdesk.config import STARTER
-from frontdesk.server import create_app, hash_key
+from frontdesk.server import create_app
 from frontdesk.store.store import Store
-
-ROUTE_KEY, ADMIN_KEY = "fd_route_test_key", "fd_admin_test_key"
-
-
-def free_port() -> int:
-    with socket.socket() as s:
-        s.bind(("127.0.0.1", 0))
-        return s.getsockname()[1]
-
-
-def write_config(path: Path, model: Path, store_url: str, **overrides: object) -> Path:
-    data = yaml.safe_load(STARTER)
-    data.update(model=str(model), store=store_url, sinks=[f"jsonl://{path.parent / 'routed.jsonl'}"])
-    data["auth"] = {"enabled": True, "keys": [
-        {"name": "web", "sha256": hash_key(ROUTE_KEY), "scopes": ["route"]},
-        {"name": "ops", "sha256": hash_key(ADMIN_KEY), "scopes": ["admin"]},
-    ]}
-    data["server"] = {"max_body_bytes": 20_000, "max_batch": 10, "watch_config": True, "watch_interval_s": 0.2}
-    data.update(overrides)
-    path.write_text(yaml.safe_dump(data))
-    return path
-
-
-class Running:
-    """A uvicorn server in a thread on a free loopback port."""
-
-    def __init__(self, config_path: Path) -> None:
-        self.app = create_app(config_path)
-        self.port = free_port()
-        self.server = uvicorn.Server(uvicorn.Config(self.app, host="127.0.0.1", port=self.port, log_level="warning"))
-        self.thread = threading.Thread(target=self.server.run, daemon=True)
-        self.thread.start()
-        deadline = time.time() + 20
-        while not self.server.started:
-            if time.time() > deadline:
-                raise RuntimeError("server did not start")
-            time.sleep(0.02)
-        self.url = f"http://127.0.0.1:{self.port}"
-
-    def client(self, key: str | None = ROUTE_KEY) -> httpx.Client:
-        return httpx.Client(base_url=self.url, headers={"Authorization": f"Bearer {key}"} if key else {}, timeout=10)
-
-    def stop(self) -> None:
-        self.server.should_exit = True
-        self.thread.join(timeout=10)
-        self.app.state.frontdesk.close()
 
 
 @pytest.fixture()
@@ -178,7 +138,8 @@ def test_reload_under_traffic_drops_nothing(service: Running, tmp_path: Path) ->
     threads = [threading.Thread(target=traffic) for _ in range(3)]
     for t in threads:
         t.start()
-    time.sleep(0.5)
+    wait_until(lambda: count[0] >= 10, what="traffic")
+    state = service.state
     path = tmp_path / "frontdesk.yaml"
     data = yaml.safe_load(path.read_text())
     data["gates"] = {"linear": {"threshold": 0.123}}
@@ -186,23 +147,23 @@ def test_reload_under_traffic_drops_nothing(service: Running, tmp_path: Path) ->
     with service.client(ADMIN_KEY) as a:
         r = a.post("/v1/admin/reload")
         assert r.status_code == 200 and r.json()["gates"]["linear"]["threshold"] == 0.123
-        time.sleep(0.5)
+        seen = state.reloads
         data["gates"] = {"linear": {"threshold": 0.456}}
-        path.write_text(yaml.safe_dump(data))  # the file watcher picks this one up
-        deadline = time.time() + 10
-        while service.app.state.frontdesk.pipeline.router.gates["linear"].threshold != 0.456:
-            assert time.time() < deadline, "file watch did not reload"
-            time.sleep(0.1)
+        path.write_text(yaml.safe_dump(data))  # the file watcher picks this one up (content hash, not mtime)
+        assert state.wait_for_reloads(seen + 1, timeout=20), "file watch did not reload"
+        wait_until(lambda: state.pipeline.router.gates["linear"].threshold == 0.456, what="the watcher to apply 0.456")
+        assert state.last_reload_error is None
         data["gates"] = {"linear": {"threshold": "not a number"}}
         path.write_text(yaml.safe_dump(data))
         r = a.post("/v1/admin/reload")
         assert r.status_code == 400 and "running one stays" in r.json()["error"]["message"]
-    time.sleep(0.3)
+    at = count[0]
+    wait_until(lambda: count[0] >= at + 10, what="traffic after the reloads")
     done.set()
     for t in threads:
         t.join()
     assert failures == [] and count[0] > 20
-    assert service.app.state.frontdesk.pipeline.router.gates["linear"].threshold == 0.456
+    assert state.pipeline.router.gates["linear"].threshold == 0.456
 
 
 def test_health_metrics_openapi(service: Running) -> None:
@@ -210,7 +171,7 @@ def test_health_metrics_openapi(service: Running) -> None:
         c.post("/v1/route", json={"text": "I want a refund for my broken blender"})
         assert c.get("/healthz").json() == {"status": "ok"}
         ready = c.get("/readyz").json()
-        assert ready["status"] == "ready" and "linear" in ready["tiers"]
+        assert ready["status"] == "ready" and "linear" in ready["tiers"] and "model" not in ready
         metrics = c.get("/metrics").text
         for name in ("frontdesk_requests_total", "frontdesk_tier_latency_seconds_bucket", "frontdesk_review_queue_depth", "frontdesk_drift_unknown_rate",
                      "frontdesk_confidence_sum", "frontdesk_escalations_total", "frontdesk_decisions_total"):
@@ -278,8 +239,7 @@ def test_dev_mode_has_no_auth(saved_model: Path, tmp_path: Path) -> None:
     server = uvicorn.Server(uvicorn.Config(app, host="127.0.0.1", port=port, log_level="warning"))
     thread = threading.Thread(target=server.run, daemon=True)
     thread.start()
-    while not server.started:
-        time.sleep(0.02)
+    wait_until(lambda: server.started, what="the dev-mode server to start")
     try:
         r = httpx.post(f"http://127.0.0.1:{port}/v1/route", json={"text": "refund please"})
         assert r.status_code == 200
@@ -365,3 +325,16 @@ def test_concurrent_copies_are_decided_once(service: Running) -> None:
     assert len(out) == 6 and len(originals) == 1
     assert all(d["duplicate_of"] == originals[0]["id"] for d in out if d is not originals[0])
     assert all(_stored(service, d["id"]) for d in out)
+
+
+def test_nul_and_surrogates_are_refused_before_any_backend_sees_them(service: Running) -> None:
+    """PostgreSQL cannot store U+0000 in a text column: every string field is checked up front (422), on both backends."""
+    with service.client(ADMIN_KEY) as c:
+        d = c.post("/v1/route", json={"text": "where is my parcel?"}).json()["decision"]
+        for body in ({"text": "hi there", "sender": "a\u0000b"}, {"text": "hi there", "channel": "\u0000"},
+                     {"text": "hi \u0000 there"}, {"text": "hi there", "metadata": {"k": "\u0000"}}):
+            r = c.post("/v1/route", json=body)
+            assert r.status_code == 422 and "U+0000" in r.json()["error"]["message"], r.text
+        r = c.post("/v1/feedback", json={"decision_id": d["id"], "labels": d["labels"] or ["billing_issue"], "note": "x\u0000"})
+        assert r.status_code == 422 and r.json()["error"]["details"][0]["field"] == "note", r.text
+        assert c.post("/v1/route", json={"text": "where is my parcel? \u200b"}).status_code == 200

@@ -21,6 +21,7 @@ from frontdesk.loop.drift import DriftConfig
 from frontdesk.intake.preprocessor import PreprocessConfig
 from frontdesk.routing.actions import ActionSpec, check_action_names
 from frontdesk.routing.targets import LabelTarget, QueueRoute, SignalPolicy, TargetsConfig
+from frontdesk.shared.config import SharedConfig
 from frontdesk.tiers.llm import LLMParams
 from frontdesk.tiers.rules import Rule
 
@@ -30,13 +31,13 @@ class LabelConfig(BaseModel):
 
     model_config = ConfigDict(extra="forbid")
 
-    description: str | None = None
+    description: str | None = Field(None, description="one line on what the label means, shown to the LLM tier (overrides labels.yaml)")
     threshold: float | None = Field(None, ge=0.0, le=1.0, description="the primary tier's threshold for this label")
     queue: str | None = Field(None, description="team queue; None = targets.default_queue")
     priority: int = Field(3, ge=1, le=5, description="1 = most urgent")
-    sla_minutes: int | None = Field(None, ge=1)
+    sla_minutes: int | None = Field(None, ge=1, description="minutes until a target of this label is due; None = no SLA")
     model_tier: str | None = Field(None, description="a key of targets.model_tiers")
-    tools_max: int | None = Field(None, ge=1)
+    tools_max: int | None = Field(None, ge=1, description="at most this many tools handed to the agent (tool narrowing); None = all that match")
     fields: list[str] | None = Field(None, description="rule fields reported for this label; None = extract.default_fields")
     urgency: Urgency | None = Field(None, description="urgency prior of this label; None = extract.urgency.default")
     action: str | None = Field(None, description="action run for accepted decisions: a key of actions, or a registered "
@@ -61,19 +62,23 @@ class LabelConfig(BaseModel):
 
 
 class TargetDefaults(BaseModel):
-    """The defaults and fallbacks of :class:`~frontdesk.routing.targets.TargetsConfig` (labels come from ``labels``)."""
+    """Where decisions go when their label names no queue, and which model tier an agent gets (per-label targets are under
+    ``labels``; see :class:`~frontdesk.routing.targets.TargetsConfig`)."""
 
     model_config = ConfigDict(extra="forbid")
 
-    default_queue: QueueRoute = Field(default_factory=lambda: QueueRoute(queue="triage", priority=3))
-    review_queue: QueueRoute = Field(default_factory=lambda: QueueRoute(queue="human-review", priority=2))
+    default_queue: QueueRoute = Field(default_factory=lambda: QueueRoute(queue="triage", priority=3),
+                                      description="the queue of an accepted label without labels.<label>.queue")
+    review_queue: QueueRoute = Field(default_factory=lambda: QueueRoute(queue="human-review", priority=2),
+                                     description="the queue of messages that went to human review")
     language_queue: QueueRoute | None = Field(
         None, description="messages in an unsupported language go here (e.g. a translation team); None = review_queue"
     )
-    model_tiers: dict[str, str] = Field(default_factory=lambda: {"simple": "small-model", "reasoning": "large-model", "tool_use": "tool-model"})
-    default_model_tier: str = "simple"
-    most_capable_tier: str = "reasoning"
-    low_confidence: float = Field(0.6, ge=0.0, le=1.0)
+    model_tiers: dict[str, str] = Field(default_factory=lambda: {"simple": "small-model", "reasoning": "large-model", "tool_use": "tool-model"},
+                                        description="model tier name → the model an agent should run for it (reported on each target)")
+    default_model_tier: str = Field("simple", description="the model tier of a label without labels.<label>.model_tier")
+    most_capable_tier: str = Field("reasoning", description="the model tier of a message below low_confidence or sent to human review")
+    low_confidence: float = Field(0.6, ge=0.0, le=1.0, description="below this confidence a target gets most_capable_tier")
     model_tier_router: Literal["labels", "llm"] = Field(
         "labels", description="labels: each label's model_tier (free); llm: an LLM picks the tier per message (one extra call)"
     )
@@ -89,7 +94,7 @@ class ApiKey(BaseModel):
 
     model_config = ConfigDict(extra="forbid")
 
-    name: str = Field(min_length=1)
+    name: str = Field(min_length=1, description="who the key is for (shown in logs and 403 messages, never the key)")
     sha256: str = Field(pattern=r"^[0-9a-f]{64}$", description="hex SHA-256 of the key; the key itself is never stored")
     scopes: list[Scope] = Field(min_length=1, description="route: the route endpoints; admin: feedback, review, reload")
 
@@ -99,8 +104,10 @@ class AuthConfig(BaseModel):
 
     model_config = ConfigDict(extra="forbid")
 
-    enabled: bool = True
-    keys: list[ApiKey] = Field(default_factory=list)
+    enabled: bool = Field(True, description="with no keys every request gets 401: add one with `frontdesk keys create`")
+    keys: list[ApiKey] = Field(default_factory=list, description="the accepted keys (`frontdesk keys create` prints an entry)")
+    protect_metrics: bool = Field(False, description="/metrics needs a key too (any scope; Prometheus: authorization credentials)")
+    protect_docs: bool = Field(False, description="/docs, /redoc and /openapi.json need a key too (any scope)")
 
 
 class ServerConfig(BaseModel):
@@ -108,12 +115,16 @@ class ServerConfig(BaseModel):
 
     model_config = ConfigDict(extra="forbid")
 
-    host: str = "127.0.0.1"
-    port: int = Field(8080, ge=1, le=65535)
+    host: str = Field("127.0.0.1", description="bind address (0.0.0.0: every interface); `serve --host` overrides it")
+    port: int = Field(8080, ge=1, le=65535, description="TCP port; `serve --port` overrides it")
     max_body_bytes: int = Field(1_000_000, ge=1024, description="larger requests get 413")
     max_batch: int = Field(256, ge=1, description="messages per /v1/route/batch request")
     watch_config: bool = Field(True, description="reload when frontdesk.yaml changes on disk")
-    watch_interval_s: float = Field(1.0, gt=0)
+    watch_interval_s: float = Field(1.0, gt=0, description="how often the watcher compares the file's content hash")
+    read_timeout_s: float = Field(
+        30.0, gt=0, description="a request body not fully received this many seconds after the request started gets "
+        "408 and the connection is closed (a client announcing more bytes than it sends cannot hold a worker forever)",
+    )
 
 
 class ConsoleConfig(BaseModel):
@@ -138,10 +149,14 @@ class FrontdeskConfig(BaseModel):
     router: dict[str, Any] = Field(default_factory=dict, description="RouterSettings overrides (max_chars, fallback, …)")
     gates: dict[str, dict[str, Any]] = Field(default_factory=dict, description="tier name → GatePolicy overrides "
                                              "(threshold, flag_threshold, min_margin, oos_threshold, oos_detection, …)")
-    labels: dict[str, LabelConfig] = Field(default_factory=dict)
+    labels: dict[str, LabelConfig] = Field(default_factory=dict, description="per label: description, threshold, queue, "
+                                           "priority, SLA, model tier, tools, fields, urgency, action; a label the model does "
+                                           "not know (other than its unknown label) is an error")
     rules: list[Rule] = Field(default_factory=list, description="guardrails, checked before any model")
-    preprocess: PreprocessConfig = Field(default_factory=PreprocessConfig)
-    targets: TargetDefaults = Field(default_factory=TargetDefaults)
+    preprocess: PreprocessConfig = Field(default_factory=PreprocessConfig, description="inbound cleanup (HTML, quotes, "
+                                         "signatures, Unicode), language detection and the duplicate window")
+    targets: TargetDefaults = Field(default_factory=TargetDefaults, description="default and review queues, model tiers "
+                                    "and the urgency/sentiment signals")
     sinks: list[str] = Field(default_factory=list, description="stdout, jsonl:///path, http(s)://…, redis://…")
     tools: Path | None = Field(None, description="tool catalogue (JSON/YAML) for tool narrowing")
     llm: LLMParams | None = Field(None, description="add an LLM tier after the model tiers (provider, model, base_url, …)")
@@ -151,9 +166,16 @@ class FrontdeskConfig(BaseModel):
         "decision is in the WAL — but not an OS crash or power loss; full also fsyncs every commit (power-loss safe, "
         "~2 ms per commit batch: p95 19.5 ms instead of 4.9 ms at 200 req/s here)",
     )
-    server: ServerConfig = Field(default_factory=ServerConfig)
+    store_busy_timeout_s: float = Field(
+        10.0, gt=0, description="SQLite only: how long a commit waits for another writer's lock before the request "
+        "gets 503 (nothing stored; the client retries)",
+    )
+    server: ServerConfig = Field(default_factory=ServerConfig, description="the HTTP service: bind address, request limits, "
+                                 "config watching")
     drift: DriftConfig = Field(default_factory=DriftConfig, description="drift monitoring of the service (window, alert thresholds, webhook)")
-    auth: AuthConfig = Field(default_factory=AuthConfig)
+    auth: AuthConfig = Field(default_factory=AuthConfig, description="API keys and what needs one")
+    shared: SharedConfig | None = Field(None, description="Redis shared by replicas: dedup, LLM cache, reloads and drift "
+                                        "across every serve/consume process (redis://host:6379/0, or a mapping)")
     console: ConsoleConfig = Field(default_factory=ConsoleConfig, description="the browser console under /ui")
     extract: ExtractConfig = Field(default_factory=ExtractConfig, description="rule fields, PII masking, sentiment, urgency")
     actions: dict[str, ActionSpec] = Field(default_factory=dict, description="actions by name: webhooks, or settings "
@@ -216,28 +238,46 @@ def parse_config(data: Any, *, base: Path | None = None, source: str = "config")
     if not isinstance(data, dict):
         raise ConfigError(f"{source} must be a YAML mapping with at least 'model: <model directory>'")
     try:
-        config = FrontdeskConfig(**data)
+        config = FrontdeskConfig.model_validate(data)
     except ValidationError as exc:
         raise ConfigError(f"{source}: {validation_message(exc)}") from exc
     return config.resolve(base) if base is not None else config
 
 
-def load_config(path: str | Path) -> FrontdeskConfig:
-    """Read and validate ``frontdesk.yaml``."""
+def read_config_bytes(path: str | Path) -> bytes:
+    """The bytes of a config file, or a ConfigError that says why they cannot be read (any OS error)."""
     p = Path(path)
     try:
-        text = p.read_text(encoding="utf-8")
+        return p.read_bytes()
     except FileNotFoundError as exc:
         raise ConfigError(f"no config file at {p}: create one with `frontdesk init`") from exc
-    except UnicodeDecodeError as exc:
-        raise ConfigError(f"{p} is not valid UTF-8") from exc
+    except IsADirectoryError as exc:
+        raise ConfigError(f"{p} is a directory, not a config file: point at frontdesk.yaml itself") from exc
+    except OSError as exc:
+        raise ConfigError(f"cannot read {p} ({exc.strerror or type(exc).__name__}): check the path and its permissions") from exc
+
+
+def config_from_bytes(data: bytes, path: str | Path) -> FrontdeskConfig:
+    """Parse and validate the bytes of ``frontdesk.yaml`` read from ``path`` (relative paths resolve against its folder)."""
+    p = Path(path)
     try:
-        data = yaml.safe_load(text)
+        text = data.decode("utf-8")
+    except UnicodeDecodeError as exc:
+        raise ConfigError(f"{p} is not valid UTF-8 (byte {exc.start}): save it as UTF-8") from exc
+    try:
+        parsed = yaml.safe_load(text)
     except yaml.YAMLError as exc:
         mark = getattr(exc, "problem_mark", None)
         where = f" at line {mark.line + 1}, column {mark.column + 1}" if mark else ""
         raise ConfigError(f"{p} is not valid YAML{where}: {getattr(exc, 'problem', exc)}") from exc
-    return parse_config(data, base=p.resolve().parent, source=str(p))
+    except RecursionError as exc:
+        raise ConfigError(f"{p} nests too deeply to be a frontdesk config") from exc
+    return parse_config(parsed, base=p.resolve().parent, source=str(p))
+
+
+def load_config(path: str | Path) -> FrontdeskConfig:
+    """Read and validate ``frontdesk.yaml``; every failure is a ConfigError that says why."""
+    return config_from_bytes(read_config_bytes(path), path)
 
 
 STARTER = """\
@@ -292,6 +332,7 @@ preprocess:
   detect_language: true
   supported_languages: null      # e.g. [en, de]; others go to targets.language_queue
   dedup_window_s: 60             # same sender + same text within this → the earlier decision
+  # max_input_chars: null        # characters read per message before cleaning (null: router.max_chars)
 
 targets:
   default_queue: {queue: triage, priority: 3}
@@ -308,9 +349,9 @@ targets:
       very_negative: true
       rules: [legal_or_complaint]
 
-sinks:                           # where routed targets are delivered
-  - stdout
-  # - jsonl://routed.jsonl
+sinks: []                        # where routed targets are delivered, e.g.
+  # - jsonl://routed.jsonl       # each target carries the customer's text; add ?redact=true to any sink
+  # - stdout?redact=true         # to replace it by its length and hash (stdout output ends up in logs)
   # - https://hooks.example.com/frontdesk
   # - redis://localhost:6379/0
 
@@ -347,15 +388,20 @@ actions: {}                      # what labels.<label>.action names
 #   cache_ttl_s: 3600
 #   price_input_per_1m: 0.15     # USD per 1M tokens, for cost reporting
 #   price_output_per_1m: 0.60
+#   policy: auto                 # auto: the acceptance policy fitted for this LLM model (frontdesk llm fit), else the
+#                                #   safe default; safe: the LLM never changes the classifier's label
+#   injection_guard: review      # injection signals → human review (verify: the LLM's answer may stand, flagged; off)
 
 store: sqlite:///frontdesk.db    # every decision, feedback and review item; or postgresql+psycopg://user@host/db
 store_sync: normal               # SQLite: normal (kill -9 safe, not power-loss safe) | full (fsync per commit, slower)
+store_busy_timeout_s: 10         # SQLite: a commit waits this long for another writer's lock, then 503 (retry)
 
 server:
   host: 127.0.0.1
   port: 8080
   max_body_bytes: 1000000        # larger requests get 413
   max_batch: 256
+  read_timeout_s: 30             # a body not received within this gets 408 (slow or lying clients)
   watch_config: true             # edit this file → thresholds/routes reload without a restart
 
 drift:                           # rolling monitors on /metrics; alerts to the log (+ webhook_url)
@@ -367,16 +413,22 @@ drift:                           # rolling monitors on /metrics; alerts to the l
   # accepted_accuracy_min_labelled: 50   # labelled accepted decisions the alert needs (window: 1000)
   # webhook_url: https://hooks.example.com/frontdesk-alerts
 
+# shared: redis://localhost:6379/0  # replicas (N × serve, consume workers) share dedup, the LLM cache,
+                                 #   reloads (a version key) and the drift window; or a mapping: url, prefix,
+                                 #   dedup, llm_cache, reload, drift, lease_s, wait_s, watch_interval_s
+
 console:                         # the browser console at /ui: sign in with an API key
   enabled: true                  # admin keys work the review queue; route keys see, read-only
   session_ttl_s: 43200           # a sign-in lasts 12 hours
   undo_window_s: 10              # press u within this many seconds to undo a resolution
   page_size: 50
 
-auth:                            # API keys: `frontdesk keys create --name ops --scope admin`
-  enabled: true
-  keys: []
-  # - name: web-frontend
+auth:                            # API keys; only their SHA-256 is stored here
+  enabled: true                  # with no keys, every request gets 401 — create one first:
+  keys: []                       #   frontdesk keys create --name ops --scope admin
+  # - name: web-frontend         # and paste the entry it prints here, e.g.
   #   sha256: <64 hex chars printed by `frontdesk keys create`>
-  #   scopes: [route]
+  #   scopes: [route]            # route: /v1/route*; admin: feedback, review queue, reload (and route)
+  protect_metrics: false         # true: /metrics needs a key too
+  protect_docs: false            # true: /docs and /openapi.json need a key too
 """

@@ -24,13 +24,14 @@ from collections.abc import Callable, Sequence
 from dataclasses import dataclass, field
 from datetime import datetime, timezone
 from pathlib import Path
+from typing import TYPE_CHECKING, Any
 
 from frontdesk.config import FrontdeskConfig, load_config
 from pydantic import ValidationError
 
 from frontdesk.errors import ConfigError, FrontdeskError, InputError, validation_message
 from frontdesk.gating.gate import GatePolicy
-from frontdesk.intake.dedup import Deduplicator
+from frontdesk.intake.dedup import DedupStore, Deduplicator
 from frontdesk.intake.extract import Extractor, Masker, Scan, check_libraries, unmask
 from frontdesk.intake.preprocessor import Prepared, Preprocessor
 from frontdesk.cascade.router import Router, RouterSettings, coerce_message
@@ -40,6 +41,9 @@ from frontdesk.routing.targets import RoutedTarget, check_labels, fan_out
 from frontdesk.tiers.rules import RulesTier
 from frontdesk.routing.tools import ToolCatalog
 from frontdesk.types import Decision, Message, PiiRecord, TierTrace
+
+if TYPE_CHECKING:
+    from frontdesk.shared import SharedState
 
 log = logging.getLogger("frontdesk.pipeline")
 
@@ -75,11 +79,19 @@ class Uncommitted:
         self.routed: list[Routed] = []
         self._done = False
 
-    def decide(self, message: str | bytes | Message) -> Routed:
-        """Decide one message of this batch (everything but delivery)."""
-        routed = self.pipeline._decide(message, owner=self)
+    def decide(self, message: str | bytes | Message, *, decision_id: str | None = None) -> Routed:
+        """Decide one message of this batch (everything but delivery). ``decision_id`` fixes the decision's
+        id (a stream consumer derives it from the entry id, so a redelivered entry maps to the same decision)."""
+        routed = self.pipeline._decide(message, owner=self, decision_id=decision_id)
         self.routed.append(routed)
         return routed
+
+    def drop(self, routed: Routed) -> None:
+        """Take a decision out of the batch before the commit (it will not be stored, e.g. another consumer
+        stored this entry's decision first): its dedup claim is released."""
+        if any(r is routed for r in self.routed):
+            self.routed = [r for r in self.routed if r is not routed]
+            self.pipeline.dedup.release(routed.dedup_key)
 
     def committed(self) -> None:
         """Every decision of the batch is durable: duplicates may now point at them."""
@@ -128,10 +140,13 @@ def configure_router(router: Router, config: FrontdeskConfig) -> Router:
     if label_thresholds:
         base = gates.get(primary) or GatePolicy()
         gates[primary] = base.model_copy(update={"label_thresholds": {**base.label_thresholds, **label_thresholds}})
-    settings = RouterSettings(**{**router.settings.model_dump(), **config.router}) if config.router else router.settings
+    try:
+        settings = RouterSettings.model_validate({**router.settings.model_dump(), **config.router}) if config.router else router.settings
+    except ValidationError as exc:
+        raise ConfigError(validation_message(exc), field="router") from exc
     descriptions = {**router.descriptions, **{k: v.description for k, v in config.labels.items() if v.description}}
     out = Router(tiers, {}, settings, curves=router.curves, descriptions=descriptions, examples=router.examples, meta=router.meta,
-                 detectors=router.detectors)
+                 detectors=router.detectors, llm_policy=router.llm_policy, example_index=router.example_index)
     for name, policy in gates.items():
         if name in names:
             out.set_gate(name, policy)  # validates label thresholds against the label set
@@ -153,14 +168,26 @@ class Pipeline:
         sinks: Sequence[Sink] | None = None,
         catalog: ToolCatalog | None = None,
         clock: Callable[[], float] = time.monotonic,
+        shared: SharedState | None = None,
     ) -> None:
         self.config = config or FrontdeskConfig(model=Path("."))
+        self.shared = shared
+        self._own_shared = False
         self.router = configure_router(router, self.config)
         self.targets = self.config.targets_config()
         unknown = (self.router.unknown_label,) if self.router.unknown_label else ()
         check_labels(self.targets, self.router.tiers[0].labels_ + self.router.labels + unknown)
-        self.preprocessor = Preprocessor(self.config.preprocess)
-        self.dedup: Deduplicator[Decision] = Deduplicator(window_s=self.config.preprocess.dedup_window_s, clock=clock)
+        self.preprocessor = Preprocessor(self.config.preprocess, max_chars=self.router.settings.max_chars)
+        window = self.config.preprocess.dedup_window_s
+        self.dedup: DedupStore[Decision]
+        if shared is not None and shared.config.dedup:  # across replicas
+            self.dedup = shared.deduplicator(window, Decision.model_dump_json, Decision.model_validate_json)
+        else:
+            self.dedup = Deduplicator(window_s=window, clock=clock)
+        if shared is not None and shared.config.llm_cache:
+            for tier in self.router.tiers:
+                if hasattr(tier, "share_cache"):
+                    tier.share_cache(shared)
         self.sinks = list(sinks) if sinks is not None else [sink_from_url(u) for u in self.config.sinks]
         self.catalog = catalog if catalog is not None else (ToolCatalog.load(self.config.tools) if self.config.tools else None)
         if self.catalog is not None:
@@ -190,10 +217,23 @@ class Pipeline:
         """Where actions are recorded when no store is given (library use); the service uses its store."""
 
     @classmethod
-    def from_config(cls, config: FrontdeskConfig | str | Path, **kwargs: object) -> Pipeline:
-        """Load the model the config names and apply the config to it."""
+    def from_config(cls, config: FrontdeskConfig | str | Path, **kwargs: Any) -> Pipeline:
+        """Load the model the config names and apply the config to it. With a ``shared:`` section and no
+        ``shared=`` given, the pipeline opens (and on :meth:`close` closes) its own connection to it."""
         cfg = config if isinstance(config, FrontdeskConfig) else load_config(config)
-        return cls(Router.load(cfg.model), cfg, **kwargs)  # type: ignore[arg-type]
+        own = "shared" not in kwargs and cfg.shared is not None
+        if own:
+            from frontdesk.shared import SharedState
+
+            kwargs["shared"] = SharedState(cfg.shared)  # type: ignore[arg-type]
+        try:
+            pipeline = cls(Router.load(cfg.model), cfg, **kwargs)
+        except BaseException:
+            if own:
+                kwargs["shared"].close()
+            raise
+        pipeline._own_shared = own
+        return pipeline
 
     def route(self, message: str | bytes | Message) -> Routed:
         """Preprocess, dedup, classify, fan out and deliver one message (library use: no store, so the
@@ -226,7 +266,7 @@ class Pipeline:
         :meth:`uncommitted` to remember decisions once they are stored)."""
         return self._decide(message, owner=None)
 
-    def _decide(self, message: str | bytes | Message, *, owner: object | None) -> Routed:
+    def _decide(self, message: str | bytes | Message, *, owner: object | None, decision_id: str | None = None) -> Routed:
         started = time.perf_counter()
         text, msg = coerce_message(message)
         prepared = self.preprocessor(text)
@@ -237,7 +277,7 @@ class Pipeline:
                                             "reason": f"duplicate of decision {earlier.id}: the action belongs to that one"})
                        for a in earlier.actions]
             decision = earlier.model_copy(update={
-                "id": uuid.uuid4().hex, "duplicate_of": earlier.id, "created_at": datetime.now(timezone.utc),
+                "id": decision_id or uuid.uuid4().hex, "duplicate_of": earlier.id, "created_at": datetime.now(timezone.utc),
                 "latency_ms": (time.perf_counter() - started) * 1e3, "cost_usd": 0.0,
                 "message": earlier.message.model_copy(update={"metadata": msg.metadata}) if earlier.message and msg else msg,
                 "reason": f"duplicate of {earlier.id} (same sender and text within {self.dedup.window_s:g} s): {earlier.reason}",
@@ -245,42 +285,69 @@ class Pipeline:
             })
             return Routed(decision)  # the earlier decision's targets were delivered already
         try:
-            decision, targets = self._classify(text, msg, prepared, started)
+            decision, targets = self._classify(text, msg, prepared, started, decision_id)
         except BaseException:
             self.dedup.release(key)
             raise
         self.dedup.settle(key, decision)
         return Routed(decision, targets, dedup_key=key)
 
-    def _classify(self, text: str, msg: Message | None, prepared: Prepared, started: float) -> tuple[Decision, list[RoutedTarget]]:
-        """Language check, the cascade, fan-out to targets (one message that is not a duplicate)."""
+    def _classify(self, text: str, msg: Message | None, prepared: Prepared, started: float,
+                  decision_id: str | None = None) -> tuple[Decision, list[RoutedTarget]]:
+        """Language check, the cascade, fan-out to targets (one message that is not a duplicate).
+
+        Every text the decision carries is bounded: the tiers' text (and ``message.text``) by the
+        router's ``max_chars``, ``original_text`` by the preprocessor's input limit. ``decision_id`` fixes
+        the decision's id (before its actions are planned: their idempotency keys contain it).
+        """
         sender = msg.sender if msg else None
+        max_chars = self.router.settings.max_chars
         tiers_text, scan, masker = prepared.text, None, None
         if self.extractor is not None:  # mask before any tier (the LLM included), sink or store sees the text
             locale = _locale(msg)
             scan, masker = self.extractor.scan(prepared.text, lang=prepared.language, locale=locale), Masker()
             tiers_text = self.extractor.mask(scan, masker)
+        cut = len(tiers_text) > max_chars
+        tiers_text = tiers_text[:max_chars]  # after masking: the cut may split a placeholder, never a PII value
         routed_msg = Message(text=tiers_text, sender=sender, channel=msg.channel if msg else None,
                              language=prepared.language, metadata=msg.metadata if msg else {})
         if not prepared.language_supported:
             decision = self._unsupported_language(tiers_text, prepared.language, prepared.language_confidence, started, routed_msg)
         else:
             decision = self.router.route(routed_msg)
-        update: dict[str, object] = {"language": prepared.language, "original_text": text if tiers_text != text else None}
+        update: dict[str, object] = {"language": prepared.language,
+                                     "original_text": prepared.original if prepared.original != tiers_text else None}
         if scan is not None and masker is not None:
             update |= self._extract(decision, text, prepared, scan, masker, _sent_at(msg))
         update["latency_ms"] = (time.perf_counter() - started) * 1e3
+        if decision_id is not None:
+            update["id"] = decision_id
+        if prepared.truncated or cut:
+            why = (f"message truncated: only its first {self.preprocessor.max_input_chars} characters were read"
+                   if prepared.truncated else f"text truncated to {max_chars} characters")
+            update |= {"truncated": True, "reason": f"{decision.reason} ({why})"}
         decision = decision.model_copy(update=update)
         if self.actions:
             decision = decision.model_copy(update={"actions": self.actions.plan(
                 decision, requires_human_reason=self._requires_human(decision))})
+        return decision, self._targets(decision, language_supported=prepared.language_supported)
+
+    def targets_of(self, decision: Decision) -> list[RoutedTarget]:
+        """The targets of an already stored decision, with the ids fan-out gave them (``{decision.id}:{i}``):
+        what a redelivery sends again. A duplicate has none (its original's targets were delivered)."""
+        if decision.duplicate_of:
+            return []
+        unsupported = any(t.tier == "language" and t.kind == "preprocess" for t in decision.trace)
+        return self._targets(decision, language_supported=not unsupported)
+
+    def _targets(self, decision: Decision, *, language_supported: bool) -> list[RoutedTarget]:
         targets = fan_out(decision, self.targets, catalog=self.catalog)
         if self.model_router is not None and targets and decision.tier != "human":
             targets = self._llm_model_tier(decision.text, targets)
-        if not prepared.language_supported and self.config.targets.language_queue is not None:
+        if not language_supported and self.config.targets.language_queue is not None:
             q = self.config.targets.language_queue
             targets = [t.model_copy(update={"queue": q.queue, "priority": q.priority, "sla_minutes": q.sla_minutes}) for t in targets]
-        return decision, targets
+        return targets
 
     def _extract(self, decision: Decision, raw: str, prepared: Prepared, scan: Scan, masker: Masker,
                  sent_at: datetime) -> dict[str, object]:
@@ -346,9 +413,11 @@ class Pipeline:
         return errors
 
     def close(self) -> None:
-        """Close the sinks."""
+        """Close the sinks (and the shared-state connection when the pipeline opened it)."""
         for sink in self.sinks:
             sink.close()
+        if self._own_shared and self.shared is not None:
+            self.shared.close()
 
 
 def stored_placeholders(placeholders: dict[str, str]) -> dict[str, str]:

@@ -82,6 +82,9 @@ class TierTrace(BaseModel):
     cost_usd: float = 0.0
     tokens: dict[str, int] = Field(default_factory=dict)
     rationale: str | None = None
+    outcome: str | None = Field(
+        None, description="LLM tier only: whose label the acceptance policy kept — llm (the LLM overruled the classifier), "
+                          "agree, guess (the classifier's guess kept), none (no candidate fit), injection (held for review)")
     fields: dict[str, Any] | None = Field(None, description="fields the tier extracted (LLM tier: the label's extract_schema)")
     field_notes: list[str] | None = Field(None, description="why extracted values were dropped (invalid, not in the schema)")
     oos_score: float | None = Field(None, description="the tier's out-of-scope score in [0, 1] (share of in-scope "

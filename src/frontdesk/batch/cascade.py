@@ -6,7 +6,10 @@ the whole chunk at once (``predict_proba``), :meth:`GatePolicy.judge_many` gates
 escalated rows go on to the next tier (in one batch), and the result is columns (:class:`Rows`), not
 objects. Every row ends with the labels, tier, confidence, flags and reason that ``Router.route``
 gives the same text (``tests/test_batch_cascade.py`` checks it). Other tiers (rules, clauses, ensemble,
-LLM) run through their own ``score_batch`` and the per-row gate, exactly as in the Router.
+ensemble) run through their own ``score_batch`` and the per-row gate, exactly as in the Router. A cascade with
+an LLM tier goes through ``Router.route_batch`` itself: the LLM's acceptance policy and injection rule read every
+earlier tier's evidence per message (an earlier tier may not accept a suspect message), and the LLM call costs
+hundreds of times what the array path saves.
 """
 
 from __future__ import annotations
@@ -92,6 +95,7 @@ class BatchCascade:
         self._wants_candidates = [any(not vec for _, _, vec in self._tiers[i + 1 :]) for i in range(len(self._tiers))]
         self._position = {t.name: i for i, t in enumerate(router.tiers)}
         self._primary = self._position[router.primary.name]
+        self._through_router = router.llm_tier is not None
 
     @classmethod
     def load(cls, model: str | Path, *, llm: Mapping[str, Any] | None = None, trace: bool = False,
@@ -157,6 +161,8 @@ class BatchCascade:
         limit = self.settings.max_chars
         m = len(texts)
         truncated = [len(t) > limit for t in texts]
+        if self._through_router:
+            return self._run_router(texts, truncated)
         texts = [t[:limit] if cut else t for t, cut in zip(texts, truncated)]
         st = _Chunk(texts, truncated, [None] * m, np.zeros(m), [None] * m, np.zeros(m, dtype=bool), [None] * m, [None] * m,
                     [[] for _ in range(m)], [None] * m, [[] for _ in range(m)] if self.trace else None, np.zeros(m), {}, [None] * m)
@@ -197,6 +203,18 @@ class BatchCascade:
         scores = det.score({c: st.columns[c][pending] for c in det.columns})
         t = self.router.oos_threshold(name)
         return scores, scores >= t, t, self.router.next_oos_tier(name)
+
+    def _run_router(self, texts: list[str], truncated: list[bool]) -> _Chunk:
+        """The chunk through ``Router.route_batch`` (a cascade with an LLM tier), as columns."""
+        m = len(texts)
+        st = _Chunk(texts, truncated, [None] * m, np.zeros(m), [None] * m, np.zeros(m, dtype=bool), [None] * m, [None] * m,
+                    [[] for _ in range(m)], [None] * m, [[] for _ in range(m)] if self.trace else None, np.zeros(m), {}, [None] * m)
+        for i, d in enumerate(self.router.route_batch(texts)):
+            st.labels[i], st.confidence[i], st.tier[i], st.flagged[i], st.reason[i] = d.labels, d.confidence, d.tier, d.flagged, d.reason
+            st.cost[i] = d.cost_usd
+            if st.trace is not None:
+                st.trace[i] = [t.model_dump(mode="json", exclude_none=True) for t in d.trace]
+        return st
 
     def _gate_arrays(self, st: _Chunk, pending: np.ndarray, tier: Tier, gate: GatePolicy, probs: np.ndarray, ms: float,
                      position: int, cols: Mapping[str, np.ndarray] | None = None) -> np.ndarray:

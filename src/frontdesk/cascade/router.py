@@ -12,6 +12,12 @@ labels" is the gate's business (escalate); "none of the known labels" is the det
 a later detector tier passes the message on (``possibly out of scope``, the later tier's detector also
 sees this tier's columns); the last one decides — the unknown label (``unknown_label``: given, or the
 data's own ``oos`` class) or, without one, human review with the best guess and reason ``out of scope``.
+
+An LLM tier's answer is not gated on the LLM's own confidence. Each message keeps the ranked output
+of every calibrated tier that scored it (its *evidence*); the LLM's answer passes the injection rule
+(:mod:`frontdesk.llm.injection`) and then the acceptance policy (:mod:`frontdesk.llm.acceptance`),
+which weighs it against that evidence: fitted on validation (``llm_policy.json``, reused by
+:meth:`Router.with_llm` when it was fitted for the same LLM model), or the safe default.
 """
 
 from __future__ import annotations
@@ -35,6 +41,8 @@ from frontdesk.gating.oos import (
     OOS_LABELS, OOSDetector, OOSOptions, RowGroup, label_folds, oos_reason, possibly_oos_reason, ranked_columns,
 )
 from frontdesk.gating.guarantee import CertifiedThreshold
+from frontdesk.llm.acceptance import POLICY_FILE, AcceptancePolicy, Evidence, Observation, Outcome, safe_outcome
+from frontdesk.llm.retrieval import INDEX_DIR, ExampleIndex
 from frontdesk.tiers.base import Progress, Tier, load_tier, save_tier, tier_class
 from frontdesk.types import Decision, LabelScore, Message, TierResult, TierTrace
 
@@ -65,7 +73,8 @@ class RouterSettings(BaseModel):
 class _Pending:
     """Per-message state while it walks the cascade."""
 
-    __slots__ = ("text", "message", "truncated", "trace", "best", "candidates", "started", "cost", "columns", "oos_flag")
+    __slots__ = ("text", "message", "truncated", "trace", "best", "candidates", "started", "cost", "evidence", "scan",
+                 "observation", "held", "columns", "oos_flag")
 
     def __init__(self, text: str, message: Message | None, truncated: bool, started: float) -> None:
         self.text, self.message, self.truncated, self.started = text, message, truncated, started
@@ -73,6 +82,14 @@ class _Pending:
         self.best: tuple[list[str], float, str] | None = None
         self.candidates: list[str] | None = None
         self.cost = 0.0
+        #: the ranked output of every calibrated tier that scored the message, in cascade order
+        self.evidence: list[Evidence] = []
+        #: the injection scan (llm.injection.Scan), computed once, only when an LLM tier guards the cascade
+        self.scan: Any = None
+        #: what the LLM tier's acceptance policy saw (None: the LLM did not answer)
+        self.observation: Observation | None = None
+        #: the injection rule sent the message to human review (whatever ``settings.fallback`` says)
+        self.held = False
         #: out-of-scope columns of every tier with a detector that scored the message ("<tier>.<column>")
         self.columns: dict[str, float] = {}
         #: (tier, score, threshold) while a tier's "possibly out of scope" waits for a later detector's verdict
@@ -93,6 +110,8 @@ class Router:
         examples: Mapping[str, Sequence[str]] | None = None,
         meta: Mapping[str, Any] | None = None,
         detectors: Mapping[str, OOSDetector] | None = None,
+        llm_policy: AcceptancePolicy | None = None,
+        example_index: ExampleIndex | None = None,
     ) -> None:
         if not tiers:
             raise ConfigError("a router needs at least one tier", field="tiers")
@@ -113,6 +132,14 @@ class Router:
         self.descriptions = dict(descriptions or {})
         self.examples = {k: list(v) for k, v in (examples or {}).items()}
         self.meta = dict(meta or {})
+        self.example_index = example_index
+        self.llm_policy = llm_policy
+        for t in self.tiers:
+            if t.kind == "llm" and example_index is not None and getattr(t, "index", None) is None:
+                t.index = example_index  # type: ignore[attr-defined]
+        self._llm = next((t for t in self.tiers if t.kind == "llm"), None)
+        self._evidence_tiers = [t.name for t in self.tiers[: self._position[self._llm.name]] if t.calibrated] if self._llm else []
+        self._active_policy, self.llm_policy_note = self._resolve_policy()
 
     @property
     def labels(self) -> tuple[str, ...]:
@@ -253,7 +280,9 @@ class Router:
         }
         from frontdesk.tiers.llm import _examples
 
+        index = ExampleIndex.build((ex.text, ex.labels) for ex in dataset.train)
         return cls(built, gates, settings, curves=curves, descriptions=dataset.descriptions, examples=_examples(dataset, 3), meta=meta,
+                   example_index=index,
                    detectors=stack.detectors)
 
     def refit_oos(self, data: Dataset | str | Path, oos: OOSOptions | None = None, *, progress: Progress | None = None) -> Router:
@@ -283,23 +312,68 @@ class Router:
         self.meta["oos"] = {**oos.model_dump(), "unknown_label": stack.unknown}
         return self
 
-    def with_llm(self, params: Mapping[str, Any] | Any, *, provider: Any = None, name: str = "llm") -> Router:
+    def with_llm(self, params: Mapping[str, Any] | Any = None, *, provider: Any = None, name: str = "llm") -> Router:
         """A copy of this router with an LLM tier after the last model tier (before human review).
 
-        The LLM sees the labels' descriptions and the training examples saved with the model.
-        Used by ``--llm`` and the ``llm:`` config section; a model trained with an LLM tier
-        already has one, which is then replaced.
+        The LLM sees the labels' descriptions and the training examples nearest to each message (the
+        model's example index). Used by ``--llm`` and the ``llm:`` config section. A model that
+        already has an LLM tier keeps its settings except those given in ``params`` (``--llm-base-url``
+        alone points it at another endpoint), and its fitted acceptance policy stays in force as long
+        as the LLM model name is the same; otherwise the tier runs with the safe default.
         """
         from frontdesk.tiers.llm import LLMTier
 
-        tier = LLMTier(name, params, provider=provider)
+        existing = self._llm
+        merged = _merged_llm_params(getattr(existing, "params", None), params)
+        tier = LLMTier(name, merged, provider=provider)
         multi = any(g.multi_label for g in self.gates.values())
-        tier.attach(self.labels, self.descriptions, self.examples, multi_label=multi)
+        tier.attach(self.labels, self.descriptions, self.examples, multi_label=multi, index=self.example_index)
         tiers = [t for t in self.tiers if t.kind != "llm"] + [tier]
         gates = {n: g for n, g in self.gates.items() if n in {t.name for t in tiers} and n != name}
-        gates[name] = tier.default_gate()
-        return Router(tiers, gates, self.settings, curves=self.curves, descriptions=self.descriptions,
-                      examples=self.examples, meta=self.meta, detectors=self.detectors)
+        out = Router(tiers, gates, self.settings, curves=self.curves, descriptions=self.descriptions,
+                     examples=self.examples, meta=self.meta, llm_policy=self.llm_policy, example_index=self.example_index,
+                      detectors=self.detectors)
+        out.gates[name] = out._active_policy.gate if out._active_policy is not None else tier.default_gate()
+        return out
+
+    def without_llm(self) -> Router:
+        """A copy of this router without its LLM tier (the classifier alone)."""
+        tiers = [t for t in self.tiers if t.kind != "llm"]
+        return Router(tiers, {n: g for n, g in self.gates.items() if n in {t.name for t in tiers}}, self.settings,
+                      curves=self.curves, descriptions=self.descriptions, examples=self.examples, meta=self.meta,
+                      llm_policy=self.llm_policy, example_index=self.example_index,
+                      detectors=self.detectors)
+
+    @property
+    def llm_tier(self) -> Tier | None:
+        """The LLM tier, if the cascade has one."""
+        return self._llm
+
+    @property
+    def active_llm_policy(self) -> AcceptancePolicy | None:
+        """The acceptance policy the LLM tier runs with (None: the safe default; ``llm_policy_note`` says why)."""
+        return self._active_policy
+
+    def set_llm_policy(self, policy: AcceptancePolicy | None) -> None:
+        """Install a fitted acceptance policy (and its gate) for the LLM tier; None removes it."""
+        self.llm_policy = policy
+        self._active_policy, self.llm_policy_note = self._resolve_policy()
+        if self._llm is not None:
+            self.gates[self._llm.name] = self._active_policy.gate if self._active_policy is not None else self._llm.default_gate()
+
+    def _resolve_policy(self) -> tuple[AcceptancePolicy | None, str]:
+        """The policy in force for the LLM tier, and a sentence saying which and why."""
+        if self._llm is None:
+            return None, "no LLM tier"
+        params = self._llm.params  # type: ignore[attr-defined]
+        if params.policy == "safe":
+            return None, "safe default (llm.policy: safe): the LLM never changes the classifier's label"
+        if self.llm_policy is None:
+            return None, "safe default (no acceptance policy fitted: frontdesk llm fit): the LLM never changes the classifier's label"
+        why = self.llm_policy.mismatch(self.labels, self._evidence_tiers, params.model_name)
+        if why is not None:
+            return None, f"safe default: the saved acceptance policy does not apply ({why}); refit it with frontdesk llm fit"
+        return self.llm_policy, f"fitted acceptance policy ({self.llm_policy.llm_model}, {self.llm_policy.fitted_at})"
 
     # -- the certified gate (Objective.guarantee) ------------------------------------------------
     @property
@@ -362,7 +436,7 @@ class Router:
     def _run(self, items: list[_Pending]) -> list[Decision | None]:
         out: list[Decision | None] = [None] * len(items)
         pending = list(range(len(items)))
-        k_trace, k_cand = self.settings.trace_top_k, self.settings.candidates_k
+        k_cand = self.settings.candidates_k
         for tier in self.tiers:
             if not pending:
                 break
@@ -370,41 +444,44 @@ class Router:
             det = self.oos_detector(tier.name)
             oos_t = self.oos_threshold(tier.name) if det is not None else None
             oos_next = self.next_oos_tier(tier.name) if det is not None else None
-            results = _score_many(tier, [items[i].text for i in pending], [items[i].candidates for i in pending])
-            still = []
-            for i, res in zip(pending, results):
+            if tier is self._llm and self._guarded:
+                pending, asked = self._hold_suspects(tier, items, pending)
+            else:
+                asked = pending
+                pending = []
+            results = _score_many(tier, [items[i].text for i in asked], [items[i].candidates for i in asked])
+            for i, res in zip(asked, results):
                 item = items[i]
                 if isinstance(res, BaseException):
                     reason = res.reason if isinstance(res, TierError) else f"{type(res).__name__}: {res}"
                     spent = res.latency_ms if isinstance(res, TierError) else 0.0
                     item.trace.append(TierTrace(tier=tier.name, kind=tier.kind, verdict="error", reason=reason, latency_ms=spent))
-                    still.append(i)
+                    pending.append(i)
                     continue
-                g = gate.judge(res.ranked)
-                oos_score = None
-                if det is not None and oos_t is not None:
-                    oos_score, g = self._judge_oos(item, tier.name, det, oos_t, oos_next, res, g)
                 item.cost += res.cost_usd
-                item.trace.append(
-                    TierTrace(
-                        tier=tier.name, kind=tier.kind, verdict=g.verdict, labels=g.labels, confidence=g.confidence,
-                        margin=g.margin, top=[LabelScore(label=lab, score=s) for lab, s in res.ranked[:k_trace]],
-                        reason=g.reason, latency_ms=res.latency_ms, cost_usd=res.cost_usd, tokens=res.tokens,
-                        rationale=res.rationale, fields=res.info.get("fields"), field_notes=res.info.get("field_notes"),
-                        oos_score=oos_score, oos_threshold=oos_t,
-                    )
-                )
+                oos_score = None
+                if tier is self._llm and item.evidence:
+                    g, best_source, outcome = self._accept_llm(tier, item, res, gate)
+                else:
+                    g, best_source, outcome = gate.judge(res.ranked), tier.name, None
+                    if det is not None and oos_t is not None:
+                        oos_score, g = self._judge_oos(item, tier.name, det, oos_t, oos_next, res, g)
+                    if tier.calibrated:
+                        item.evidence.append(Evidence(tier.name, tuple(res.ranked)))
+                        g = self._prescan(tier, item, g)
+                self._trace(item, tier, res, g, outcome, oos_score, oos_t)
                 if g.labels:
-                    item.best = (g.labels, g.confidence, tier.name)
-                    item.candidates = [lab for lab, _ in res.ranked[:k_cand]]
+                    item.best = (g.labels, g.confidence, best_source)
+                    if tier is not self._llm:
+                        item.candidates = [lab for lab, _ in res.ranked[:k_cand]]
                 if g.verdict == "unknown":
                     assert oos_score is not None and oos_t is not None
                     out[i] = self._unknown(item, tier.name, oos_score, oos_t)
                 elif g.verdict in ("accept", "flag"):
                     out[i] = self._decide(item, g.labels, g.confidence, tier.name, flagged=g.verdict == "flag", reason=g.reason)
                 else:
-                    still.append(i)
-            pending = still
+                    pending.append(i)
+            pending.sort()
         for i in pending:
             out[i] = self._fallback(items[i])
         return out
@@ -437,12 +514,120 @@ class Router:
         item.trace.append(TierTrace(tier="human", kind="human", verdict="review", labels=labels, confidence=conf, reason=reason))
         return self._decide(item, labels, conf, "human", flagged=True, reason=reason)
 
+    def _trace(self, item: _Pending, tier: Tier, res: TierResult, g: GateResult, outcome: str | None,
+               oos_score: float | None = None, oos_threshold: float | None = None) -> None:
+        item.trace.append(TierTrace(
+            tier=tier.name, kind=tier.kind, verdict=g.verdict, labels=g.labels, confidence=g.confidence,
+            margin=g.margin, top=[LabelScore(label=lab, score=s) for lab, s in res.ranked[: self.settings.trace_top_k]],
+            reason=g.reason, latency_ms=res.latency_ms, cost_usd=res.cost_usd, tokens=res.tokens,
+            rationale=res.rationale, outcome=outcome, fields=res.info.get("fields"), field_notes=res.info.get("field_notes"),
+            oos_score=oos_score, oos_threshold=oos_threshold,
+        ))
+
+    # -- the LLM tier: injection rule first, then the acceptance policy -----------------------------
+    @property
+    def _guarded(self) -> bool:
+        """Whether an LLM tier with an injection guard is in the cascade."""
+        return self._llm is not None and self._llm.params.injection_guard != "off"  # type: ignore[attr-defined]
+
+    def _scan(self, item: _Pending) -> Any:
+        if item.scan is None:
+            from frontdesk.llm.injection import scan
+
+            item.scan = scan(item.text, self.labels)
+        return item.scan
+
+    def _prescan(self, tier: Tier, item: _Pending, g: GateResult) -> GateResult:
+        """With injection signals, a tier before the LLM may not accept either: the injection rule decides."""
+        llm = self._llm
+        if (not self._guarded or g.verdict not in ("accept", "flag") or not llm.params.injection_prescan  # type: ignore[union-attr]
+                or self._position[tier.name] > self._position[llm.name]):  # type: ignore[union-attr]
+            return g
+        s = self._scan(item)
+        if not s.signals:
+            return g
+        from frontdesk.llm.injection import INJECTION_REASON, describe_signals
+
+        return GateResult("escalate", g.labels, g.confidence, g.margin,
+                          f"{g.reason}, but {INJECTION_REASON}: {describe_signals(s.signals)} → the injection rule decides")
+
+    def _clean_evidence(self, item: _Pending) -> list[tuple[str, float]]:
+        """The last calibrated tier's ranking of the message without the parts the injection scan flagged."""
+        clean = self._scan(item).clean_text
+        if not item.evidence or not clean.strip():
+            return []
+        return list(self.tier(item.evidence[-1].tier).score(clean).ranked)
+
+    def _hold_suspects(self, tier: Tier, items: list[_Pending], pending: list[int]) -> tuple[list[int], list[int]]:
+        """In ``review`` mode, messages with injection signals go to human review without an LLM call.
+
+        Returns (held, to ask the LLM). A held message's best guess is what the earlier tier says
+        about the message without the flagged parts (the attacker controls the rest).
+        """
+        if tier.params.injection_guard != "review":  # type: ignore[attr-defined]
+            return [], pending
+        from frontdesk.llm.injection import review_reason
+
+        held, asked = [], []
+        for i in pending:
+            item = items[i]
+            s = self._scan(item)
+            if not s.signals:
+                asked.append(i)
+                continue
+            ranked = self._clean_evidence(item)
+            supported = ranked[0] if ranked else None
+            if supported is not None:
+                item.best = ([supported[0]], supported[1], item.evidence[-1].tier)
+            labels, conf = (item.best[0], item.best[1]) if item.best else ([], 0.0)
+            item.held = True
+            item.trace.append(TierTrace(tier=tier.name, kind=tier.kind, verdict="escalate", labels=labels, confidence=conf,
+                                        reason=review_reason(s.signals, supported), outcome="injection"))
+            held.append(i)
+        return held, asked
+
+    def _accept_llm(self, tier: Tier, item: _Pending, res: TierResult, gate: GatePolicy) -> tuple[GateResult, str, str]:
+        """The LLM's answer through the injection rule, then the acceptance policy: (gate result, best-guess source, outcome)."""
+        params = tier.params  # type: ignore[attr-defined]
+        answer = tuple(lab for lab, _ in res.ranked)
+        guess_source = item.best[2] if item.best else item.evidence[-1].tier
+        obs = Observation(tuple(item.evidence), tuple(item.best[0]) if item.best else (), answer,
+                          float(res.ranked[0][1]) if res.ranked else 0.0)
+        item.observation = obs
+        if self._guarded and answer:
+            from frontdesk.llm.injection import judge_llm_answer
+
+            s = self._scan(item)
+            ranked = self._clean_evidence(item) if s.signals else list(item.evidence[-1].ranked)
+            j = judge_llm_answer(answer, ranked, s.signals, on_signals=params.injection_guard,
+                                 echoed=s.echoed if params.label_echo else ())
+            if j.verdict == "review":
+                item.held = True
+                if j.supported is not None:
+                    return GateResult("escalate", [j.supported], dict(ranked).get(j.supported, 0.0), None, j.reason), \
+                        item.evidence[-1].tier, "injection"
+                labels, conf = (item.best[0], item.best[1]) if item.best else ([], 0.0)
+                return GateResult("escalate", labels, conf, None, j.reason), guess_source, "injection"
+            if j.verdict == "flag":
+                return GateResult("flag", list(answer), obs.confidence, None, j.reason), tier.name, "injection"
+        policy = self._active_policy
+        o: Outcome = policy.decide(obs, gate) if policy is not None else safe_outcome(obs)
+        source = tier.name if o.kind in ("llm", "agree") and policy is not None else guess_source
+        return GateResult(o.verdict, o.labels, o.confidence, None, o.reason), source, o.kind
+
+    def observe_llm(self, texts: Sequence[str | Message]) -> list[Observation | None]:
+        """Route ``texts`` and return what the LLM tier's acceptance policy saw for each (None: the LLM
+        was not asked, failed, or the injection rule held the message). Used to fit the policy."""
+        items = [self._prepare(t) for t in texts]
+        self._run(items)
+        return [None if it.held else it.observation for it in items]
+
     def _fallback(self, item: _Pending) -> Decision:
         if item.oos_flag is not None:  # possibly out of scope, and no later detector tier could judge it (it failed)
             return self._unknown(item, *item.oos_flag)
         why = "; ".join(f"{t.tier}: {t.reason}" for t in item.trace if t.verdict == "error" or (t.verdict == "escalate" and t.labels))
         labels, conf, source = item.best or ([], 0.0, "none")
-        if self.settings.fallback == "unknown" and item.best is not None:
+        if self.settings.fallback == "unknown" and item.best is not None and not item.held:
             last = item.trace[-1]
             last.verdict = "unknown"
             unknown = self.unknown_label or "unknown"
@@ -464,10 +649,17 @@ class Router:
 
     # -- persistence ----------------------------------------------------------------------
     def save(self, path: str | Path) -> Path:
-        """Write the model directory: ``frontdesk.json`` plus one sub-directory per tier."""
+        """Write the model directory: ``frontdesk.json``, one sub-directory per tier, the example index
+        (``examples/``) and the LLM tier's acceptance policy (``llm_policy.json``) when there are."""
         root = Path(path)
         root.mkdir(parents=True, exist_ok=True)
         entries = [save_tier(tier, root, f"tiers/{tier.name}") for tier in self.tiers]
+        if self.example_index is not None:
+            self.example_index.save(root / INDEX_DIR)
+        if self.llm_policy is not None:
+            self.llm_policy.save(root)
+        else:
+            (root / POLICY_FILE).unlink(missing_ok=True)
         manifest = {
             "format": MODEL_FORMAT,
             "format_version": MODEL_FORMAT_VERSION,
@@ -481,6 +673,8 @@ class Router:
             "curves": {name: c.model_dump() for name, c in self.curves.items()},
             "oos": {name: f"{OOS_DIR}/{name}" for name in self.detectors},
             "meta": self.meta,
+            "example_index": INDEX_DIR if self.example_index is not None else None,
+            "llm_policy": POLICY_FILE if self.llm_policy is not None else None,
         }
         for name, det in self.detectors.items():
             det.save(root / OOS_DIR / name)
@@ -518,6 +712,8 @@ class Router:
                 examples=manifest.get("examples", {}),
                 meta=manifest.get("meta", {}),
                 detectors={name: OOSDetector.load(root / rel) for name, rel in manifest.get("oos", {}).items()},
+                llm_policy=AcceptancePolicy.load(root) if manifest.get("llm_policy") else None,
+                example_index=ExampleIndex.load(root / manifest["example_index"]) if manifest.get("example_index") else None,
             )
         except FrontdeskError:
             raise
@@ -619,6 +815,26 @@ def coerce_message(message: str | bytes | Message) -> tuple[str, Message | None]
     if not text.strip():
         raise InputError("message text is empty or whitespace only: there is nothing to route")
     return text, msg
+
+
+def _merged_llm_params(saved: Any, params: Mapping[str, Any] | Any) -> Any:
+    """LLM tier settings: the saved tier's (when there is one) with the explicitly given ones on top.
+
+    Only settings actually given count (``None`` values and pydantic defaults do not), so
+    ``--llm openai --llm-base-url URL`` keeps the saved model name. A different provider drops the
+    saved endpoint and key variable, which belong to the old provider.
+    """
+    from frontdesk.tiers.llm import LLMParams
+
+    raw = params.model_dump(include=params.model_fields_set) if isinstance(params, LLMParams) else dict(params or {})
+    given = {k: v for k, v in raw.items() if v is not None}
+    if saved is None:
+        return LLMParams(**given) if isinstance(params, LLMParams) else given
+    base = saved.model_dump(exclude_unset=False)
+    if given.get("provider", saved.provider) != saved.provider:
+        base.pop("base_url", None)
+        base.pop("api_key_env", None)
+    return {**base, **given}
 
 
 def _score_many(tier: Tier, texts: list[str], cands: list[list[str] | None]) -> list[TierResult | BaseException]:

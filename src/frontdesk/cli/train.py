@@ -15,8 +15,10 @@ from frontdesk.cascade.router import Router, RouterSettings
 from frontdesk.cli.common import (
     LLMModelOpt, LLMOpt, LLMUrlOpt, console, llm_params, objective as make_objective, out, parse_tier_params, progress_bar,
 )
+from frontdesk.cli.llm import AcceptOpt, CalibrationOpt, fit_with_progress, print_fit
 from frontdesk.data.dataset import Dataset
 from frontdesk.errors import ConfigError, validation_message
+from frontdesk.evaluation.evaluate import LLMTierReport
 from frontdesk.gating.gate import Objective
 from frontdesk.gating.oos import OOSOptions
 from frontdesk.tiers.base import available_tiers
@@ -42,6 +44,20 @@ def train_router(data: Dataset, tiers: list[str], objective: Objective, settings
                                 oos=oos)
         except ValidationError as exc:  # a --tier-param that the tier's settings reject
             raise ConfigError(validation_message(exc), field="--tier-param") from exc
+
+
+def print_llm_report(llm: LLMTierReport) -> None:
+    """The LLM tier's lines of ``frontdesk eval``: its policy, what it did, and its gain over the classifier's guess."""
+    out.print(f"[bold]LLM tier[/] — {llm.policy}")
+    shares = ", ".join(f"{_OUTCOMES.get(k, k)} {v:.1%}" for k, v in llm.outcomes.items())
+    out.print(f"  reached {llm.reached:.1%} of messages ({shares}); decided {llm.decided:.1%}")
+    out.print(f"  gain: {llm.gain * 100:+.2f} points of accuracy over the classifier's guess ({llm.accuracy_without:.2%} without the LLM)")
+    if llm.keeps_guess:
+        out.print("  [yellow]the LLM was worse than the classifier's guess on validation: the fitted policy keeps the guess[/]")
+
+
+_OUTCOMES = {"llm": "LLM overruled the guess", "agree": "agreed with the guess", "guess": "guess kept", "none": "no candidate fit",
+             "injection": "held: possible prompt injection", "error": "failed", "gate": "gated on the LLM's confidence"}
 
 
 def _distilled(
@@ -161,11 +177,18 @@ def register(app: typer.Typer) -> None:
         distill: Annotated[str, typer.Option("--distill", help="soft: the teacher's probabilities as row weights | hard: its decisions")] = "soft",
         keep_gold: Annotated[bool, typer.Option("--keep-gold/--no-keep-gold", help="with --distill-from: also train on the gold labels")] = True,
         distill_min_confidence: Annotated[float, typer.Option(help="with --distill-from: skip texts the teacher answers below this confidence")] = 0.0,
+        llm: LLMOpt = None,
+        llm_model: LLMModelOpt = None,
+        llm_base_url: LLMUrlOpt = None,
+        llm_calibration: CalibrationOpt = None,
+        llm_accept_accuracy: AcceptOpt = None,
     ) -> None:
         """Fit the tiers, calibrate them and fit the gate thresholds on validation; save the model.
 
         With --distill-from, the training texts (plus --unlabelled ones) are labelled by the teacher
         model first; calibration and the gates are still fitted on the gold validation split.
+        With --llm, an LLM tier is added and its acceptance policy fitted on its answers to validation
+        messages the model's tiers do not accept (see `frontdesk llm fit`).
         """
         objective = make_objective(target_accuracy, max_escalation, per_label_thresholds, flag_accuracy,
                                    guarantee=guarantee, guarantee_window=guarantee_window, on_uncertified=on_uncertified)
@@ -177,9 +200,20 @@ def register(app: typer.Typer) -> None:
         dataset = Dataset.load(data)
         dataset, distillation = _distilled(dataset, distill_from, unlabelled, distill, keep_gold, distill_min_confidence)
         kinds = [t.strip() for t in tiers.split(",") if t.strip()]
+        if "llm" in kinds and llm is None:
+            raise ConfigError("add the LLM tier with --llm local|openai|anthropic (its acceptance policy is fitted on validation), "
+                              "not in --tiers", field="--tiers")
+        params = llm_params(llm, llm_model, llm_base_url, calibration_size=llm_calibration, accept_accuracy=llm_accept_accuracy)
         router = train_router(dataset, kinds, objective, settings, parse_tier_params(tier_param or [], kinds), oos)
         if distillation is not None:
             router.meta["distillation"] = distillation
+        fitted = None
+        if params is not None:
+            from frontdesk.llm.fit import ANSWERS_FILE
+
+            out_dir.mkdir(parents=True, exist_ok=True)
+            fitted = fit_with_progress(router, dataset, params, out_dir / ANSWERS_FILE)
+            router = fitted.router
         router.save(out_dir)
         summary = {
             "model": str(out_dir), "labels": len(router.labels), "sizes": router.meta["sizes"], "tiers": router.meta["tiers"],
@@ -192,6 +226,9 @@ def register(app: typer.Typer) -> None:
             summary["guarantee"] = {"tier": router.primary.name, **router.guarantee.model_dump()}
         if distillation is not None:
             summary["distillation"] = distillation
+        if fitted is not None:
+            summary["llm"] = {"reached": fitted.reached, "asked": fitted.asked, "new_calls": fitted.new_calls,
+                              "policy": json.loads(fitted.policy.model_dump_json())}
         if as_json:
             out.print_json(json.dumps(summary, default=str))
             return
@@ -203,7 +240,9 @@ def register(app: typer.Typer) -> None:
                       f"{d['skipped_review']} sent to review and {d['skipped_low_confidence']} below confidence{agreement}")
         for name, info in router.meta["tiers"].items():
             g, c = router.gates.get(name), router.curves.get(name)
-            out.print(f"[bold]{name}[/]: {info.get('n_features', '?')} features, trained in {info.get('train_seconds', '?')} s; "
+            size = f"{info['n_features']} features" if "n_features" in info else (
+                f"{info['model']} ({info.get('head', '?')} head, {info.get('dim', '?')}-d)" if "model" in info else "fitted")
+            out.print(f"[bold]{name}[/]: {size}, trained in {info.get('train_seconds', '?')} s; "
                       f"validation accuracy {info.get('validation_accuracy', 0):.4f}; ECE {info.get('ece_before', 0):.4f} → "
                       f"{info.get('ece_after', 0):.4f} (T={info.get('temperature', 1):.3f})")
             if g and c:
@@ -213,6 +252,8 @@ def register(app: typer.Typer) -> None:
                           + f" → validation: {c.chosen.escalation_rate:.1%} escalated, {c.chosen.accepted_accuracy:.2%} accurate on accepted"
                           + (f" [yellow]({c.note})[/]" if c.note else ""))
             _print_oos(router, name)
+        if fitted is not None:
+            print_fit(fitted)
         _print_guarantee(router)
         out.print(f"saved to {out_dir}")
 
@@ -319,6 +360,8 @@ def register(app: typer.Typer) -> None:
         for tier, pct in result.latency_ms_by_tier.items():
             table.add_row(f"latency {tier} p50 / p95 ms", f"{pct.p50:.3f} / {pct.p95:.3f}")
         out.print(table)
+        if result.llm is not None:
+            print_llm_report(result.llm)
         ops = Table(title="operating points (validation thresholds on this split)")
         for col in ("budget", "threshold", "escalation", "accepted accuracy"):
             ops.add_column(col, justify="right")

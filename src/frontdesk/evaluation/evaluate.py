@@ -3,6 +3,8 @@
 Messages are routed one at a time so the latency percentiles are what a caller sees per message.
 ``ece`` and the reliability bins describe the *first tier's* calibrated confidence on this split;
 ``operating_points`` apply the validation-fitted thresholds for 5/10/15/20/30% escalation to it.
+``llm`` reports the LLM tier: which acceptance policy ran, what it did with the answers, and the
+accuracy the cascade would have had with the classifier's guess instead (the LLM tier's gain).
 ``guarantee`` (models trained with ``--guarantee``) checks the certified gate on this split.
 """
 
@@ -49,6 +51,21 @@ class EvalOperatingPoint(BaseModel):
     threshold: float
     escalation_rate: float
     accepted_accuracy: float
+
+
+class LLMTierReport(BaseModel):
+    """What the LLM tier did on this split, and what it was worth."""
+
+    policy: str = Field(description="the acceptance policy in force: fitted (with what it learnt) or the safe default, and why")
+    keeps_guess: bool | None = Field(None, description="the fitted policy never lets the LLM overrule the classifier's guess")
+    reached: float = Field(description="share of messages that reached the LLM tier (incl. those held for injection)")
+    outcomes: dict[str, float] = Field(default_factory=dict, description="share of messages per outcome: llm (the LLM overruled the "
+                                       "guess), agree, guess (guess kept), none, injection (held for review), error")
+    decided: float = Field(0.0, description="share of messages the LLM tier decided (accepted or flagged)")
+    accuracy_without: float = Field(description="accuracy with the classifier's guess wherever the LLM tier acted")
+    gain: float = Field(description="accuracy − accuracy_without")
+    in_scope_accuracy_without: float | None = None
+    oos_recall_without: float | None = None
 
 
 class GuaranteeReport(BaseModel):
@@ -123,6 +140,7 @@ class EvalReport(BaseModel):
     per_label: list[LabelMetrics] = Field(default_factory=list)
     confusions: list[Confusion] = Field(default_factory=list)
     reliability: list[ReliabilityBin] = Field(default_factory=list)
+    llm: LLMTierReport | None = Field(None, description="the LLM tier's policy, outcomes and gain (None without an LLM tier)")
     guarantee: GuaranteeReport | None = Field(None, description="the certified gate (models trained with --guarantee)")
 
     def summary(self) -> dict[str, float | None]:
@@ -208,14 +226,7 @@ def report_from_decisions(router: Router, examples: Sequence[Example], decisions
                                           threshold=point.threshold, escalation_rate=esc, accepted_accuracy=acc))
 
     oos = _oos_label(router, gold)
-    in_scope_acc = oos_recall = None
-    if oos is not None:
-        unknowns = {oos} | ({router.unknown_label} if router.unknown_label else set())
-        is_oos = np.array([oos in g for g in gold])
-        if (~is_oos).any():
-            in_scope_acc = float(correct[~is_oos].mean())
-        if is_oos.any():
-            oos_recall = float(np.mean([bool(p & unknowns) for p, o in zip(pred, is_oos) if o]))
+    in_scope_acc, oos_recall = _oos_metrics(router, oos, gold, pred)
 
     cost = float(sum(d.cost_usd for d in decisions))
     llm_traces = [t for d in decisions for t in d.trace if t.kind == "llm"]
@@ -253,7 +264,65 @@ def report_from_decisions(router: Router, examples: Sequence[Example], decisions
         per_label=per_label,
         confusions=[Confusion(true=a, predicted=b, count=c) for (a, b), c in confusions.most_common(20)],
         reliability=reliability_bins(conf1, ok1),
+        llm=_llm_report(router, decisions, gold, pred, oos),
         guarantee=guarantee_report(router, t1, gold),
+    )
+
+
+def _oos_metrics(router: Router, oos: str | None, gold: Sequence[set[str]], pred: Sequence[set[str]]) -> tuple[float | None, float | None]:
+    """(in-scope accuracy, OOS recall) when the data has an out-of-scope label, else (None, None)."""
+    if oos is None:
+        return None, None
+    unknowns = {oos} | ({router.unknown_label} if router.unknown_label else set())
+    is_oos = np.array([oos in g for g in gold])
+    correct = np.array([g == p for g, p in zip(gold, pred)])
+    in_scope = float(correct[~is_oos].mean()) if (~is_oos).any() else None
+    recall = float(np.mean([bool(p & unknowns) for p, o in zip(pred, is_oos) if o])) if is_oos.any() else None
+    return in_scope, recall
+
+
+def _without_llm(router: Router, d: Decision) -> set[str]:
+    """The labels ``d`` would have had if the cascade ended before the LLM tier."""
+    before = []
+    for t in d.trace:
+        if t.kind == "llm":
+            break
+        before.append(t)
+    for t in before:  # a tier that accepted, escalated only because the LLM tier's injection scan fired
+        if t.verdict == "escalate" and "but possible prompt injection" in t.reason:
+            return set(t.labels)
+    guess = next((t.labels for t in reversed(before) if t.labels), [])
+    if router.settings.fallback == "unknown" and guess:
+        return {router.unknown_label or "unknown"}
+    return set(guess)
+
+
+def _llm_report(router: Router, decisions: Sequence[Decision], gold: Sequence[set[str]], pred: Sequence[set[str]],
+                oos: str | None) -> LLMTierReport | None:
+    """The LLM tier's part of the report (None when the router has no LLM tier)."""
+    llm = router.llm_tier
+    if llm is None:
+        return None
+    n = len(decisions)
+    outcomes: Counter[str] = Counter()
+    without = []
+    for d, p in zip(decisions, pred):
+        entry = next((t for t in d.trace if t.tier == llm.name), None)
+        if entry is None:
+            without.append(p)
+            continue
+        outcomes[entry.outcome or ("error" if entry.verdict == "error" else "gate")] += 1
+        without.append(_without_llm(router, d))
+    policy = router.active_llm_policy
+    acc_without = float(np.mean([g == w for g, w in zip(gold, without)]))
+    accuracy = float(np.mean([g == p for g, p in zip(gold, pred)]))
+    in_w, oos_w = _oos_metrics(router, oos, gold, without)
+    note = router.llm_policy_note + (f": {policy.describe()}" if policy is not None else "")
+    return LLMTierReport(
+        policy=note, keeps_guess=policy.keeps_guess if policy is not None else None,
+        reached=sum(outcomes.values()) / n, outcomes={k: v / n for k, v in outcomes.most_common()},
+        decided=sum(1 for d in decisions if d.tier == llm.name) / n,
+        accuracy_without=acc_without, gain=accuracy - acc_without, in_scope_accuracy_without=in_w, oos_recall_without=oos_w,
     )
 
 

@@ -92,6 +92,11 @@ def write_html_report(report: EvalReport, router: Router, path: str | Path, *, t
 
     summary = [(k, "—" if v is None else f"{v:.4f}") for k, v in report.summary().items()]
     summary.append(("tier share", ", ".join(f"{t}: {s:.1%}" for t, s in report.tier_share.items())))
+    if report.llm is not None:
+        summary.append(("LLM tier: acceptance policy", report.llm.policy))
+        summary.append(("LLM tier: outcomes", ", ".join(f"{k}: {v:.1%}" for k, v in report.llm.outcomes.items()) or "—"))
+        summary.append(("LLM tier: gain over the classifier's guess",
+                        f"{report.llm.gain * 100:+.2f} points ({report.llm.accuracy_without:.2%} without the LLM)"))
     if (g := report.guarantee) is not None:
         promise = f"accuracy on accepted ≥ {g.target_accuracy:.3f} with probability ≥ {g.probability:.2f}"
         here = "—" if g.accepted_accuracy is None else f"{g.accepted_accuracy:.4f} [{g.interval[0]:.4f}, {g.interval[1]:.4f}]"

@@ -158,12 +158,16 @@ class Objective(BaseModel):
 
     model_config = ConfigDict(extra="forbid")
 
-    target_accuracy: float | None = Field(None, gt=0.0, le=1.0)
-    max_escalation: float | None = Field(None, ge=0.0, le=1.0)
-    flag_accuracy: float | None = Field(None, gt=0.0, le=1.0)
-    per_label: bool = False
-    fit_margin: bool = True
-    min_label_support: int = Field(20, ge=1)
+    target_accuracy: float | None = Field(None, gt=0.0, le=1.0, description="the lowest threshold whose accepted messages "
+                                          "reach this accuracy on validation (fewest escalations)")
+    max_escalation: float | None = Field(None, ge=0.0, le=1.0, description="the most accurate threshold that escalates at "
+                                         "most this share of validation (the LLM / review budget); the default is 0.2")
+    flag_accuracy: float | None = Field(None, gt=0.0, le=1.0, description="also fit a review band: accepted messages below "
+                                        "its upper edge are flagged, so the unflagged ones reach this accuracy")
+    per_label: bool = Field(False, description="one threshold per label (labels with at least min_label_support validation "
+                                               "predictions; the rest use the global one)")
+    fit_margin: bool = Field(True, description="also search a top-2 margin rule (0–0.2) jointly with the threshold")
+    min_label_support: int = Field(20, ge=1, description="validation predictions a label needs for its own threshold")
     guarantee: float | None = Field(
         None, gt=0.0, lt=1.0,
         description="probability, over the draw of the validation data, that the accuracy on accepted messages of the "

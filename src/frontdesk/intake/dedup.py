@@ -7,7 +7,7 @@ import threading
 import time
 from collections import OrderedDict
 from collections.abc import Callable
-from typing import Generic, TypeVar
+from typing import Generic, Protocol, TypeVar, runtime_checkable
 
 from frontdesk.errors import ConfigError
 from frontdesk.common.textkey import text_key
@@ -21,6 +21,42 @@ T = TypeVar("T")
 def dedup_text(text: str) -> str:
     """The form of a message compared for duplicates (see :func:`frontdesk.common.textkey.text_key`)."""
     return text_key(text)
+
+
+def dedup_key(sender: str | None, text: str) -> bytes | None:
+    """The 128-bit BLAKE2 key of (sender, message), or None when the message must not be deduplicated (no sender)."""
+    if sender is None or not sender.strip():
+        return None
+    raw = sender.strip().casefold() + "\x1f" + dedup_text(text)
+    return hashlib.blake2b(raw.encode("utf-8", "surrogatepass"), digest_size=16).digest()
+
+
+@runtime_checkable
+class DedupStore(Protocol[T]):
+    """Where committed decisions are remembered for deduplication: in this process (:class:`Deduplicator`) or
+    shared by every replica (:class:`frontdesk.shared.RedisDeduplicator`). The flow for each message is
+    ``claim`` → decide → ``settle`` → commit → ``confirm`` (or ``release`` when nothing was committed);
+    a copy claimed elsewhere waits for the outcome with a deadline, then is decided afresh — it is never
+    answered "duplicate of" a decision that is not committed."""
+
+    window_s: float
+
+    @property
+    def enabled(self) -> bool: ...
+
+    def claim(self, sender: str | None, text: str, owner: object) -> tuple[T | None, bytes | None]: ...
+
+    def settle(self, key: bytes | None, value: T) -> None: ...
+
+    def confirm(self, key: bytes | None) -> None: ...
+
+    def release(self, key: bytes | None) -> None: ...
+
+    def lookup(self, sender: str | None, text: str) -> T | None: ...
+
+    def remember(self, sender: str | None, text: str, value: T) -> None: ...
+
+    def clear(self) -> None: ...
 
 
 class _Claim(Generic[T]):
@@ -83,10 +119,7 @@ class Deduplicator(Generic[T]):
 
     def key(self, sender: str | None, text: str) -> bytes | None:
         """The dedup key of a message, or None when it must not be deduplicated (no sender)."""
-        if sender is None or not sender.strip():
-            return None
-        raw = sender.strip().casefold() + "\x1f" + dedup_text(text)
-        return hashlib.blake2b(raw.encode("utf-8", "surrogatepass"), digest_size=16).digest()
+        return dedup_key(sender, text)
 
     def lookup(self, sender: str | None, text: str) -> T | None:
         """The committed value remembered for this sender and message within the window, else None."""

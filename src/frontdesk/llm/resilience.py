@@ -202,12 +202,13 @@ class Recording:
     """Record/replay of provider answers as JSONL: ``{"key", "text", "input_tokens", "output_tokens", "model"}``.
 
     mode ``record`` appends every real answer; ``replay`` answers from the file only (a key that
-    was never recorded is a ``not_recorded`` failure, so a replayed benchmark never calls out).
+    was never recorded is a ``not_recorded`` failure, so a replayed benchmark never calls out);
+    ``through`` answers from the file what is there and records the rest (a refit replays).
     """
 
     def __init__(self, path: str | Path, mode: str) -> None:
-        if mode not in ("record", "replay"):
-            raise ValueError("mode must be 'record' or 'replay'")
+        if mode not in ("record", "replay", "through"):
+            raise ValueError("mode must be 'record', 'replay' or 'through'")
         self.path, self.mode = Path(path), mode
         self._lock = threading.Lock()
         self._answers: dict[str, dict[str, Any]] = {}
@@ -216,6 +217,13 @@ class Recording:
                 if line.strip():
                     row = json.loads(line)
                     self._answers[row["key"]] = row
+
+    def __len__(self) -> int:
+        return len(self._answers)
+
+    def has(self, key: str) -> bool:
+        """True when an answer for ``key`` is recorded."""
+        return key in self._answers
 
     def lookup(self, key: str, tier: str) -> LLMResponse:
         row = self._answers.get(key)
@@ -229,6 +237,7 @@ class Recording:
                "output_tokens": response.output_tokens, "model": response.model, "label_probs": response.label_probs}
         with self._lock:
             self._answers[key] = row
+            self.path.parent.mkdir(parents=True, exist_ok=True)
             with self.path.open("a", encoding="utf-8") as fh:
                 fh.write(json.dumps(row, ensure_ascii=False) + "\n")
 

@@ -80,7 +80,7 @@ class ActionSpec(BaseModel):
     headers: dict[str, str] = Field(default_factory=dict, description="extra HTTP headers (e.g. Authorization)")
     timeout_s: float = Field(5.0, gt=0, description="per webhook attempt")
     retries: int = Field(3, ge=0, description="extra attempts on connection errors, timeouts, 429 and 5xx")
-    backoff_s: float = Field(0.2, ge=0)
+    backoff_s: float = Field(0.2, ge=0, description="first wait before a retry (doubles each time)")
     on_review: Literal["skip", "hold"] = Field(
         "skip", description="a decision that went to human review: skip the action, or hold it until a reviewer approves")
 

@@ -9,6 +9,7 @@ at-least-once: the webhook retries transient failures and sends the target id as
 
 from __future__ import annotations
 
+import hashlib
 import json
 import string
 import sys
@@ -287,11 +288,57 @@ class RedisStreamSink(_Base):
             self._client.close()
 
 
+class RedactedSink(_Base):
+    """Delivers targets to ``inner`` with the customer's text replaced by its length and a short hash.
+
+    For sinks that end up in logs or shared streams (``stdout?redact=true``): the receiver still
+    gets the routing (queue, label, priority, ids) and can match repeats by the hash, never the text.
+    """
+
+    def __init__(self, inner: Sink) -> None:
+        self.inner = inner
+
+    @staticmethod
+    def redact(target: RoutedTarget) -> RoutedTarget:
+        digest = hashlib.sha256(target.text.encode("utf-8", "surrogatepass")).hexdigest()[:16]
+        return target.model_copy(update={"text": f"[redacted: {len(target.text)} characters, sha256 {digest}]"})
+
+    def deliver(self, target: RoutedTarget) -> None:
+        self.inner.deliver(self.redact(target))
+
+    def close(self) -> None:
+        self.inner.close()
+
+
+def _pop_redact(url: str) -> tuple[str, bool]:
+    """``url`` without a ``redact=true|false`` query parameter, and its value (other parameters stay)."""
+    if "?" not in url:
+        return url, False
+    base, _, query = url.partition("?")
+    kept, redact = [], False
+    for part in query.split("&"):
+        name, _, value = part.partition("=")
+        if name == "redact":
+            if value.lower() not in ("", "true", "1", "yes", "false", "0", "no"):
+                raise ConfigError(f"redact={value!r} in {base!r}: use redact=true or redact=false", field="sink.url")
+            redact = value.lower() in ("", "true", "1", "yes")
+        elif part:
+            kept.append(part)
+    return (f"{base}?{'&'.join(kept)}" if kept else base), redact
+
+
 def sink_from_url(url: str, **options: Any) -> Sink:
     """The sink for ``url``: ``stdout``, ``jsonl:///path``, ``http(s)://…``, ``redis(s)://…`` or ``unix:///socket``.
 
     ``options`` go to the sink's constructor (e.g. ``retries=5``, ``stream="tickets:{queue}"``).
+    A ``redact=true`` query parameter (``stdout?redact=true``) wraps the sink in :class:`RedactedSink`.
     """
+    url, redact = _pop_redact(url)
+    sink = _sink_for(url, **options)
+    return RedactedSink(sink) if redact else sink
+
+
+def _sink_for(url: str, **options: Any) -> Sink:
     if url in ("stdout", "stdout://", "-"):
         return StdoutSink(**options)
     scheme = urlsplit(url).scheme.lower()

@@ -1,448 +1,79 @@
-"""The FastAPI application: route, batch, feedback, review queue, health, metrics, reload.
+"""The FastAPI application: wiring of state, routes, error bodies, middleware and lifecycle.
 
-Every route request is answered only after its decision is committed to the store (then the
-targets are delivered): an acknowledged decision survives a crash. Reloads swap the whole
-pipeline object at once, so in-flight requests finish on the old one and none fail.
+The parts live by job: :mod:`~frontdesk.server.state` (pipeline slot, reload, watcher),
+:mod:`~frontdesk.server.routes` (endpoints), :mod:`~frontdesk.server.body` (strict JSON bodies),
+:mod:`~frontdesk.server.errors` (the one error body), :mod:`~frontdesk.server.middleware`
+(request id, access log, last-resort 500, body limit and read deadline). The app's lifespan
+starts the commit writer, drift checker and config watcher, and on shutdown (SIGTERM: uvicorn
+first answers the requests in flight) stops them, commits what is queued and closes the store.
 """
 
 from __future__ import annotations
 
-import asyncio
-import json
 import logging
-import threading
-import time
-from collections.abc import Callable
+import os
+from collections.abc import AsyncIterator
+from contextlib import asynccontextmanager
 from pathlib import Path
-from typing import Annotated, Any, Literal
 
-from fastapi import Depends, FastAPI, Header, Query, Request
-from fastapi.exceptions import RequestValidationError
-from fastapi.responses import JSONResponse, Response
+from fastapi import FastAPI
 from starlette.concurrency import run_in_threadpool
-from prometheus_client import CONTENT_TYPE_LATEST, generate_latest
-from pydantic import BaseModel, Field
 
 from frontdesk import __version__
-from frontdesk.config import FrontdeskConfig, Scope, load_config
-from frontdesk.errors import ConfigError, FrontdeskError, InputError, ModelError
-from frontdesk.loop.drift import DriftMonitor
-from frontdesk.pipeline import Pipeline, Routed, Uncommitted
-from frontdesk.store.store import Feedback, ReviewItem, Store, StoreError
-from frontdesk.routing.targets import RoutedTarget
-from frontdesk.types import Decision, Message
-from frontdesk.server.auth import KeyRing
-from frontdesk.server.commit import GroupCommitter
-from frontdesk.server import review_actions
+from frontdesk.config import FrontdeskConfig, load_config
+from frontdesk.errors import ConfigError
+from frontdesk.server import errors
 from frontdesk.server.console import mount_console
-from frontdesk.server.metrics import Metrics
+from frontdesk.server.middleware import BodyGuard, RequestContext
+from frontdesk.server.routes import build_routes, docs_routes
+from frontdesk.server.state import ServiceState
+from frontdesk.store.store import Store
 
 log = logging.getLogger("frontdesk.server")
 
-
-# -- request / response models ------------------------------------------------------------------
-class RouteRequest(BaseModel):
-    """One message to route."""
-
-    text: str = Field(description="the message text (longer than the router's max_chars → truncated)")
-    sender: str | None = Field(None, description="sender id: enables dedup within the window")
-    channel: str | None = None
-    metadata: dict[str, Any] = Field(default_factory=dict)
+AUTH_OFF_WARNING = "AUTH IS DISABLED: every client may route, give feedback, read the review queue and reload. Development only."
+NO_KEYS_WARNING = ("auth is enabled but auth.keys is empty: every request will get 401. Create a key with "
+                   "`frontdesk keys create --name ops --scope admin` and add the entry it prints under auth.keys")
 
 
-class BatchRequest(BaseModel):
-    messages: list[RouteRequest] = Field(min_length=1)
-
-
-class RouteResponse(BaseModel):
-    decision: Decision
-    targets: list[RoutedTarget]
-    delivery_errors: list[str] = Field(default_factory=list)
-
-
-class BatchResponse(BaseModel):
-    results: list[RouteResponse]
-
-
-class FeedbackRequest(BaseModel):
-    """A human re-route or confirmation: the correct labels of a decision."""
-
-    decision_id: str
-    labels: list[str] = Field(min_length=1)
-    actor: str | None = None
-    note: str | None = None
-
-
-class ResolveRequest(BaseModel):
-    labels: list[str] = Field(min_length=1)
-    reviewer: str | None = None
-    action: Literal["approve", "reject"] | None = Field(
-        None, description="verdict on the decision's held action: approve runs it (once), reject never does")
-
-
-class ReviewList(BaseModel):
-    items: list[ReviewItem]
-    depth: int
-
-
-class ErrorBody(BaseModel):
-    type: str
-    message: str
-    details: Any = None
-
-
-class ErrorResponse(BaseModel):
-    error: ErrorBody
-
-
-def _error(status: int, kind: str, message: str, details: Any = None) -> JSONResponse:
-    return JSONResponse({"error": {"type": kind, "message": message, "details": details}}, status_code=status)
-
-
-class ApiError(Exception):
-    """Raised inside handlers; rendered as the JSON error body."""
-
-    def __init__(self, status: int, kind: str, message: str, details: Any = None) -> None:
-        super().__init__(message)
-        self.status, self.kind, self.message, self.details = status, kind, message, details
-
-
-# -- state ------------------------------------------------------------------------------------
-class ServiceState:
-    """The swappable pipeline and key ring, the store and the metrics of one app."""
-
-    def __init__(self, config: FrontdeskConfig, *, config_path: Path | None, store: Store | None = None) -> None:
-        self.config = config
-        self.config_path = config_path
-        self.pipeline = Pipeline.from_config(config)
-        self.pipeline.warm_up()
-        self.keys = KeyRing(config.auth)
-        self.store = store or Store(config.store, synchronous=config.store_sync.upper())  # type: ignore[arg-type]
-        self.committer = GroupCommitter(self.store)
-        self.metrics = Metrics(self.store.review_depth)
-        self.monitor = DriftMonitor.from_router(self.pipeline.router, config.drift)
-        self.monitor.register(self.metrics.registry)
-        self.monitor.start(15.0)
-        if self.pipeline.actions:  # actions a crash left pending between commit and run
-            threading.Thread(target=self.pipeline.actions.resume, args=(self.store,), name="frontdesk-actions-resume",
-                             daemon=True).start()
-        self._reload_lock = threading.Lock()
-        self._stop = threading.Event()
-        self._mtime = config_path.stat().st_mtime if config_path else None
-
-    def reload(self) -> FrontdeskConfig:
-        """Re-read the config and swap in a new pipeline; on any error the old one stays."""
-        if self.config_path is None:
-            raise ConfigError("this service was started without a config file: nothing to reload", field="reload")
-        with self._reload_lock:
-            try:
-                config = load_config(self.config_path)
-                try:
-                    pipeline = Pipeline.from_config(config)
-                except ModelError:  # a `frontdesk promote` swapping the directory mid-read: read again
-                    time.sleep(0.2)
-                    pipeline = Pipeline.from_config(config)
-            except FrontdeskError:
-                self.metrics.reloads.labels("error").inc()
-                raise
-            if config.store != self.config.store:
-                log.warning("store URL changed in %s: restart the service to use it", self.config_path)
-            model_changed = pipeline.router.labels != self.pipeline.router.labels or config.model != self.config.model
-            self.pipeline, self.keys, self.config = pipeline, KeyRing(config.auth), config
-            if model_changed:
-                self.monitor.reset(labels=pipeline.router.labels, primary_tier=pipeline.router.primary.name)
-            self.monitor.use_model_target(pipeline.router)  # a promoted model may carry another guarantee
-            self.metrics.reloads.labels("ok").inc()
-            log.info("reloaded %s", self.config_path)
-            return config
-
-    def watch(self) -> None:
-        """Poll the config file's mtime and reload on change (runs in a daemon thread)."""
-        while not self._stop.wait(self.config.server.watch_interval_s):
-            try:
-                mtime = self.config_path.stat().st_mtime  # type: ignore[union-attr]
-            except OSError:
-                continue
-            if mtime != self._mtime:
-                self._mtime = mtime
-                try:
-                    self.reload()
-                except FrontdeskError as exc:
-                    log.error("config change not applied, keeping the running config: %s", exc)
-
-    def close(self) -> None:
-        self._stop.set()
-        self.monitor.close()
-        self.committer.close()
-        self.pipeline.close()
-        self.store.close()
-
-
-# -- request metrics (pure ASGI: no per-request task or body copy) -------------------------------
-class RequestMetrics:
-    def __init__(self, app: Callable, metrics: Metrics) -> None:
-        self.app, self.metrics = app, metrics
-
-    async def __call__(self, scope: dict, receive: Callable, send: Callable) -> None:
-        if scope["type"] != "http":
-            return await self.app(scope, receive, send)
-        t0 = time.perf_counter()
-        status = [500]
-
-        async def recording(message: dict) -> None:
-            if message["type"] == "http.response.start":
-                status[0] = message["status"]
-            await send(message)
-
-        try:
-            await self.app(scope, receive, recording)
-        finally:
-            route = scope.get("route")
-            endpoint = getattr(route, "path", "unmatched")
-            self.metrics.requests.labels(endpoint, str(status[0])).inc()
-            self.metrics.request_latency.labels(endpoint).observe(time.perf_counter() - t0)
-
-
-# -- body size limit (pure ASGI, so it also covers chunked bodies) ------------------------------
-class BodyLimit:
-    def __init__(self, app: Callable, get_limit: Callable[[], int]) -> None:
-        self.app, self.get_limit = app, get_limit
-
-    async def __call__(self, scope: dict, receive: Callable, send: Callable) -> None:
-        if scope["type"] != "http":
-            return await self.app(scope, receive, send)
-        limit = self.get_limit()
-        for name, value in scope.get("headers", []):
-            if name == b"content-length" and value.isdigit() and int(value) > limit:
-                return await _send_413(send, limit)
-        seen = 0
-        too_large = False
-
-        async def limited() -> dict:
-            nonlocal seen, too_large
-            message = await receive()
-            if message["type"] == "http.request" and not too_large:
-                seen += len(message.get("body", b""))
-                if seen > limit:  # stop reading; the app sees an end of body, its answer is replaced by 413
-                    too_large = True
-                    return {"type": "http.request", "body": b"", "more_body": False}
-            return message
-
-        async def guarded(message: dict) -> None:
-            if not too_large:
-                await send(message)
-            elif message["type"] == "http.response.start":
-                await _send_413(send, limit)
-
-        await self.app(scope, limited, guarded)
-
-
-async def _send_413(send: Callable, limit: int) -> None:
-    body = json.dumps({"error": {"type": "payload_too_large", "message": f"request body over {limit} bytes: send less per request"}}).encode()
-    await send({"type": "http.response.start", "status": 413, "headers": [(b"content-type", b"application/json")]})
-    await send({"type": "http.response.body", "body": body})
-
-
-# -- the app ------------------------------------------------------------------------------------
 def create_app(config: FrontdeskConfig | str | Path, *, store: Store | None = None, watch: bool | None = None) -> FastAPI:
-    """Build the service for ``config`` (a FrontdeskConfig or a path to frontdesk.yaml)."""
+    """Build the service for ``config`` (a FrontdeskConfig or a path to frontdesk.yaml).
+
+    The model is loaded and the store opened here (errors surface before the server binds);
+    threads start with the app's lifespan (uvicorn, ``TestClient`` as a context manager).
+    """
     path = None if isinstance(config, FrontdeskConfig) else Path(config)
     cfg = load_config(path) if path is not None else config  # type: ignore[arg-type]
-    state = ServiceState(cfg, config_path=path, store=store)
+    state = ServiceState(cfg, config_path=path, store=store, watch=watch)
     if not cfg.auth.enabled:
-        log.warning("AUTH IS DISABLED: every client may route, give feedback and reload. Development only.")
+        log.warning(AUTH_OFF_WARNING)
+    elif not cfg.auth.keys:
+        log.warning(NO_KEYS_WARNING)
 
-    app = FastAPI(title="frontdesk", version=__version__,
-                  description="Hybrid intent classification and routing: route messages, give feedback, work the review queue.")
+    @asynccontextmanager
+    async def lifespan(_: FastAPI) -> AsyncIterator[None]:
+        state.start()
+        try:
+            yield
+        finally:
+            await run_in_threadpool(state.close)  # after the last request: flush the commit queue, close the store
+
+    app = FastAPI(title="frontdesk", version=__version__, lifespan=lifespan, docs_url=None, redoc_url=None, openapi_url=None,
+                  description="Hybrid intent classification and routing: route messages, give feedback, work the review "
+                  "queue. Every error has the body {\"error\": {type, message, details, request_id}}.")
     app.state.frontdesk = state
-    responses = {401: {"model": ErrorResponse}, 403: {"model": ErrorResponse}, 413: {"model": ErrorResponse},
-                 422: {"model": ErrorResponse}}
-
-    def require(scope: Scope) -> Callable[..., None]:
-        async def check(authorization: Annotated[str | None, Header()] = None,
-                  x_api_key: Annotated[str | None, Header()] = None) -> None:
-            keys = state.keys
-            if not keys.enabled:
-                return
-            presented = x_api_key
-            if authorization and authorization.lower().startswith("bearer "):
-                presented = authorization[7:].strip()
-            if not presented:
-                raise ApiError(401, "unauthorized", "missing API key: send 'Authorization: Bearer <key>' or 'X-API-Key: <key>'")
-            key = keys.find(presented)
-            if key is None:
-                raise ApiError(401, "unauthorized", "invalid API key")
-            if not keys.allows(key, scope):
-                raise ApiError(403, "forbidden", f"key '{key.name}' lacks the '{scope}' scope (has: {', '.join(key.scopes)})")
-        return check
-
-    @app.exception_handler(ApiError)
-    async def _api_error(_: Request, exc: ApiError) -> JSONResponse:
-        return _error(exc.status, exc.kind, exc.message, exc.details)
-
-    @app.exception_handler(RequestValidationError)
-    async def _invalid(_: Request, exc: RequestValidationError) -> JSONResponse:
-        errors = exc.errors()
-        if any(e.get("type") in ("json_invalid", "json_type") for e in errors):
-            return _error(400, "invalid_json", "the body is not valid JSON (UTF-8): send a JSON object", _plain(errors))
-        where = "; ".join(".".join(str(x) for x in e.get("loc", ())[1:]) + ": " + str(e.get("msg")) for e in errors)
-        return _error(422, "invalid_request", where, _plain(errors))
-
-    @app.exception_handler(Exception)
-    async def _unexpected(_: Request, exc: Exception) -> JSONResponse:  # pragma: no cover - last resort
-        log.exception("unexpected error")
-        return _error(500, "internal", f"{type(exc).__name__}: {exc}")
-
-    def _message(req: RouteRequest) -> Message:
-        return Message(text=req.text, sender=req.sender, channel=req.channel, metadata=req.metadata)
-
-    async def _commit(results: list[Routed]) -> None:
-        try:
-            await asyncio.wrap_future(state.committer.submit([r.decision for r in results]))
-        except StoreError as exc:
-            raise ApiError(503, "store_unavailable", f"decision not stored, retry: {exc}") from exc
-
-    async def _respond(results: list[Routed], pipeline: Pipeline) -> list[str]:
-        """Run the actions and deliver the targets (after the commit); build each result's JSON text."""
-        if any(r.decision.actions for r in results):
-            await run_in_threadpool(review_actions.run_actions, results, pipeline, state.store)
-        if pipeline.sinks and any(r.targets for r in results):
-            for r in results:
-                r.delivery_errors = await run_in_threadpool(pipeline.deliver, r.targets)
-        out = []
-        for r in results:
-            state.metrics.observe(r.decision)
-            state.monitor.observe(r.decision)
-            targets = ",".join(t.model_dump_json() for t in r.targets)
-            out.append(f'{{"decision":{r.decision.model_dump_json()},"targets":[{targets}],'
-                       f'"delivery_errors":{json.dumps(r.delivery_errors)}}}')
-        return out
-
-    @app.post("/v1/route", response_model=RouteResponse, responses=responses, dependencies=[Depends(require("route"))])
-    async def route(req: RouteRequest) -> Response:
-        """Route one message. Answered after the decision is committed; targets delivered after that."""
-        pipeline = state.pipeline  # one object for the whole request, even across a reload
-        with pipeline.uncommitted() as batch:  # dedup remembers the decision only once it is committed
-            try:
-                routed = await run_in_threadpool(batch.decide, _message(req))
-            except InputError as exc:
-                raise ApiError(422, "invalid_message", str(exc)) from exc
-            await _commit([routed])
-            batch.committed()
-        return Response((await _respond([routed], pipeline))[0], media_type="application/json")
-
-    @app.post("/v1/route/batch", response_model=BatchResponse, responses=responses, dependencies=[Depends(require("route"))])
-    async def route_batch(req: BatchRequest) -> Response:
-        """Route several messages; all decisions are committed in one transaction."""
-        pipeline = state.pipeline
-        if len(req.messages) > state.config.server.max_batch:
-            raise ApiError(413, "batch_too_large", f"{len(req.messages)} messages > max_batch {state.config.server.max_batch}: split the batch")
-
-        def decide_all(batch: Uncommitted) -> list[Routed]:
-            results = []
-            for i, m in enumerate(req.messages):
-                try:
-                    results.append(batch.decide(_message(m)))
-                except InputError as exc:
-                    raise ApiError(422, "invalid_message", f"messages.{i}: {exc}") from exc
-            return results
-
-        with pipeline.uncommitted() as batch:  # all or nothing: a bad message releases the others' claims
-            results = await run_in_threadpool(decide_all, batch)
-            await _commit(results)
-            batch.committed()
-        return Response('{"results":[' + ",".join(await _respond(results, pipeline)) + "]}", media_type="application/json")
-
-    def _check_labels(labels: list[str]) -> None:
-        router = state.pipeline.router
-        known = set(router.labels) | set(router.tiers[0].labels_)
-        unknown = sorted(set(labels) - known)
-        if unknown:
-            raise ApiError(422, "unknown_label", f"unknown label(s) {unknown}; known: {', '.join(sorted(known))}")
-
-    @app.post("/v1/feedback", response_model=Feedback, responses=responses | {404: {"model": ErrorResponse}},
-              dependencies=[Depends(require("admin"))])
-    def feedback(req: FeedbackRequest) -> Feedback:
-        """Record the correct labels of a decision (a human re-route or a confirmation)."""
-        _check_labels(req.labels)
-        decision = state.store.get_decision(req.decision_id)
-        if decision is None:
-            raise ApiError(404, "not_found", f"no decision {req.decision_id!r}")
-        fb = state.store.add_feedback(req.decision_id, req.labels, actor=req.actor, note=req.note)
-        state.monitor.observe_feedback(decision, req.labels)
-        return fb
-
-    @app.get("/v1/review", response_model=ReviewList, responses=responses, dependencies=[Depends(require("admin"))])
-    def review_list(status: Literal["pending", "resolved"] = "pending", limit: Annotated[int, Query(ge=1, le=500)] = 50,
-                    offset: Annotated[int, Query(ge=0)] = 0) -> ReviewList:
-        """The human-review queue, oldest first, each item with its decision and trace."""
-        return ReviewList(items=state.store.review_queue(status=status, limit=limit, offset=offset), depth=state.store.review_depth())
-
-    @app.post("/v1/review/{decision_id}", response_model=ReviewItem,
-              responses=responses | {404: {"model": ErrorResponse}, 409: {"model": ErrorResponse}},
-              dependencies=[Depends(require("admin"))])
-    def review_resolve(decision_id: str, req: ResolveRequest) -> ReviewItem:
-        """Resolve a review item with the correct labels (recorded as feedback too)."""
-        _check_labels(req.labels)
-        decision = state.store.get_decision(decision_id)
-        if decision is None:
-            raise ApiError(404, "not_found", f"no decision {decision_id!r}")
-        try:  # resolves the item and gives held actions the reviewer's verdict
-            item = review_actions.resolve_review(state.store, state.pipeline, decision, req.labels, reviewer=req.reviewer,
-                                                 action=req.action)
-        except review_actions.ReviewActionError as exc:
-            raise ApiError(exc.status, exc.kind, str(exc)) from exc
-        state.monitor.observe_feedback(decision, req.labels)
-        return item
-
-    @app.post("/v1/admin/reload", responses=responses | {400: {"model": ErrorResponse}}, dependencies=[Depends(require("admin"))])
-    def reload() -> dict[str, Any]:
-        """Re-read frontdesk.yaml: thresholds, rules, routes and keys change without a restart."""
-        try:
-            cfg = state.reload()
-        except FrontdeskError as exc:
-            raise ApiError(400, "invalid_config", f"config not applied, the running one stays: {exc}") from exc
-        return {"status": "reloaded", "gates": {n: g.model_dump() for n, g in state.pipeline.router.gates.items()},
-                "labels": len(cfg.labels)}
-
-    @app.get("/healthz")
-    def healthz() -> dict[str, str]:
-        """Liveness: the process answers."""
-        return {"status": "ok"}
-
-    @app.get("/readyz", responses={503: {"model": ErrorResponse}})
-    def readyz() -> Response:
-        """Readiness: the model is loaded and the store answers."""
-        try:
-            depth = state.store.review_depth()
-        except Exception as exc:  # noqa: BLE001
-            return _error(503, "not_ready", f"store unavailable: {exc}")
-        return JSONResponse({"status": "ready", "model": str(state.config.model), "review_depth": depth,
-                             "tiers": [t.name for t in state.pipeline.router.tiers]})
-
-    @app.get("/metrics")
-    def metrics() -> Response:
-        """Prometheus metrics."""
-        return Response(generate_latest(state.metrics.registry), media_type=CONTENT_TYPE_LATEST)
-
+    errors.install(app)
+    app.include_router(build_routes(state))
+    app.include_router(docs_routes(state, app))
     mount_console(app, state)  # the browser console under /ui
-    app.add_middleware(BodyLimit, get_limit=lambda: state.config.server.max_body_bytes)
-    app.add_middleware(RequestMetrics, metrics=state.metrics)
-    do_watch = cfg.server.watch_config if watch is None else watch
-    if do_watch and path is not None:
-        threading.Thread(target=state.watch, name="frontdesk-config-watch", daemon=True).start()
+    app.add_middleware(BodyGuard, get_limit=lambda: state.config.server.max_body_bytes,
+                       get_timeout=lambda: state.config.server.read_timeout_s)
+    app.add_middleware(RequestContext, metrics=state.metrics)  # outermost: sees every request and every error
     return app
-
-
-def _plain(errors: list[dict]) -> list[dict]:
-    """Validation errors without unserialisable context objects."""
-    return [{k: (v if isinstance(v, (str, int, float, list, type(None))) else str(v)) for k, v in e.items() if k != "ctx"} for e in errors]
 
 
 def app_from_env() -> FastAPI:
     """Factory for ``uvicorn --factory`` / several workers: the config path is in $FRONTDESK_CONFIG."""
-    import os
-
     path = os.environ.get("FRONTDESK_CONFIG")
     if not path:
         raise ConfigError("set FRONTDESK_CONFIG to the path of frontdesk.yaml", field="FRONTDESK_CONFIG")

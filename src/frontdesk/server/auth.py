@@ -10,11 +10,18 @@ from __future__ import annotations
 import hashlib
 import hmac
 import secrets
-from collections.abc import Iterable
+from collections.abc import Callable, Iterable
+from typing import Annotated, Any
+
+from fastapi import Request, Security
+from fastapi.security import APIKeyHeader, HTTPBearer
 
 from frontdesk.config import ApiKey, AuthConfig, Scope
+from frontdesk.server.errors import ApiError
 
 KEY_PREFIX = "fd_"
+_BEARER = HTTPBearer(auto_error=False, description="Authorization: Bearer <key> (a key from `frontdesk keys create`)")
+_API_KEY = APIKeyHeader(name="X-API-Key", auto_error=False, description="the same key in an X-API-Key header")
 
 
 def new_key() -> str:
@@ -50,3 +57,39 @@ class KeyRing:
 
     def names(self) -> Iterable[str]:
         return (k.name for k in self._keys)
+
+
+class RequireKey:
+    """FastAPI dependency: the request carries a valid key with ``scope`` (None: any scope).
+
+    ``keys`` is called per request, so a reload that changes the keys applies at once. The
+    ``Security`` parameters only document the two ways to send a key in the OpenAPI schema;
+    the check reads the headers itself (also from :class:`~frontdesk.server.body.StrictJSONRoute`,
+    before a body is read).
+    """
+
+    def __init__(self, keys: Callable[[], KeyRing], scope: Scope | None) -> None:
+        self.keys, self.scope = keys, scope
+
+    def check_request(self, request: Request) -> None:
+        """Raise ApiError 401/403 unless the request may use this endpoint."""
+        keys = self.keys()
+        if not keys.enabled:
+            return
+        presented = request.headers.get("x-api-key")
+        authorization = request.headers.get("authorization")
+        if authorization and authorization[:7].lower() == "bearer ":
+            presented = authorization[7:].strip()
+        if not presented:
+            raise ApiError(401, "unauthorized", "missing API key: send 'Authorization: Bearer <key>' or 'X-API-Key: <key>'",
+                           headers={"WWW-Authenticate": "Bearer"})
+        key = keys.find(presented)
+        if key is None:
+            raise ApiError(401, "unauthorized", "invalid API key: check it, or create one with `frontdesk keys create`",
+                           headers={"WWW-Authenticate": "Bearer"})
+        if self.scope is not None and not keys.allows(key, self.scope):
+            raise ApiError(403, "forbidden", f"key '{key.name}' lacks the '{self.scope}' scope (has: {', '.join(key.scopes)})")
+
+    async def __call__(self, request: Request, _bearer: Annotated[Any, Security(_BEARER)] = None,
+                       _api_key: Annotated[Any, Security(_API_KEY)] = None) -> None:
+        self.check_request(request)

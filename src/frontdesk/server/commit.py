@@ -27,22 +27,33 @@ class _Job(NamedTuple):
 class GroupCommitter:
     """A writer thread that commits queued decisions in shared transactions."""
 
-    def __init__(self, store: Store, *, max_batch: int = 512) -> None:
+    def __init__(self, store: Store, *, max_batch: int = 512, start: bool = True) -> None:
         self.store = store
         self.max_batch = max_batch
         self._queue: queue.SimpleQueue[_Job | None] = queue.SimpleQueue()
         self._thread = threading.Thread(target=self._run, name="frontdesk-group-commit", daemon=True)
+        self._start_lock = threading.Lock()
         self._closed = False
         self.batches = 0
-        self._thread.start()
+        if start:
+            self.start()
+
+    def start(self) -> None:
+        """Start the writer thread (idempotent; :meth:`submit` starts it too if nobody did)."""
+        with self._start_lock:
+            if not self._thread.is_alive() and not self._closed and self._thread.ident is None:
+                self._thread.start()
 
     def submit(self, decisions: list[Decision]) -> Future:
         """Queue decisions for commit; the future resolves (to None) once they are durable."""
         done: Future = Future()
-        if self._closed:
-            done.set_exception(StoreError("the service is shutting down: decision not stored, retry"))
-            return done
-        self._queue.put(_Job(decisions, done))
+        if self._thread.ident is None:
+            self.start()
+        with self._start_lock:  # ordered against close(): a job is either queued before the stop mark, or refused
+            if self._closed:
+                done.set_exception(StoreError("the service is shutting down: decision not stored, retry"))
+                return done
+            self._queue.put(_Job(decisions, done))
         return done
 
     def _run(self) -> None:
@@ -82,7 +93,11 @@ class GroupCommitter:
 
     def close(self) -> None:
         """Commit what is queued, then stop the writer."""
-        if not self._closed:
+        with self._start_lock:
+            if self._closed:
+                return
             self._closed = True
+            if self._thread.ident is None:  # never started: nothing was submitted
+                return
             self._queue.put(None)
-            self._thread.join(timeout=30)
+        self._thread.join(timeout=30)

@@ -274,13 +274,18 @@ class Store:
 
     ``synchronous`` (SQLite only): ``"FULL"`` (default) fsyncs the WAL at every commit, so an
     acknowledged write survives a power loss; ``"NORMAL"`` survives a crash of the process but
-    not of the OS, and commits faster.
+    not of the OS, and commits faster. ``busy_timeout_s`` (SQLite only): how long a write waits
+    for another connection's write lock before it fails with StoreError (a service answers 503).
     """
 
     def __init__(self, url: str | os.PathLike[str] = DEFAULT_URL, *,
-                 synchronous: Literal["FULL", "NORMAL"] = "FULL") -> None:
+                 synchronous: Literal["FULL", "NORMAL"] = "FULL", busy_timeout_s: float = SQLITE_BUSY_TIMEOUT_S) -> None:
         if synchronous not in ("FULL", "NORMAL"):
             raise ConfigError(f"synchronous must be 'FULL' or 'NORMAL', got {synchronous!r}", field="synchronous")
+        if not busy_timeout_s > 0:
+            raise ConfigError(f"busy_timeout_s must be > 0, got {busy_timeout_s!r}", field="busy_timeout_s")
+        self.busy_timeout_s = float(busy_timeout_s)
+        """SQLite: how long a write waits for another writer's lock before StoreError (nothing written)."""
         self._url = _normalise_url(url)
         self.url = _redacted(self._url)
         """The database URL, password hidden."""
@@ -308,14 +313,14 @@ class Store:
     def _create_sqlite_engine(self, synchronous: str) -> Engine:
         database = self._url.database or ""
         memory = database in ("", ":memory:") or database.startswith("file::memory:")
-        kwargs: dict[str, Any] = {"connect_args": {"timeout": SQLITE_BUSY_TIMEOUT_S, "check_same_thread": False}}
+        kwargs: dict[str, Any] = {"connect_args": {"timeout": self.busy_timeout_s, "check_same_thread": False}}
         if memory:
             self._memory_lock = threading.RLock()
             kwargs["poolclass"] = sa.pool.StaticPool
         else:
             Path(database).expanduser().parent.mkdir(parents=True, exist_ok=True)
         engine = sa.create_engine(self._url, **kwargs)
-        busy_ms = int(SQLITE_BUSY_TIMEOUT_S * 1000)
+        busy_ms = max(1, int(self.busy_timeout_s * 1000))
 
         @sa.event.listens_for(engine, "connect")
         def _on_connect(dbapi_conn: Any, _record: Any) -> None:
@@ -474,6 +479,19 @@ class Store:
             if payload is None:
                 return None
             return self._with_actions(conn, [Decision.model_validate_json(payload)])[0]
+
+    def decisions_by_id(self, ids: Iterable[str]) -> dict[str, Decision]:
+        """The stored decisions among ``ids`` (id → Decision); ids not stored are absent. One query per 500 ids."""
+        wanted = list(dict.fromkeys(ids))
+        found: dict[str, Decision] = {}
+        if not wanted:
+            return found
+        with self._read() as conn:
+            for part in _chunks(wanted):
+                for row in conn.execute(sa.select(_decisions.c.id, _decisions.c.payload).where(_decisions.c.id.in_(part))):
+                    found[row.id] = Decision.model_validate_json(row.payload)
+            decisions = self._with_actions(conn, list(found.values()))  # actions as the actions table has them now
+        return {d.id: d for d in decisions}
 
     def decisions(self, *, since: datetime | None = None, until: datetime | None = None,
                   limit: int | None = None) -> list[Decision]:

@@ -54,21 +54,23 @@ class EncoderParams(BaseModel):
     model_config = ConfigDict(extra="forbid")
 
     model: str = Field("all-MiniLM-L6-v2", description="local directory, package:<module>, a bundled alias, or a hub id")
-    head: Literal["finetune", "logreg", "knn"] = "finetune"
+    head: Literal["finetune", "logreg", "knn"] = Field("finetune", description="finetune: backbone and linear head trained "
+                                                      "together; logreg: frozen backbone + logistic regression; knn: "
+                                                      "frozen backbone, nearest training example per label")
     backend: Literal["auto", "torch", "onnx"] = Field("auto", description="auto: torch when the weights are there, else ONNX")
     max_length: int = Field(64, ge=8, le=512, description="tokens per message (longer messages are truncated)")
-    epochs: int = Field(4, ge=1)
-    batch_size: int = Field(32, ge=1)
-    learning_rate: float = Field(1e-4, gt=0)
-    head_learning_rate: float = Field(2e-3, gt=0)
-    weight_decay: float = Field(0.01, ge=0)
+    epochs: int = Field(4, ge=1, description="finetune: passes over the training set")
+    batch_size: int = Field(32, ge=1, description="finetune: examples per optimisation step")
+    learning_rate: float = Field(1e-4, gt=0, description="finetune: AdamW learning rate of the backbone")
+    head_learning_rate: float = Field(2e-3, gt=0, description="finetune: AdamW learning rate of the linear head")
+    weight_decay: float = Field(0.01, ge=0, description="finetune: AdamW weight decay")
     warmup: float = Field(0.06, ge=0, lt=1, description="share of steps with a linear learning-rate warm-up")
-    seed: int = 13
+    seed: int = Field(13, description="seed of the head initialisation and the batch order")
     C: float = Field(10.0, gt=0, description="logreg head: inverse regularisation")
     threads: int | None = Field(None, ge=1, description="inference threads (None: all cores); 1 for lowest batch-1 latency per core")
-    train_threads: int | None = Field(None, ge=1)
-    top_k: int = Field(10, ge=2)
-    cost_per_call_usd: float = Field(0.0, ge=0)
+    train_threads: int | None = Field(None, ge=1, description="torch threads while training (None: all cores)")
+    top_k: int = Field(10, ge=2, description="labels kept in each result (the gate and the LLM's candidates)")
+    cost_per_call_usd: float = Field(0.0, ge=0, description="cost reported per message this tier scores (for cost accounting)")
 
 
 class EncoderTier(Tier):

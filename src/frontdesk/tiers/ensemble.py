@@ -55,9 +55,12 @@ class EnsembleParams(BaseModel):
 
     model_config = ConfigDict(extra="forbid")
 
-    members: list[str] = Field(default_factory=lambda: ["linear", "encoder"], min_length=1)
+    members: list[str] = Field(default_factory=lambda: ["linear", "encoder"], min_length=1,
+                               description="member tier kinds, or kind:name for several of one kind")
     member_params: dict[str, dict[str, Any]] = Field(default_factory=dict, description="params per member name or kind")
-    voting: Literal["majority", "weighted", "cost_aware"] = "weighted"
+    voting: Literal["majority", "weighted", "cost_aware"] = Field(
+        "weighted", description="majority: one vote per member; weighted: probabilities averaged with weights; cost_aware: "
+        "weighted, cheapest member first, stop once the rest cannot overturn the lead")
     weights: list[float] | None = Field(None, description="one per member; None = fitted on validation (max log-likelihood)")
     cost_order: Literal["measured", "listed"] = Field(
         "measured", description="cost_aware consultation order: measured cost per message, or the order of `members`"

@@ -38,15 +38,17 @@ class TfidfBlock(BaseModel):
 
     model_config = ConfigDict(extra="forbid")
 
-    analyzer: Literal["word", "char", "char_wb"] = "word"
-    ngram_range: tuple[int, int] = (1, 2)
-    min_df: int = 1
-    max_features: int | None = None
-    sublinear_tf: bool = True
-    lowercase: bool = True
-    strip_accents: Literal["unicode", "ascii"] | None = "unicode"
+    analyzer: Literal["word", "char", "char_wb"] = Field("word", description="word n-grams, character n-grams, or character "
+                                                         "n-grams inside word boundaries")
+    ngram_range: tuple[int, int] = Field((1, 2), description="smallest and largest n-gram length")
+    min_df: int = Field(1, description="drop terms seen in fewer training texts")
+    max_features: int | None = Field(None, description="keep only the most frequent terms; None = all")
+    sublinear_tf: bool = Field(True, description="1 + log(term frequency) instead of the raw count")
+    lowercase: bool = Field(True, description="lower-case before tokenising")
+    strip_accents: Literal["unicode", "ascii"] | None = Field("unicode", description="remove accents before tokenising; "
+                                                               "None keeps them")
     token_pattern: str = Field(r"(?u)\b\w\w+\b", description="word analyzer only (scikit-learn's default)")
-    weight: float = Field(1.0, gt=0)
+    weight: float = Field(1.0, gt=0, description="scale of this block's features relative to the others")
 
     def vectorizer(self):  # -> TfidfVectorizer
         from sklearn.feature_extraction.text import TfidfVectorizer
@@ -74,12 +76,15 @@ class LinearParams(BaseModel):
         default_factory=lambda: [
             TfidfBlock(analyzer="word", ngram_range=(1, 2)),
             TfidfBlock(analyzer="char_wb", ngram_range=(1, 4)),
-        ]
+        ],
+        description="TF-IDF feature blocks, concatenated (default: word 1–2-grams + char_wb 1–4-grams)",
     )
-    classifier: Literal["svm", "logreg"] = "logreg"
-    C: float = Field(30.0, gt=0)
-    class_weight: Literal["balanced"] | None = None
-    cost_per_call_usd: float = Field(0.0, ge=0)
+    classifier: Literal["svm", "logreg"] = Field("logreg", description="logreg: multinomial logistic regression; svm: "
+                                                 "LinearSVC (faster to train, confidences rank worse)")
+    C: float = Field(30.0, gt=0, description="inverse regularisation strength")
+    class_weight: Literal["balanced"] | None = Field(None, description="balanced: weight labels inversely to their "
+                                                     "frequency; None: every example counts once")
+    cost_per_call_usd: float = Field(0.0, ge=0, description="cost reported per message this tier scores (for cost accounting)")
     top_k: int = Field(10, ge=2, description="labels kept in each result (the gate and the LLM's candidates)")
 
 

@@ -1,11 +1,16 @@
 """The LLM tier: an LLM reads the candidate labels' definitions and returns a structured decision.
 
 It receives the message plus the top-k candidate labels the cheaper tiers proposed (namespace
-narrowing), each with its description and a few training examples, and must answer JSON
+narrowing), each with its description and the training examples nearest to the message (the
+model's example index, :mod:`frontdesk.llm.retrieval`), and must answer JSON
 ``{labels, confidence, rationale}`` restricted to those candidates (or ``"none"`` → the next
 tier / human review / unknown). Providers come from :mod:`frontdesk.llm.registry`: ``local``
 (xllamacpp, offline, the default), ``llama-cpp`` (llama-cpp-python), ``openai`` (any
 OpenAI-compatible endpoint), ``anthropic``, and any registered or installed plug-in.
+
+Whether the answer *stands* is not this tier's call: the router checks it for prompt injection
+(:mod:`frontdesk.llm.injection`) and then applies the acceptance policy
+(:mod:`frontdesk.llm.acceptance`) — fitted on validation answers, or the safe default.
 
 Faults degrade, never drop, and never hold the service: each call has a wall-clock deadline
 (``deadline_s``) that covers every retry and wait; calls run on a bounded pool (``max_concurrency``
@@ -30,7 +35,7 @@ import threading
 import time
 from collections.abc import Sequence
 from pathlib import Path
-from typing import Any
+from typing import Any, Literal
 
 from pydantic import BaseModel, ConfigDict, Field, field_validator
 
@@ -38,9 +43,10 @@ from frontdesk.data.dataset import Dataset
 from frontdesk.errors import ConfigError, FrontdeskError, ModelError
 from frontdesk.gating.gate import GatePolicy
 from frontdesk.llm.base import LLMRequest, LLMResponse, Provider, ProviderError
-from frontdesk.llm.prompt import InvalidAnswer, answer_schema, build_prompt, parse_answer
+from frontdesk.llm.prompt import PROMPT_VERSION, InvalidAnswer, answer_schema, build_prompt, parse_answer
 from frontdesk.llm.registry import ProviderSettings, create_provider, get_provider
 from frontdesk.llm.resilience import CallPool, CircuitBreaker, Recording, RetryPolicy, TTLCache, cache_key, call_with_retries
+from frontdesk.llm.retrieval import ExampleIndex
 from frontdesk.types import TierResult
 from frontdesk.tiers.base import Progress, Tier, parse_params
 
@@ -65,7 +71,9 @@ class LLMParams(BaseModel):
     base_url: str | None = Field(None, description="OpenAI-compatible or Anthropic endpoint (vLLM, Ollama, llama.cpp server …)")
     api_key_env: str | None = Field(None, description="env var holding the API key (default OPENAI_API_KEY / ANTHROPIC_API_KEY)")
     candidates_k: int = Field(5, ge=1, description="labels from earlier tiers the LLM chooses among")
-    examples_per_label: int = Field(2, ge=0, le=10)
+    examples_per_label: int = Field(2, ge=0, le=5, description="training examples shown per candidate label")
+    retrieval: bool = Field(True, description="show each candidate's training examples nearest to the message (the model's "
+                                              "example index); false: the same few examples for every message")
     max_labels: int = Field(1, ge=1, description="labels per answer (raised automatically for multi-intent data)")
     timeout_s: float = Field(30.0, gt=0, description="per attempt: the longest wait for the provider (never past the deadline)")
     deadline_s: float | None = Field(None, gt=0, description="wall-clock limit of one LLM call, retries and waits included "
@@ -81,15 +89,32 @@ class LLMParams(BaseModel):
     breaker_timeouts: int = Field(2, ge=1, description="consecutive timed-out calls that open the circuit (a hung provider)")
     breaker_cooldown_s: float = Field(30.0, gt=0, description="how long an open circuit skips the LLM before one trial call")
     cache_ttl_s: float = Field(3600.0, ge=0, description="exact-match answer cache; 0 disables")
-    cache_size: int = Field(10_000, ge=1)
+    cache_size: int = Field(10_000, ge=1, description="answers the in-process cache keeps (least recently used go first)")
     record: Path | None = Field(None, description="append every real answer to this JSONL file")
     replay: Path | None = Field(None, description="answer only from this recording (no calls)")
     price_input_per_1m: float | None = Field(None, ge=0, description="USD per 1M input tokens (default: known price or 0)")
-    price_output_per_1m: float | None = Field(None, ge=0)
-    max_tokens: int = Field(200, ge=16)
+    price_output_per_1m: float | None = Field(None, ge=0, description="USD per 1M output tokens (default: known price or 0)")
+    max_tokens: int = Field(200, ge=16, description="output token limit of one answer")
+    rationale_chars: int = Field(60, ge=0, le=500, description="length cap of the LLM's few-word rationale (kept in the trace); "
+                                                               "0: no rationale, fewer output tokens (a local model answers faster)")
     n_threads: int | None = Field(None, ge=1, description="local providers: llama.cpp threads")
     options: dict[str, Any] = Field(default_factory=dict, description="provider-specific constructor options "
                                     "(openai: structured, logprobs; local: n_ctx, n_batch, prompt_cache_mb, …)")
+    # -- acceptance: what happens to an answer (see frontdesk.llm.acceptance / frontdesk.llm.injection) --
+    policy: Literal["auto", "safe"] = Field(
+        "auto", description="auto: the fitted acceptance policy saved with the model when it was fitted for this LLM model, "
+                            "else the safe default; safe: always the safe default (the LLM never changes the classifier's label)")
+    calibration_size: int = Field(300, ge=10, description="fitting: validation messages that reach the LLM to call it on")
+    accept_accuracy: float | None = Field(
+        None, gt=0, le=1, description="fitting: accuracy the LLM tier's accepted answers must reach on validation "
+                                      "(default: what the first tier's gate reaches on the messages it accepts)")
+    injection_guard: Literal["review", "verify", "off"] = Field(
+        "review", description="a message with prompt-injection signals: review: human review (the LLM is not called); "
+                              "verify: the LLM's answer stands, flagged, only if it is the earlier tiers' top label on the "
+                              "message without the flagged parts; off: no check (not recommended)")
+    injection_prescan: bool = Field(True, description="with injection signals, earlier tiers may not accept the message either")
+    label_echo: bool = Field(True, description="review an answer that overrules the earlier tiers with a multi-word label "
+                                               "the message spells out in plain words")
 
     @field_validator("provider")
     @classmethod
@@ -127,6 +152,18 @@ def make_provider(params: LLMParams, tier_name: str = "llm") -> Provider:
     return create_provider(params.provider, settings)
 
 
+def _encode_answer(value: tuple[Any, ...]) -> list[Any]:
+    """A cached answer ``(ranked, rationale, fields, notes)`` as JSON (the shared cache stores JSON)."""
+    ranked, *rest = value
+    return [[[label, p] for label, p in ranked], *rest]
+
+
+def _decode_answer(data: list[Any]) -> tuple[Any, ...]:
+    """Back from JSON: ``ranked`` as a tuple of (label, probability) tuples, the rest as stored."""
+    ranked, *rest = data
+    return (tuple((str(label), float(p)) for label, p in ranked), *rest)
+
+
 class LLMTier(Tier):
     """Asks an LLM to choose among the candidate labels; see the module docstring."""
 
@@ -137,6 +174,7 @@ class LLMTier(Tier):
         self.params = parse_params(LLMParams, params, self.name)
         self.descriptions: dict[str, str] = {}
         self.examples: dict[str, list[str]] = {}
+        self.index: ExampleIndex | None = None
         self.extract_schemas: dict[str, dict[str, Any]] = {}
         """label → JSON Schema of the fields to extract with the label (set from labels.<label>.extract_schema)."""
         self._provider = provider
@@ -152,6 +190,11 @@ class LLMTier(Tier):
         elif self.params.record is not None:
             self._recording = Recording(self.params.record, "record")
         self.sleep = time.sleep
+
+    def share_cache(self, shared: Any) -> None:
+        """Use the replicas' shared answer cache (a :class:`frontdesk.shared.SharedState`) instead of this
+        process's: same keys and TTL, JSON values in Redis."""
+        self.cache = shared.cache(f"llm:{self.name}", self.params.cache_ttl_s, encode=_encode_answer, decode=_decode_answer)
 
     @property
     def provider(self) -> Provider:
@@ -172,14 +215,35 @@ class LLMTier(Tier):
         self.attach(data.labels, data.descriptions, _examples(data, self.params.examples_per_label), multi_label=data.multi_label)
         return self
 
-    def attach(self, labels: Sequence[str], descriptions: dict[str, str], examples: dict[str, list[str]], *, multi_label: bool = False) -> LLMTier:
-        """Give the tier its label set (used when an LLM tier is added to a trained model)."""
+    def attach(self, labels: Sequence[str], descriptions: dict[str, str], examples: dict[str, list[str]], *, multi_label: bool = False,
+               index: ExampleIndex | None = None) -> LLMTier:
+        """Give the tier its label set (used when an LLM tier is added to a trained model); ``examples``
+        are the fixed fallback, ``index`` the example index the nearest examples come from."""
         self.labels_ = tuple(labels)
         self.descriptions = dict(descriptions)
         self.examples = {k: list(v)[: self.params.examples_per_label] for k, v in examples.items()}
+        if index is not None:
+            self.index = index
         if multi_label and self.params.max_labels == 1:
             self.params = self.params.model_copy(update={"max_labels": 3})
         return self
+
+    def examples_for(self, text: str, candidates: Sequence[str]) -> dict[str, list[str]]:
+        """The examples the prompt shows for each candidate: nearest to ``text`` when the tier has an index."""
+        n = self.params.examples_per_label
+        if self.index is not None and self.params.retrieval and n:
+            near = self.index.nearest(text, candidates, n)
+            return {c: near.get(c) or self.examples.get(c, [])[:n] for c in candidates}
+        return {c: self.examples.get(c, [])[:n] for c in candidates}
+
+    @property
+    def recording(self) -> Recording | None:
+        """The record/replay file in use, if any."""
+        return self._recording
+
+    def use_recording(self, path: Path, mode: str = "through") -> None:
+        """Answer from / append to a recording at ``path`` (``through``: replay what is there, call and record the rest)."""
+        self._recording = Recording(path, mode)
 
     def score(self, text: str, candidates: Sequence[str] | None = None) -> TierResult:
         self._check_fitted()
@@ -189,14 +253,15 @@ class LLMTier(Tier):
         if not cands:
             raise ProviderError(self.name, "client_error", "no candidate labels to choose from")
         schemas = {c: self.extract_schemas[c] for c in cands if c in self.extract_schemas}
-        key = cache_key(text, cands, self.provider_model) + (_schemas_key(schemas) if schemas else "")
+        key = cache_key(text, cands, self.cache_model) + (_schemas_key(schemas) if schemas else "")
         cached = self.cache.get(key)
         if cached is not None:
             ranked, rationale, fields, notes = cached
             return TierResult(list(ranked), latency_ms=(time.perf_counter() - t0) * 1e3, rationale=rationale,
                               info={"cached": True, "candidates": list(cands), "fields": fields, "field_notes": notes})
-        system, user = build_prompt(text, cands, self.descriptions, self.examples, multi_label=self.params.max_labels > 1)
-        schema = answer_schema(cands, max_labels=self.params.max_labels)
+        system, user = build_prompt(text, cands, self.descriptions, self.examples_for(text, cands), multi_label=self.params.max_labels > 1,
+                                    rationale=self.params.rationale_chars > 0)
+        schema = answer_schema(cands, max_labels=self.params.max_labels, rationale_chars=self.params.rationale_chars)
         if schemas:  # the label's fields come back in the same call
             from frontdesk.intake.extract.llm_fields import INSTRUCTION, extend_answer_schema
 
@@ -220,20 +285,28 @@ class LLMTier(Tier):
             got, dropped = validate_fields(response.text, answer.labels[0], schemas)
             fields, notes = got or None, dropped or None
         self.cache.put(key, (tuple(ranked), rationale, fields, notes))
+        info = {"attempts": attempts, "candidates": list(cands), "model": response.model, "stated_confidence": answer.confidence,
+                "fields": fields, "field_notes": notes}
         pin, pout = self.params.prices()
         cost = (response.input_tokens * pin + response.output_tokens * pout) / 1e6
         tokens = {"input": response.input_tokens, "output": response.output_tokens}
         return TierResult(ranked, cost_usd=cost, latency_ms=(time.perf_counter() - t0) * 1e3, tokens=tokens,
-                          rationale=rationale, info={"attempts": attempts, "candidates": list(cands), "model": response.model,
-                                                     "fields": fields, "field_notes": notes})
+                          rationale=rationale, info=info)
 
     @property
     def provider_model(self) -> str:
         return f"{self.params.provider}:{self.params.model_name}"
 
+    @property
+    def cache_model(self) -> str:
+        """What the answer cache and recordings key on besides text and candidates: model and prompt version."""
+        return f"{self.provider_model}#prompt{PROMPT_VERSION}" + ("" if self.params.rationale_chars else "-norationale")
+
     def _call(self, key: str, request: LLMRequest) -> tuple[LLMResponse, int]:
         """One LLM call: breaker permit → a pool slot → retries, all within the call's deadline."""
         if self._recording is not None and self._recording.mode == "replay":
+            return self._recording.lookup(key, self.name), 1
+        if self._recording is not None and self._recording.mode == "through" and self._recording.has(key):
             return self._recording.lookup(key, self.name), 1
         provider = self.provider  # built (SDK imported, client made) before the clock starts: setup is not the call
         started = time.monotonic()

@@ -40,10 +40,11 @@ class Rule(BaseModel):
 
     model_config = ConfigDict(extra="forbid")
 
-    label: str = Field(min_length=1)
-    keywords: list[str] = Field(default_factory=list)
+    label: str = Field(min_length=1, description="the label a match routes to (may be one the model does not have, e.g. legal)")
+    keywords: list[str] = Field(default_factory=list, description="words or phrases matched as whole words, case- and "
+                                "accent-insensitive; a trailing * matches a prefix (lawyer*)")
     patterns: list[str] = Field(default_factory=list, description="regular expressions over the folded text")
-    confidence: float = Field(1.0, gt=0.0, le=1.0)
+    confidence: float = Field(1.0, gt=0.0, le=1.0, description="the confidence a match reports")
 
     @field_validator("patterns")
     @classmethod
@@ -73,8 +74,8 @@ class RulesParams(BaseModel):
 
     model_config = ConfigDict(extra="forbid")
 
-    rules: list[Rule] = Field(default_factory=list)
-    cost_per_call_usd: float = Field(0.0, ge=0)
+    rules: list[Rule] = Field(default_factory=list, description="the rules, in priority order (the first match ranks first)")
+    cost_per_call_usd: float = Field(0.0, ge=0, description="cost reported per message this tier scores (for cost accounting)")
 
 
 class RulesTier(Tier):

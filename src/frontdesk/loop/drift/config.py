@@ -57,7 +57,7 @@ class DriftConfig(BaseModel):
                                                    "`frontdesk train --guarantee`; no target, no alert)")
     accepted_accuracy_alert: bool = Field(True, description="raise the accepted_accuracy alert (the gauges stay)")
     webhook_url: str | None = Field(None, description="POST each alert transition here as JSON")
-    webhook_timeout_s: float = Field(2.0, gt=0, le=60)
+    webhook_timeout_s: float = Field(2.0, gt=0, le=60, description="timeout of one alert POST")
 
     @field_validator("webhook_url")
     @classmethod

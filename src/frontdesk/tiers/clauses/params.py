@@ -44,7 +44,7 @@ class ClauseParams(BaseModel):
     boundary_C: float = Field(1.0, gt=0, description="inverse regularisation of the boundary classifier")
     max_segmentations: int = Field(128, ge=1, description="splits scored per message (the most likely boundaries first)")
     top_k: int = Field(10, ge=2, description="labels kept in each result (the gate and the LLM's candidates)")
-    cost_per_call_usd: float = Field(0.0, ge=0)
+    cost_per_call_usd: float = Field(0.0, ge=0, description="cost reported per message this tier scores (for cost accounting)")
 
     @field_validator("joiners")
     @classmethod

@@ -1,0 +1,144 @@
+"""``frontdesk reference``: the generated Markdown references (``docs/config.md``, ``docs/training.md``, ``docs/cli.md``).
+
+The config and training pages come from the pydantic models (:mod:`frontdesk.reference`), the CLI page
+from the commands themselves (:func:`cli_reference`), so none of them can go stale: a test compares
+each file with its generator.
+"""
+
+from __future__ import annotations
+
+import inspect
+from pathlib import Path
+from typing import Annotated, Any, Optional
+
+import typer
+
+from frontdesk.cli.common import out
+from frontdesk.errors import ConfigError
+
+KINDS = ("config", "training", "cli")
+
+
+def register(app: typer.Typer) -> None:
+    """Add ``reference`` to ``app``."""
+
+    @app.command()
+    def reference(
+        kind: Annotated[str, typer.Argument(help="config (frontdesk.yaml keys) | training (objective, gate, router, "
+                                                 "tier parameters) | cli (every command and option)")],
+        out_path: Annotated[Optional[Path], typer.Option("--out", help="write the Markdown here instead of stdout")] = None,
+    ) -> None:
+        """Print a generated Markdown reference: every frontdesk.yaml key, training setting or command, with its
+        type, default and description (docs/config.md, docs/training.md and docs/cli.md are this output)."""
+        text = render(kind)
+        if out_path is None:
+            out.print(text, markup=False, end="", soft_wrap=True)
+            return
+        out_path.write_text(text, encoding="utf-8")
+        out.print(f"wrote {out_path}", markup=False)
+
+
+def render(kind: str) -> str:
+    """The Markdown reference called ``kind`` (config, training or cli)."""
+    from frontdesk import reference
+
+    if kind == "config":
+        return reference.config_reference()
+    if kind == "training":
+        return reference.training_reference()
+    if kind == "cli":
+        return cli_reference()
+    raise ConfigError(f"unknown reference {kind!r}: use {' | '.join(KINDS)}", field="reference")
+
+
+def _paragraphs(text: str | None) -> list[str]:
+    return [" ".join(p.split()) for p in inspect.cleandoc(text or "").split("\n\n") if p.strip()]
+
+
+def _cell(text: str) -> str:
+    from frontdesk.reference import md_text
+
+    return md_text(text)
+
+
+def _sentence(text: str) -> str:
+    """The first sentence of a paragraph (the one-line summary of a command)."""
+    head, sep, _ = text.partition(". ")
+    return head + "." if sep else text
+
+
+def _option_rows(command: Any, ctx: Any) -> list[str]:
+    rows = []
+    for p in command.params:
+        if p.name == "help" or getattr(p, "hidden", False):
+            continue
+        help_text = " ".join((getattr(p, "help", None) or "").split())
+        if p.param_type_name == "argument":
+            name = p.name.upper() + ("…" if p.nargs == -1 else "")
+            default = "" if p.required or p.default in (None, ()) else str(p.default)
+            rows.append(f"| `{name}` | {p.display_type(ctx)} | {'required' if p.required else f'`{default}`' if default else ''} "
+                        f"| {_cell(help_text)} |")
+            continue
+        names = " / ".join(p.opts + p.secondary_opts)
+        if p.is_flag and p.secondary_opts:
+            value, default = "", (p.opts[0] if p.default else p.secondary_opts[0])
+        elif p.is_flag:
+            value, default = "", ""
+        else:
+            value = p.display_type(ctx) + (" (repeatable)" if p.multiple else "")
+            d = p.default
+            default = "" if d is None or d == () or d == [] else ", ".join(map(str, d)) if isinstance(d, (list, tuple)) else str(d)
+        shown = "required" if p.required else f"`{default}`" if default else ""
+        rows.append(f"| `{names}` | {value} | {shown} | {_cell(help_text)} |")
+    return rows
+
+
+def _walk(group: Any, ctx: Any, prefix: str) -> list[tuple[str, Any]]:
+    found = []
+    for name in group.list_commands(ctx):
+        command = group.get_command(ctx, name)
+        path = f"{prefix} {name}"
+        if hasattr(command, "list_commands"):
+            found += _walk(command, ctx, path)
+        else:
+            found.append((path, command))
+    return found
+
+
+def _anchor(title: str) -> str:
+    """GitHub's anchor of a heading ``frontdesk models fetch`` (lower case, spaces → hyphens)."""
+    return "-".join(title.lower().split())
+
+
+def cli_reference() -> str:
+    """``docs/cli.md``: a one-line table of every command, then each command's options."""
+    import importlib
+
+    import typer.main
+
+    from frontdesk.reference import REGENERATE
+
+    main = importlib.import_module("frontdesk.cli.main")  # the module (frontdesk.cli re-exports its main() function)
+
+    group = typer.main.get_command(main.app)
+    ctx = typer.Context(group, info_name="frontdesk")  # type: ignore[arg-type]
+    commands = _walk(group, ctx, "frontdesk")
+    lines = ["# Command line", "", f"<!-- generated by `{REGENERATE.format(kind='cli')}` from the commands; do not edit "
+             "by hand -->", ""]
+    lines += [_cell(p) for p in _paragraphs(main.__doc__)[1:]] + ["", "`frontdesk COMMAND --help` prints the same on a terminal.", "",
+                                             "| command | what it does |", "|---|---|"]
+    for path, command in commands:
+        summary = _sentence((_paragraphs(command.help) or [""])[0])
+        lines.append(f"| [`{path}`](#{_anchor(path)}) | {_cell(summary)} |")
+    lines.append("")
+    for path, command in commands:
+        args = " ".join(f"{p.name.upper()}{'…' if p.nargs == -1 else ''}" if p.required else
+                        f"[{p.name.upper()}{'…' if p.nargs == -1 else ''}]"
+                        for p in command.params if p.param_type_name == "argument")
+        lines += [f"## {path}", "", "```", f"{path} [OPTIONS]{' ' + args if args else ''}", "```", ""]
+        for para in _paragraphs(command.help):
+            lines += [_cell(para).replace("\\|", "|"), ""]
+        rows = _option_rows(command, ctx)
+        if rows:
+            lines += ["| option | value | default | description |", "|---|---|---|---|", *rows, ""]
+    return "\n".join(lines).rstrip() + "\n"
