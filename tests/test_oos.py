@@ -477,3 +477,22 @@ def test_the_service_sends_out_of_scope_messages_to_the_unknown_queue_or_to_revi
         assert any(i["decision_id"] == d["id"] and "out of scope" in i["decision"]["reason"] for i in items)
     finally:
         svc.stop()
+
+
+# -- with an LLM tier after the model tiers -------------------------------------------------------------------
+def test_an_out_of_scope_message_never_reaches_the_llm_tier(with_unknown: Router) -> None:
+    from fake_llm_servers import FakeOpenAIServer, answer
+
+    from frontdesk.llm.fit import reached_llm
+
+    unsure = Router(with_unknown.tiers, {"linear": with_unknown.gates["linear"].model_copy(update={"threshold": 1.0})},
+                    with_unknown.settings, detectors=with_unknown.detectors, example_index=with_unknown.example_index)
+    with FakeOpenAIServer(default=answer("refund_request")) as server:
+        r = unsure.with_llm({"provider": "openai", "model": "fake-gpt", "base_url": server.base_url, "retries": 0, "timeout_s": 5.0})
+        assert r.detectors == with_unknown.detectors and r.next_oos_tier("linear") is None  # the LLM tier has no detector
+        d = r.route(GIBBERISH[0])
+        assert d.labels == ["off_topic"] and [t.tier for t in d.trace] == ["linear"] and d.trace[0].verdict == "unknown"
+        assert server.requests == []
+        asked = r.route(IN_SCOPE[0])  # unsure between known labels: the LLM tier is asked
+        assert [t.tier for t in asked.trace] == ["linear", "llm"] and len(server.requests) == 1
+        assert reached_llm(r, GIBBERISH + IN_SCOPE) == [len(GIBBERISH), len(GIBBERISH) + 1]  # what `llm fit` calibrates on
