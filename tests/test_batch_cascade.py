@@ -7,6 +7,8 @@ thresholds, margins, review band, thresholds hit exactly), and ``BatchCascade`` 
 
 from __future__ import annotations
 
+import re
+
 import numpy as np
 import pytest
 from fake_llm_servers import FakeOpenAIServer, answer
@@ -84,6 +86,7 @@ def test_judge_many_equals_judge_multi_label(policy: GatePolicy, top_k: int | No
 
 
 # -- the batch cascade against Router.route ---------------------------------------------------
+OOS_SCORE = re.compile(r"out-of-scope score \d\.\d{3}")
 ODD = ["", "   ", "ÀÉÎ ünïcödé — how do I reset my password?", "x" * 50, "refund " * 1500, "\ud800 broken surrogate"]
 
 
@@ -101,10 +104,14 @@ def assert_same_as_route(router: Router, cascade: BatchCascade, texts: list[str]
             assert rows.tier[i] == ERROR_TIER and rows.reason[i] == str(exc) and rows.labels[i] == []
             continue
         got = (rows.labels[i], rows.tier[i], rows.escalated[i], rows.flagged[i], rows.reason[i])
-        if got != (d.labels, d.tier, d.escalated, d.flagged, d.reason):
+        want = (d.labels, d.tier, d.escalated, d.flagged, d.reason)
+        if got != want:
             # allowed only where a score sits on a threshold to within float rounding: the thresholds are fitted on
-            # validation confidences, and route() (one message) and predict_proba (a batch) sum in different orders
-            assert on_a_threshold(router, d, tol), (text, got, d.reason)
+            # validation confidences, and route() (one message) and predict_proba (a batch) sum in different orders.
+            # Likewise a validation text's out-of-scope score: it sits exactly on its own reference value, and
+            # rounding puts it on either side (one validation message apart) — the same verdict, another number.
+            same_but_oos_score = got[:4] == want[:4] and OOS_SCORE.sub("", got[4]) == OOS_SCORE.sub("", want[4])
+            assert same_but_oos_score or on_a_threshold(router, d, tol), (text, got, d.reason)
             ties += 1
             continue
         assert rows.confidence[i] == pytest.approx(d.confidence, rel=tol, abs=tol / 1000)

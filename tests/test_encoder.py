@@ -121,9 +121,14 @@ def test_exported_model_runs_without_torch(logreg_model: Path, tmp_path: Path) -
     dst, _ = export_model(logreg_model, tmp_path / "int8", int8=True)
     script = (
         "import sys\n"
-        "for m in ('torch', 'transformers'): sys.modules[m] = None  # any import of them now fails\n"
+        "class Blocked:  # as if torch and transformers were not installed (no sys.modules entry, imports fail)\n"
+        "    def find_spec(self, name, path=None, target=None):\n"
+        "        if name.split('.')[0] in ('torch', 'transformers'):\n"
+        "            raise ModuleNotFoundError(f'No module named {name!r}', name=name)\n"
+        "sys.meta_path.insert(0, Blocked())\n"
         "from frontdesk import Router\n"
         f"d = Router.load({str(dst)!r}).route('my parcel has not arrived yet')\n"
+        "assert 'torch' not in sys.modules and 'transformers' not in sys.modules\n"
         "print(d.tier, d.labels[0])\n"
     )
     run = subprocess.run([sys.executable, "-c", script], capture_output=True, text=True, timeout=120)

@@ -147,10 +147,11 @@ class FrontdeskConfig(BaseModel):
 
     model: Path = Field(description="model directory written by `frontdesk train`")
     router: dict[str, Any] = Field(default_factory=dict, description="RouterSettings overrides (max_chars, fallback, …)")
-    gates: dict[str, dict[str, Any]] = Field(default_factory=dict, description="tier name → GatePolicy overrides")
+    gates: dict[str, dict[str, Any]] = Field(default_factory=dict, description="tier name → GatePolicy overrides "
+                                             "(threshold, flag_threshold, min_margin, oos_threshold, oos_detection, …)")
     labels: dict[str, LabelConfig] = Field(default_factory=dict, description="per label: description, threshold, queue, "
                                            "priority, SLA, model tier, tools, fields, urgency, action; a label the model does "
-                                           "not know is an error")
+                                           "not know (other than its unknown label) is an error")
     rules: list[Rule] = Field(default_factory=list, description="guardrails, checked before any model")
     preprocess: PreprocessConfig = Field(default_factory=PreprocessConfig, description="inbound cleanup (HTML, quotes, "
                                          "signatures, Unicode), language detection and the duplicate window")
@@ -288,13 +289,15 @@ model: model                     # directory written by `frontdesk train --out m
 router:
   max_chars: 10000               # longer messages are truncated (the decision says truncated: true)
   fallback: human                # no tier confident → human | unknown
-  # unknown_label: oos
+  # unknown_label: oos           # where out-of-scope messages go (default: the data's own oos class; none → human review)
 
 gates:                           # retune thresholds without retraining (tier name → overrides)
   linear: {}
     # threshold: 0.80            # escalate below this confidence
     # flag_threshold: 0.90       # accept but flag for review below this
     # min_margin: 0.05           # escalate when top-1 and top-2 are closer than this
+    # oos_threshold: 0.99        # out of scope at or above this score (default: fitted at training; higher = fewer)
+    # oos_detection: false       # switch this tier's out-of-scope detector off
 
 labels: {}                       # per label: description, threshold, where it goes
   # refund_request:

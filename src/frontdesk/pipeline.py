@@ -146,7 +146,7 @@ def configure_router(router: Router, config: FrontdeskConfig) -> Router:
         raise ConfigError(validation_message(exc), field="router") from exc
     descriptions = {**router.descriptions, **{k: v.description for k, v in config.labels.items() if v.description}}
     out = Router(tiers, {}, settings, curves=router.curves, descriptions=descriptions, examples=router.examples, meta=router.meta,
-                 llm_policy=router.llm_policy, example_index=router.example_index)
+                 detectors=router.detectors, llm_policy=router.llm_policy, example_index=router.example_index)
     for name, policy in gates.items():
         if name in names:
             out.set_gate(name, policy)  # validates label thresholds against the label set
@@ -175,7 +175,8 @@ class Pipeline:
         self._own_shared = False
         self.router = configure_router(router, self.config)
         self.targets = self.config.targets_config()
-        check_labels(self.targets, self.router.known_labels)
+        unknown = (self.router.unknown_label,) if self.router.unknown_label else ()
+        check_labels(self.targets, self.router.known_labels + unknown)
         self.preprocessor = Preprocessor(self.config.preprocess, max_chars=self.router.settings.max_chars)
         window = self.config.preprocess.dedup_window_s
         self.dedup: DedupStore[Decision]

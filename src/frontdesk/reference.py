@@ -286,6 +286,7 @@ def training_reference() -> str:
     """``docs/training.md``: the objective, gate and router settings and every tier kind's parameters."""
     from frontdesk.cascade.router import RouterSettings
     from frontdesk.gating.gate import GatePolicy, Objective
+    from frontdesk.gating.oos import OOSOptions
 
     out = _header(
         "Training settings reference", "training",
@@ -307,6 +308,12 @@ def training_reference() -> str:
          "`threshold` and `flag_threshold` apply to the set's confidence."),
         ("RouterSettings", RouterSettings, "`Router.train(..., settings=RouterSettings(...))`; `--fallback` and "
          "`--unknown-label` on the command line; `router:` in `frontdesk.yaml` overrides them at run time."),
+        ("OOSOptions", OOSOptions, "Out-of-scope detection: `Router.train(..., oos=OOSOptions(...))`; on the command "
+         "line `--oos/--no-oos`, `--oos-budget`, `--oos-budget-on`, `--oos-folds`. Each calibrated single-label tier "
+         "gets a detector fitted on validation; a message it calls out of scope goes to the next detector tier, and "
+         "at the last one to `unknown_label` (or human review with reason 'out of scope'). Override the fitted "
+         "threshold at run time with `gates.<tier>.oos_threshold`, or switch a detector off with "
+         "`gates.<tier>.oos_detection: false`."),
     ]
     for title, model, intro in sections:
         out += [f"## `{title}`", "", intro, "", table(list(model_rows(model))), ""]
@@ -328,8 +335,9 @@ def training_rows() -> list[Row]:
     """The rows of every model :func:`training_reference` documents."""
     from frontdesk.cascade.router import RouterSettings
     from frontdesk.gating.gate import GatePolicy, Objective
+    from frontdesk.gating.oos import OOSOptions
 
     rows: list[Row] = []
-    for model in (Objective, GatePolicy, RouterSettings, *(m for _, m, _ in _tier_sections())):
+    for model in (Objective, GatePolicy, RouterSettings, OOSOptions, *(m for _, m, _ in _tier_sections())):
         rows += model_rows(model)
     return rows

@@ -21,8 +21,10 @@ Verdict = Literal["accept", "flag", "escalate", "unknown", "error", "review"]
 """What the gate (or the router) made of one tier's answer.
 
 accept: the tier's labels stand. flag: they stand but a human should look (middle band).
-escalate: not confident enough, try the next tier. unknown: not confident and the policy maps such
-messages to the unknown label. error: the tier failed (reason says why). review: the human tier.
+escalate: unsure between known labels — or possibly none of them fits (out of scope) and a later
+model tier can judge that — try the next tier. unknown: none of the known labels fits (the tier's
+out-of-scope detector), or no tier was confident and ``fallback: unknown`` maps such messages to the
+unknown label. error: the tier failed (reason says why). review: the human tier.
 """
 
 TierRole = Literal["guardrail", "model", "llm", "human"]
@@ -52,7 +54,8 @@ class TierResult:
     """What a tier returns for one message: label scores (best first) plus what the call cost.
 
     ``ranked`` holds (label, probability) pairs sorted by probability, at least the top few; for a
-    single-label tier the probabilities are calibrated over the whole label set.
+    single-label tier the probabilities are calibrated over the whole label set. ``oos`` holds the
+    tier's out-of-scope columns for the message (:mod:`frontdesk.gating.oos`) when it computes its own.
     """
 
     ranked: list[tuple[str, float]]
@@ -61,6 +64,7 @@ class TierResult:
     tokens: dict[str, int] = field(default_factory=dict)
     rationale: str | None = None
     info: dict[str, Any] = field(default_factory=dict)
+    oos: dict[str, float] | None = None
 
 
 class LabelScore(BaseModel):
@@ -94,6 +98,9 @@ class TierTrace(BaseModel):
                           "agree, guess (the classifier's guess kept), none (no candidate fit), injection (held for review)")
     fields: dict[str, Any] | None = Field(None, description="fields the tier extracted (LLM tier: the label's extract_schema)")
     field_notes: list[str] | None = Field(None, description="why extracted values were dropped (invalid, not in the schema)")
+    oos_score: float | None = Field(None, description="the tier's out-of-scope score in [0, 1] (share of in-scope "
+                                    "validation messages that look more in scope), when it has a detector")
+    oos_threshold: float | None = Field(None, description="the score at or above which the message is out of scope")
 
     @model_validator(mode="before")
     @classmethod

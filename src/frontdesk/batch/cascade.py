@@ -25,6 +25,7 @@ import numpy as np
 from frontdesk.cascade.router import Router, _score_many, coerce_message
 from frontdesk.errors import FrontdeskError, TierError
 from frontdesk.gating.gate import GatePolicy
+from frontdesk.gating.oos import oos_reason, possibly_oos_reason, ranked_columns
 from frontdesk.tiers.base import Tier
 
 NO_LLM_NOTE = "no LLM in batch (pass --llm to send these to one)"
@@ -73,6 +74,8 @@ class _Chunk:
     candidates: list[list[str] | None]
     trace: list[list[dict[str, Any]]] | None
     cost: np.ndarray
+    columns: dict[str, np.ndarray]  # out-of-scope columns ("<tier>.<column>") of the tiers with a detector, NaN where unscored
+    oos_flag: list[tuple[str, float, float] | None]  # (tier, score, threshold) of a pending "possibly out of scope"
 
 
 class BatchCascade:
@@ -157,32 +160,50 @@ class BatchCascade:
             return self._run_router(texts, truncated)
         texts = [t[:limit] if cut else t for t, cut in zip(texts, truncated)]
         st = _Chunk(texts, truncated, [None] * m, np.zeros(m), [None] * m, np.zeros(m, dtype=bool), [None] * m, [None] * m,
-                    [[] for _ in range(m)], [None] * m, [[] for _ in range(m)] if self.trace else None, np.zeros(m))
+                    [[] for _ in range(m)], [None] * m, [[] for _ in range(m)] if self.trace else None, np.zeros(m), {}, [None] * m)
         pending = np.arange(m)
         for position, (tier, gate, vectorised) in enumerate(self._tiers):
             if not len(pending):
                 break
             sub = [texts[i] for i in pending]
             t0 = time.perf_counter()
-            probs = None
+            probs = cols = None
             if vectorised:
                 try:
-                    probs = tier.predict_proba(sub)
+                    if self.router.oos_detector(tier.name) is not None:
+                        probs, cols = tier.predict_with_oos(sub)
+                    else:
+                        probs = tier.predict_proba(sub)
                 except Exception:  # noqa: BLE001 - as in the Router: fall back to scoring one by one
                     probs = None
             if probs is not None:
-                pending = self._gate_arrays(st, pending, tier, gate, probs, (time.perf_counter() - t0) * 1e3 / len(sub), position)
+                pending = self._gate_arrays(st, pending, tier, gate, probs, (time.perf_counter() - t0) * 1e3 / len(sub), position,
+                                            cols)
             else:
                 pending = self._gate_rows(st, pending, tier, gate, sub)
         for i in pending.tolist():
             self._fallback(st, i)
         return st
 
+    def _oos_arrays(self, st: _Chunk, pending: np.ndarray, name: str, cols: Mapping[str, np.ndarray]
+                    ) -> tuple[np.ndarray, np.ndarray, float, str | None] | None:
+        """The out-of-scope scores of the pending rows and which reach the threshold: (scores, flagged, threshold,
+        the next detector tier); None when the tier has no detector in force."""
+        det = self.router.oos_detector(name)
+        if det is None:
+            return None
+        m = len(st.texts)
+        for key, values in cols.items():
+            st.columns.setdefault(f"{name}.{key}", np.full(m, np.nan))[pending] = values
+        scores = det.score({c: st.columns[c][pending] for c in det.columns})
+        t = self.router.oos_threshold(name)
+        return scores, scores >= t, t, self.router.next_oos_tier(name)
+
     def _run_router(self, texts: list[str], truncated: list[bool]) -> _Chunk:
         """The chunk through ``Router.route_batch`` (a cascade with an LLM tier), as columns."""
         m = len(texts)
         st = _Chunk(texts, truncated, [None] * m, np.zeros(m), [None] * m, np.zeros(m, dtype=bool), [None] * m, [None] * m,
-                    [[] for _ in range(m)], [None] * m, [[] for _ in range(m)] if self.trace else None, np.zeros(m))
+                    [[] for _ in range(m)], [None] * m, [[] for _ in range(m)] if self.trace else None, np.zeros(m), {}, [None] * m)
         for i, d in enumerate(self.router.route_batch(texts)):
             st.labels[i], st.confidence[i], st.tier[i], st.flagged[i], st.reason[i] = d.labels, d.confidence, d.tier, d.flagged, d.reason
             st.cost[i] = d.cost_usd
@@ -191,12 +212,16 @@ class BatchCascade:
         return st
 
     def _gate_arrays(self, st: _Chunk, pending: np.ndarray, tier: Tier, gate: GatePolicy, probs: np.ndarray, ms: float,
-                     position: int) -> np.ndarray:
+                     position: int, cols: Mapping[str, np.ndarray] | None = None) -> np.ndarray:
         top_k = getattr(getattr(tier, "params", None), "top_k", None)
         g = gate.judge_many(probs, tier.labels_, top_k)
         name, cost = tier.name, float(getattr(getattr(tier, "params", None), "cost_per_call_usd", 0.0))
         st.cost[pending] += cost
         verdict = g.verdict
+        oos = self._oos_arrays(st, pending, name, cols) if cols is not None else None
+        if oos is not None:
+            oos_scores, oos_flag, oos_t, oos_next = oos
+            verdict = np.where(oos_flag, "escalate" if oos_next is not None else "unknown", verdict).astype(object)
         decided = (verdict == "accept") | (verdict == "flag")
         want_cands = self._wants_candidates[position]
         if want_cands:
@@ -210,21 +235,35 @@ class BatchCascade:
             labels = g.labels(j)
             conf = float(g.confidence[j])
             reason = g.reason(j)
+            oos_entry: dict[str, Any] = {}
+            if oos is not None:
+                score = float(oos_scores[j])
+                oos_entry = {"oos_score": score, "oos_threshold": oos_t}
+                if oos_flag[j]:
+                    reason = possibly_oos_reason(score, oos_t, oos_next) if oos_next is not None else oos_reason(score, oos_t)
+                    st.oos_flag[i] = (name, score, oos_t) if oos_next is not None else None
+                else:
+                    st.oos_flag[i] = None
             if st.trace is not None:
-                cols = trace_cols[j].tolist()
+                tcols = trace_cols[j].tolist()
                 st.trace[i].append({"tier": name, "kind": tier.kind, "role": tier.role, "verdict": verdict[j], "labels": labels, "confidence": conf,
                                     "margin": None if gate.multi_label else float(g.margin[j]),
-                                    "top": [{"label": names[c], "score": float(probs[j, c])} for c in cols],
-                                    "reason": reason, "latency_ms": ms, "cost_usd": cost})
+                                    "top": [{"label": names[c], "score": float(probs[j, c])} for c in tcols],
+                                    "reason": reason, "latency_ms": ms, "cost_usd": cost, **oos_entry})
             if decided[j]:
                 self._decide(st, i, labels, conf, name, verdict[j] == "flag", reason)
+                continue
+            if verdict[j] == "unknown":
+                if labels:
+                    st.best[i] = (labels, conf, name)
+                self._unknown(st, i, name, float(oos_scores[j]), oos_t)
                 continue
             if labels:
                 st.best[i] = (labels, conf, name)
                 st.why[i].append(f"{name}: {reason}")
                 if want_cands:
                     st.candidates[i] = [names[c] for c in cand_cols[j].tolist()]
-        return pending[~decided]
+        return pending[~decided & (verdict != "unknown")]
 
     def _gate_rows(self, st: _Chunk, pending: np.ndarray, tier: Tier, gate: GatePolicy, sub: list[str]) -> np.ndarray:
         """The Router's per-row loop, for tiers that are not vectorised (and for a vectorised tier that failed)."""
@@ -241,6 +280,19 @@ class BatchCascade:
                 still.append(i)
                 continue
             g = gate.judge(res.ranked)
+            oos_entry: dict[str, Any] = {}
+            oos = self._oos_arrays(st, np.array([i]), tier.name,
+                                   {k: np.array([v]) for k, v in (res.oos if res.oos is not None else ranked_columns(res.ranked)).items()})
+            if oos is not None:
+                score, t, nxt = float(oos[0][0]), oos[2], oos[3]
+                oos_entry = {"oos_score": score, "oos_threshold": t}
+                st.oos_flag[i] = None
+                if oos[1][0]:
+                    if nxt is not None:
+                        st.oos_flag[i] = (tier.name, score, t)
+                        g = g._replace(verdict="escalate", reason=possibly_oos_reason(score, t, nxt))
+                    else:
+                        g = g._replace(verdict="unknown", reason=oos_reason(score, t))
             st.cost[i] += res.cost_usd
             if st.trace is not None:
                 st.trace[i].append({"tier": tier.name, "kind": tier.kind, "role": tier.role, "verdict": g.verdict, "labels": g.labels,
@@ -248,11 +300,13 @@ class BatchCascade:
                                     "top": [{"label": lab, "score": s} for lab, s in res.ranked[:k_trace]], "reason": g.reason,
                                     "latency_ms": res.latency_ms, "cost_usd": res.cost_usd,
                                     **({"rationale": res.rationale} if res.rationale else {}),
-                                    **{k: res.info[k] for k in ("fields", "field_notes") if res.info.get(k)}})
+                                    **{k: res.info[k] for k in ("fields", "field_notes") if res.info.get(k)}, **oos_entry})
             if g.labels:
                 st.best[i] = (g.labels, g.confidence, tier.name)
                 st.candidates[i] = [lab for lab, _ in res.ranked[:k_cand]]
-            if g.verdict in ("accept", "flag"):
+            if g.verdict == "unknown":
+                self._unknown(st, i, tier.name, oos_entry["oos_score"], oos_entry["oos_threshold"])
+            elif g.verdict in ("accept", "flag"):
                 self._decide(st, i, g.labels, g.confidence, tier.name, g.verdict == "flag", g.reason)
             else:
                 if g.verdict == "escalate" and g.labels:
@@ -260,8 +314,26 @@ class BatchCascade:
                 still.append(i)
         return np.array(still, dtype=np.int64)
 
+    def _unknown(self, st: _Chunk, i: int, tier: str, score: float, threshold: float) -> None:
+        """The out-of-scope verdict: the unknown label, or human review with the best guess (as ``Router._unknown``)."""
+        why = f"{tier}: {oos_reason(score, threshold)}"
+        label = self.router.unknown_label
+        if label is not None:
+            self._decide(st, i, [label], score, tier, False, f"{why} → '{label}'")
+            return
+        labels, conf, source = st.best[i] or ([], 0.0, "none")
+        guess = f"best guess {labels} ({conf:.2f} from {source})" if labels else "no tier produced a guess"
+        reason = f"{why} → human review, {guess}"
+        if st.trace is not None:
+            st.trace[i].append({"tier": "human", "kind": "human", "role": "human", "verdict": "review", "labels": labels, "confidence": conf,
+                                "margin": None, "top": [], "reason": reason, "latency_ms": 0.0, "cost_usd": 0.0})
+        self._decide(st, i, labels, conf, "human", True, reason)
+
     def _fallback(self, st: _Chunk, i: int) -> None:
         """No tier was confident: human review with the best guess, or the unknown label (as ``Router._fallback``)."""
+        if st.oos_flag[i] is not None:  # possibly out of scope, and no later detector tier could judge it
+            self._unknown(st, i, *st.oos_flag[i])  # type: ignore[misc]
+            return
         why = "; ".join(st.why[i])
         labels, conf, source = st.best[i] or ([], 0.0, "none")
         note = f"; {NO_LLM_NOTE}" if self.llm_skipped else ""
@@ -269,7 +341,8 @@ class BatchCascade:
         if s.fallback == "unknown" and st.best[i] is not None:
             if st.trace is not None and st.trace[i]:
                 st.trace[i][-1]["verdict"] = "unknown"
-            self._decide(st, i, [s.unknown_label], conf, source, False, f"{why} → no tier was confident: '{s.unknown_label}'{note}")
+            unknown = self.router.unknown_label or "unknown"
+            self._decide(st, i, [unknown], conf, source, False, f"{why} → no tier was confident: '{unknown}'{note}")
             return
         guess = f"best guess {labels} ({conf:.2f} from {source})" if labels else "no tier produced a guess"
         reason = f"{why} → human review, {guess}"

@@ -6,6 +6,13 @@ human-review tier (``tier="human"``, best guess attached), or to the unknown lab
 ``settings.fallback == "unknown"``. A tier that raises is recorded in the trace as an error and the
 message escalates: nothing is ever dropped.
 
+Out of scope (:mod:`frontdesk.gating.oos`): a calibrated single-label tier trained with a detector
+also scores how unlike every known label the message is, before its gate. "Unsure between known
+labels" is the gate's business (escalate); "none of the known labels" is the detector's: a tier with
+a later detector tier passes the message on (``possibly out of scope``, the later tier's detector also
+sees this tier's columns); the last one decides — the unknown label (``unknown_label``: given, or the
+data's own ``oos`` class) or, without one, human review with the best guess and reason ``out of scope``.
+
 An LLM tier's answer is not gated on the LLM's own confidence. Each message keeps the ranked output
 of every calibrated tier that scored it (its *evidence*); the LLM's answer passes the injection rule
 (:mod:`frontdesk.llm.injection`) and then the acceptance policy (:mod:`frontdesk.llm.acceptance`),
@@ -23,12 +30,16 @@ from datetime import datetime, timezone
 from pathlib import Path
 from typing import Any, Literal
 
+import numpy as np
 from pydantic import BaseModel, ConfigDict, Field, ValidationError
 
 from frontdesk import __version__
 from frontdesk.data.dataset import Dataset
 from frontdesk.errors import ConfigError, FrontdeskError, InputError, ModelError, TierError, validation_message
 from frontdesk.gating.gate import GatePolicy, GateResult, Objective, OperatingCurve, fit_gate
+from frontdesk.gating.oos import (
+    OOS_LABELS, OOSDetector, OOSOptions, RowGroup, label_folds, oos_reason, possibly_oos_reason, ranked_columns,
+)
 from frontdesk.gating.guarantee import CertifiedThreshold
 from frontdesk.llm.acceptance import POLICY_FILE, AcceptancePolicy, Evidence, Observation, Outcome, safe_outcome
 from frontdesk.llm.retrieval import INDEX_DIR, ExampleIndex
@@ -38,6 +49,8 @@ from frontdesk.types import Decision, LabelScore, Message, TierResult, TierTrace
 MODEL_FORMAT = "frontdesk-model"
 MODEL_FORMAT_VERSION = 1
 MANIFEST = "frontdesk.json"
+OOS_DIR = "oos"
+"""Sub-directory of a model with the out-of-scope detectors (``<tier>/detector.json`` + ``<tier>/reference.npy``)."""
 
 log = logging.getLogger("frontdesk.router")
 
@@ -51,14 +64,17 @@ class RouterSettings(BaseModel):
     trace_top_k: int = Field(5, ge=1, description="scores kept per tier in the trace")
     candidates_k: int = Field(5, ge=1, description="labels a tier hands to the next (LLM namespace narrowing)")
     fallback: Literal["human", "unknown"] = Field("human", description="where a message goes when no tier is confident")
-    unknown_label: str = Field("unknown", description="label used when fallback is 'unknown' (e.g. 'oos')")
+    unknown_label: str | None = Field(
+        None, description="the label of messages that fit none of the known labels (the out-of-scope verdict, and "
+                          "fallback 'unknown'), e.g. 'oos'; None: the data's own unknown class (oos, out_of_scope, unknown) "
+                          "when it has one — otherwise out-of-scope messages go to human review")
 
 
 class _Pending:
     """Per-message state while it walks the cascade."""
 
     __slots__ = ("text", "message", "truncated", "trace", "best", "candidates", "started", "cost", "evidence", "scan",
-                 "observation", "held")
+                 "observation", "held", "columns", "oos_flag")
 
     def __init__(self, text: str, message: Message | None, truncated: bool, started: float) -> None:
         self.text, self.message, self.truncated, self.started = text, message, truncated, started
@@ -74,6 +90,10 @@ class _Pending:
         self.observation: Observation | None = None
         #: the injection rule sent the message to human review (whatever ``settings.fallback`` says)
         self.held = False
+        #: out-of-scope columns of every tier with a detector that scored the message ("<tier>.<column>")
+        self.columns: dict[str, float] = {}
+        #: (tier, score, threshold) while a tier's "possibly out of scope" waits for a later detector's verdict
+        self.oos_flag: tuple[str, float, float] | None = None
 
 
 class Router:
@@ -89,6 +109,7 @@ class Router:
         descriptions: Mapping[str, str] | None = None,
         examples: Mapping[str, Sequence[str]] | None = None,
         meta: Mapping[str, Any] | None = None,
+        detectors: Mapping[str, OOSDetector] | None = None,
         llm_policy: AcceptancePolicy | None = None,
         example_index: ExampleIndex | None = None,
     ) -> None:
@@ -100,6 +121,10 @@ class Router:
         self.tiers = list(tiers)
         self._position = {t.name: i for i, t in enumerate(self.tiers)}
         self.settings = settings or RouterSettings()
+        self.detectors: dict[str, OOSDetector] = {}
+        for name, det in (detectors or {}).items():
+            self.tier(name)  # a detector belongs to a tier of this cascade
+            self.detectors[name] = det
         self.gates: dict[str, GatePolicy] = {}
         for name, policy in (gates or {}).items():
             self.set_gate(name, policy)
@@ -132,6 +157,35 @@ class Router:
         models = [t for t in self.tiers if t.role == "model"]
         return next((t for t in models if t.calibrated), models[0] if models else self.tiers[0])
 
+    @property
+    def unknown_label(self) -> str | None:
+        """Where out-of-scope messages go: ``settings.unknown_label``, else the data's own unknown class
+        (``oos``, ``out_of_scope``, ``unknown``) when the labels have one, else None (human review)."""
+        if self.settings.unknown_label:
+            return self.settings.unknown_label
+        return next((label for label in OOS_LABELS if label in self.labels), None)
+
+    def oos_detector(self, tier_name: str) -> OOSDetector | None:
+        """The out-of-scope detector in force for a tier: None when it has none or its gate turns it off."""
+        det = self.detectors.get(tier_name)
+        gate = self.gates.get(tier_name)
+        if det is None or (gate is not None and (not gate.oos_detection or gate.multi_label)):
+            return None
+        return det
+
+    def oos_threshold(self, tier_name: str) -> float:
+        """The out-of-scope threshold in force for a tier with a detector (the gate's override, else the fitted one)."""
+        gate = self.gates.get(tier_name)
+        if gate is not None and gate.oos_threshold is not None:
+            return gate.oos_threshold
+        return self.detectors[tier_name].threshold_
+
+    def next_oos_tier(self, tier_name: str) -> str | None:
+        """The first tier after ``tier_name`` whose detector is in force: where a possibly out-of-scope message
+        goes; None when ``tier_name``'s out-of-scope verdict is final."""
+        after = self.tiers[self._position[tier_name] + 1 :]
+        return next((t.name for t in after if self.oos_detector(t.name) is not None), None)
+
     def tier(self, name: str) -> Tier:
         """The tier called ``name``."""
         for t in self.tiers:
@@ -149,6 +203,11 @@ class Router:
                 raise ConfigError(validation_message(exc), field=f"gates.{tier_name}") from exc
         if tier.labels_:
             policy.check_labels(tier.labels_)
+        if policy.oos_threshold is not None and tier_name not in self.detectors:
+            raise ConfigError(f"tier '{tier_name}' has no out-of-scope detector to set a threshold for"
+                              + (f" (detectors: {', '.join(self.detectors)})" if self.detectors else
+                                 ": the model was trained without one; retrain with out-of-scope detection on (the default)"),
+                              field=f"gates.{tier_name}.oos_threshold")
         self.gates[tier_name] = policy
         self._warn_if_uncertified(tier_name)
 
@@ -163,8 +222,17 @@ class Router:
         settings: RouterSettings | None = None,
         tier_params: Mapping[str, Mapping[str, Any]] | None = None,
         progress: Progress | None = None,
+        oos: OOSOptions | None = None,
+        fitted: Mapping[str, Tier] | None = None,
     ) -> Router:
-        """Fit each tier on train, calibrate it and fit its gate on validation, cheapest tier first."""
+        """Fit each tier on train, calibrate it and fit its gate on validation, cheapest tier first.
+
+        ``oos`` (default: on) also fits an out-of-scope detector for every calibrated single-label tier on
+        validation; the unknown class (``settings.unknown_label``, else a label of ``OOS_LABELS`` in the
+        data) gives its out-of-scope examples, when the data has any. ``fitted`` maps tier kinds to tiers
+        already trained on this dataset's train split (e.g. a fine-tuned encoder from an earlier run): they
+        are used as they are, only their gates and detectors are fitted.
+        """
         dataset = data if isinstance(data, Dataset) else Dataset.load(data)
         if not dataset.validation:
             raise ConfigError(
@@ -174,6 +242,7 @@ class Router:
             )
         settings = settings or RouterSettings()
         objective = objective or Objective()
+        oos = oos or OOSOptions()
         built: list[Tier] = []
         gates: dict[str, GatePolicy] = {}
         curves: dict[str, OperatingCurve] = {}
@@ -181,29 +250,43 @@ class Router:
         val_texts = [ex.text for ex in dataset.validation]
         val_targets = [ex.labels for ex in dataset.validation]
         primary_done = False
+        stack = _OOSStack(dataset, settings, oos)
         for kind in tiers:
-            params = (tier_params or {}).get(kind)
-            tier = tier_class(kind)(kind, params) if params is not None else tier_class(kind)(kind)
-            tier.fit(dataset, progress)
+            if fitted is not None and kind in fitted:
+                tier = fitted[kind]
+            else:
+                params = (tier_params or {}).get(kind)
+                tier = tier_class(kind)(kind, params) if params is not None else tier_class(kind)(kind)
+                tier.fit(dataset, progress)
             gates[tier.name] = tier.default_gate()
             if tier.calibrated:
+                detect = stack.enabled
+                if detect:
+                    tier.fit_oos(dataset, stack.unknown, progress)
+                    probs, columns = tier.predict_with_oos(val_texts)
+                else:
+                    probs, columns = tier.predict_proba(val_texts), {}
                 gates[tier.name], curves[tier.name] = fit_gate(
-                    tier.predict_proba(val_texts), val_targets, tier.labels_, _tier_objective(objective, primary_done),
+                    probs, val_targets, tier.labels_, _tier_objective(objective, primary_done),
                     multi_label=dataset.multi_label, top_k=getattr(getattr(tier, "params", None), "top_k", None),
                 )
                 primary_done = True
+                stack.add(tier, gates[tier.name], probs, columns if detect else None, progress)
             infos[tier.name] = tier.info()
+            if tier.name in stack.detectors:
+                infos[tier.name]["oos"] = stack.detectors[tier.name].info_
             built.append(tier)
         meta = {
             "dataset": dataset.name,
             "sizes": {"train": len(dataset.train), "validation": len(dataset.validation), "test": len(dataset.test)},
             "objective": objective.model_dump(),
+            "oos": {**oos.model_dump(), "unknown_label": stack.unknown},
             "tiers": infos,
             "trained_at": datetime.now(timezone.utc).isoformat(),
         }
         index = ExampleIndex.build((ex.text, ex.labels) for ex in dataset.train)
         return cls(built, gates, settings, curves=curves, descriptions=dataset.descriptions, examples=dataset.label_examples(3),
-                   meta=meta, example_index=index)
+                   meta=meta, example_index=index, detectors=stack.detectors)
 
     def with_tier(self, tier: Tier, *, gate: GatePolicy | Mapping[str, Any] | None = None, data: Dataset | None = None) -> Router:
         """A copy of this router with ``tier`` added where its role puts it: after the tiers of the same or an
@@ -244,6 +327,33 @@ class Router:
             out.gates[tier.name] = tier.default_gate()
         return out
 
+    def refit_oos(self, data: Dataset | str | Path, oos: OOSOptions | None = None, *, progress: Progress | None = None) -> Router:
+        """Fit the out-of-scope detectors (and the columns' support, e.g. centroids) again on ``data``, the tiers and
+        gates as they are: after ``frontdesk export`` (INT8 moves the encoder's embeddings a little), or to try
+        another budget without retraining. ``oos``: the options (default: those the model was trained with)."""
+        dataset = data if isinstance(data, Dataset) else Dataset.load(data)
+        if not dataset.validation:
+            raise ConfigError("refitting the out-of-scope detectors needs the validation split of the training data", field="data")
+        if oos is None:
+            saved = self.meta.get("oos") if isinstance(self.meta.get("oos"), dict) else {}
+            oos = OOSOptions(**{k: v for k, v in saved.items() if k in OOSOptions.model_fields})
+        stack = _OOSStack(dataset, self.settings, oos)
+        texts = [ex.text for ex in dataset.validation]
+        for tier in self.tiers:
+            if not tier.calibrated:
+                continue
+            if stack.enabled:
+                tier.fit_oos(dataset, stack.unknown, progress)
+                probs, columns = tier.predict_with_oos(texts)
+            else:
+                probs, columns = tier.predict_proba(texts), None
+            stack.add(tier, self.gates.get(tier.name) or tier.default_gate(), probs, columns, progress)
+            if isinstance(self.meta.get("tiers", {}).get(tier.name), dict) and tier.name in stack.detectors:
+                self.meta["tiers"][tier.name]["oos"] = stack.detectors[tier.name].info_
+        self.detectors = stack.detectors
+        self.meta["oos"] = {**oos.model_dump(), "unknown_label": stack.unknown}
+        return self
+
     def with_llm(self, params: Mapping[str, Any] | Any = None, *, provider: Any = None, name: str = "llm") -> Router:
         """A copy of this router with an LLM tier (:meth:`with_tier`: after the model tiers, before human review).
 
@@ -279,7 +389,8 @@ class Router:
         kwargs: dict[str, Any] = {
             "gates": {n: g for n, g in self.gates.items() if n in names}, "settings": self.settings, "curves": self.curves,
             "descriptions": self.descriptions, "examples": self.examples, "meta": self.meta, "llm_policy": self.llm_policy,
-            "example_index": self.example_index, **changes}
+            "example_index": self.example_index, "detectors": {n: d for n, d in self.detectors.items() if n in names},
+            **changes}
         return Router(tiers, **kwargs)
 
     @property
@@ -379,6 +490,9 @@ class Router:
             if not pending:
                 break
             gate = self.gates.get(tier.name) or tier.default_gate()
+            det = self.oos_detector(tier.name)
+            oos_t = self.oos_threshold(tier.name) if det is not None else None
+            oos_next = self.next_oos_tier(tier.name) if det is not None else None
             if tier is self._llm and self._guarded:
                 pending, asked = self._hold_suspects(tier, items, pending)
             else:
@@ -396,19 +510,25 @@ class Router:
                     pending.append(i)
                     continue
                 item.cost += res.cost_usd
+                oos_score = None
                 if tier is self._llm and item.evidence:
                     g, best_source, outcome = self._accept_llm(tier, item, res, gate)
                 else:
                     g, best_source, outcome = gate.judge(res.ranked), tier.name, None
+                    if det is not None and oos_t is not None:
+                        oos_score, g = self._judge_oos(item, tier.name, det, oos_t, oos_next, res, g)
                     if tier.calibrated:
                         item.evidence.append(Evidence(tier.name, tuple(res.ranked)))
                         g = self._prescan(tier, item, g)
-                self._trace(item, tier, res, g, outcome)
+                self._trace(item, tier, res, g, outcome, oos_score, oos_t)
                 if g.labels:
                     item.best = (g.labels, g.confidence, best_source)
                     if tier is not self._llm:
                         item.candidates = [lab for lab, _ in res.ranked[:k_cand]]
-                if g.verdict in ("accept", "flag"):
+                if g.verdict == "unknown":
+                    assert oos_score is not None and oos_t is not None
+                    out[i] = self._unknown(item, tier.name, oos_score, oos_t)
+                elif g.verdict in ("accept", "flag"):
                     out[i] = self._decide(item, g.labels, g.confidence, tier.name, flagged=g.verdict == "flag", reason=g.reason)
                 else:
                     pending.append(i)
@@ -417,12 +537,43 @@ class Router:
             out[i] = self._fallback(items[i])
         return out
 
-    def _trace(self, item: _Pending, tier: Tier, res: TierResult, g: GateResult, outcome: str | None) -> None:
+    def _judge_oos(self, item: _Pending, tier: str, det: OOSDetector, threshold: float, next_tier: str | None,
+                   res: TierResult, g: GateResult) -> tuple[float, GateResult]:
+        """Score the message's out-of-scope columns (this tier's and earlier detector tiers') and turn the gate's
+        verdict into escalate (possibly out of scope, a later detector tier judges it) or unknown (this tier's
+        verdict is final) when the score reaches ``threshold``."""
+        for key, value in (res.oos if res.oos is not None else ranked_columns(res.ranked)).items():
+            item.columns[f"{tier}.{key}"] = value
+        score = det.score_one(item.columns)
+        if score < threshold:
+            item.oos_flag = None  # a later tier's detector overrules an earlier "possibly out of scope"
+            return score, g
+        if next_tier is not None:
+            item.oos_flag = (tier, score, threshold)
+            return score, g._replace(verdict="escalate", reason=possibly_oos_reason(score, threshold, next_tier))
+        return score, g._replace(verdict="unknown", reason=oos_reason(score, threshold))
+
+    def _unknown(self, item: _Pending, tier: str, score: float, threshold: float) -> Decision:
+        """The out-of-scope verdict: the unknown label when there is one, else human review with the best guess."""
+        why = f"{tier}: {oos_reason(score, threshold)}"
+        label = self.unknown_label
+        if label is not None:
+            return self._decide(item, [label], score, tier, flagged=False, reason=f"{why} → '{label}'")
+        labels, conf, source = item.best or ([], 0.0, "none")
+        guess = f"best guess {labels} ({conf:.2f} from {source})" if labels else "no tier produced a guess"
+        reason = f"{why} → human review, {guess}"
+        item.trace.append(TierTrace(tier="human", kind="human", role="human", verdict="review", labels=labels, confidence=conf,
+                                    reason=reason))
+        return self._decide(item, labels, conf, "human", flagged=True, reason=reason)
+
+    def _trace(self, item: _Pending, tier: Tier, res: TierResult, g: GateResult, outcome: str | None,
+               oos_score: float | None = None, oos_threshold: float | None = None) -> None:
         item.trace.append(TierTrace(
             tier=tier.name, kind=tier.kind, role=tier.role, verdict=g.verdict, labels=g.labels, confidence=g.confidence,
             margin=g.margin, top=[LabelScore(label=lab, score=s) for lab, s in res.ranked[: self.settings.trace_top_k]],
             reason=g.reason, latency_ms=res.latency_ms, cost_usd=res.cost_usd, tokens=res.tokens,
             rationale=res.rationale, outcome=outcome, fields=res.info.get("fields"), field_notes=res.info.get("field_notes"),
+            oos_score=oos_score, oos_threshold=oos_threshold,
         ))
 
     # -- the LLM tier: injection rule first, then the acceptance policy -----------------------------
@@ -524,13 +675,15 @@ class Router:
         return [None if it.held else it.observation for it in items]
 
     def _fallback(self, item: _Pending) -> Decision:
+        if item.oos_flag is not None:  # possibly out of scope, and no later detector tier could judge it (it failed)
+            return self._unknown(item, *item.oos_flag)
         why = "; ".join(f"{t.tier}: {t.reason}" for t in item.trace if t.verdict == "error" or (t.verdict == "escalate" and t.labels))
         labels, conf, source = item.best or ([], 0.0, "none")
         if self.settings.fallback == "unknown" and item.best is not None and not item.held:
             last = item.trace[-1]
             last.verdict = "unknown"
-            return self._decide(item, [self.settings.unknown_label], conf, source, flagged=False,
-                                reason=f"{why} → no tier was confident: '{self.settings.unknown_label}'")
+            unknown = self.unknown_label or "unknown"
+            return self._decide(item, [unknown], conf, source, flagged=False, reason=f"{why} → no tier was confident: '{unknown}'")
         guess = f"best guess {labels} ({conf:.2f} from {source})" if labels else "no tier produced a guess"
         reason = f"{why} → human review, {guess}"
         item.trace.append(TierTrace(tier="human", kind="human", role="human", verdict="review", labels=labels, confidence=conf,
@@ -571,10 +724,13 @@ class Router:
             "tiers": entries,
             "gates": {name: g.model_dump() for name, g in self.gates.items()},
             "curves": {name: c.model_dump() for name, c in self.curves.items()},
+            "oos": {name: f"{OOS_DIR}/{name}" for name in self.detectors},
             "meta": self.meta,
             "example_index": INDEX_DIR if self.example_index is not None else None,
             "llm_policy": POLICY_FILE if self.llm_policy is not None else None,
         }
+        for name, det in self.detectors.items():
+            det.save(root / OOS_DIR / name)
         (root / MANIFEST).write_text(json.dumps(manifest, indent=2, ensure_ascii=False, default=str))
         return root
 
@@ -608,6 +764,7 @@ class Router:
                 descriptions=manifest.get("descriptions", {}),
                 examples=manifest.get("examples", {}),
                 meta=manifest.get("meta", {}),
+                detectors={name: OOSDetector.load(root / rel) for name, rel in manifest.get("oos", {}).items()},
                 llm_policy=AcceptancePolicy.load(root) if manifest.get("llm_policy") else None,
                 example_index=ExampleIndex.load(root / manifest["example_index"]) if manifest.get("example_index") else None,
             )
@@ -616,6 +773,73 @@ class Router:
         except (KeyError, TypeError, ValidationError) as exc:
             raise ModelError(f"{MANIFEST} is incomplete or invalid ({exc}): retrain the model", path=root) from exc
         return router
+
+
+class _OOSStack:
+    """Fits the out-of-scope detectors of a cascade on validation, tier by tier (``Router.train``).
+
+    Each tier's detector combines its own columns with those of the earlier detector tiers (prefixed
+    ``"<tier>."``); its budget is spent on the in-scope validation messages that *reach* it (earlier gates
+    escalated them or earlier detectors passed them on), since only those can it send the wrong way.
+    """
+
+    def __init__(self, dataset: Dataset, settings: RouterSettings, options: OOSOptions) -> None:
+        self.dataset, self.options = dataset, options
+        self.enabled = options.enabled and not dataset.multi_label
+        #: the unknown class whose validation messages are the out-of-scope examples (None: the data has none)
+        self.unknown = settings.unknown_label or next((label for label in OOS_LABELS if label in dataset.labels), None)
+        self.gold = [ex.labels[0] for ex in dataset.validation]
+        self.oos = np.array([g == self.unknown for g in self.gold], dtype=bool)
+        self.reach = np.ones(len(self.gold), dtype=bool)
+        self.columns: dict[str, np.ndarray] = {}
+        self.use: list[str] = []
+        self.detectors: dict[str, OOSDetector] = {}
+
+    def add(self, tier: Tier, gate: GatePolicy, probs: np.ndarray, columns: dict[str, np.ndarray] | None,
+            progress: Progress | None) -> None:
+        """Fit ``tier``'s detector (when ``columns`` are given) and narrow the rows that reach the next tier."""
+        escalates = gate.judge_many(probs, tier.labels_).verdict == "escalate"
+        if columns is None:
+            self.reach &= escalates
+            return
+        name, labels = tier.name, tier.labels_
+        correct = np.array([labels[p] == g for p, g in zip(probs.argmax(axis=1).tolist(), self.gold)])
+        own = {f"{name}.{k}": np.asarray(v, dtype=np.float64) for k, v in columns.items()}
+        use = [f"{name}.{c}" for c in tier.oos_column_names() if c in columns] + self.use
+        budget, on = self.options.resolve(bool(self.oos.any()))
+        cost = self.reach & ~self.oos & (correct if on == "correct" else True)
+        groups = self._fold_groups(tier, progress) if self.options.label_folds and not self.use else []
+        try:
+            det = OOSDetector.fit({**self.columns, **own}, self.oos, cost=cost, groups=groups, use=use, budget=budget, budget_on=on)
+        except ConfigError as exc:
+            log.warning("tier %s: no out-of-scope detector (%s)", name, exc)
+            self.reach &= escalates
+            return
+        det.info_.update(unknown_label=self.unknown, label_folds=self.options.label_folds if groups else 0,
+                         reaching_validation=int(self.reach.sum()))
+        self.detectors[name] = det
+        self.reach &= escalates | det.is_oos({**self.columns, **own})
+        self.columns.update(own)
+        self.use = use
+
+    def _fold_groups(self, tier: Tier, progress: Progress | None) -> list[RowGroup]:
+        """Pseudo-OOS rows: per label fold, a model of the same tier trained without that fold's labels, whose
+        columns on validation mark the held-out labels' messages (and the unknown class's) out of scope."""
+        data, k = self.dataset, self.options.label_folds
+        texts = [ex.text for ex in data.validation]
+        groups = []
+        for j, held in enumerate(label_folds(tier.labels_, k, unknown=self.unknown)):
+            if progress:
+                progress(f"out-of-scope label fold {j + 1}/{k}", j / k)
+            sub = Dataset([ex for ex in data.train if ex.labels[0] not in held], [ex for ex in data.validation if ex.labels[0] not in held],
+                          [], labels=tuple(label for label in data.labels if label not in held), name=f"{data.name}-fold{j + 1}")
+            params = getattr(tier, "params", None)
+            fold = (type(tier)(tier.name, params) if params is not None else type(tier)(tier.name)).fit(sub)
+            fold.fit_oos(sub, self.unknown)
+            _, cols = fold.predict_with_oos(texts)
+            groups.append(RowGroup({f"{tier.name}.{c}": np.asarray(v, dtype=np.float64) for c, v in cols.items()},
+                                   np.array([g in held or g == self.unknown for g in self.gold])))
+        return groups
 
 
 def _tier_objective(objective: Objective, primary_done: bool) -> Objective:

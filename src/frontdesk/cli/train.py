@@ -20,6 +20,7 @@ from frontdesk.data.dataset import Dataset
 from frontdesk.errors import ConfigError, validation_message
 from frontdesk.evaluation.evaluate import LLMTierReport
 from frontdesk.gating.gate import Objective
+from frontdesk.gating.oos import OOSOptions
 from frontdesk.tiers.base import TIERS, role_of_kind
 
 if TYPE_CHECKING:
@@ -27,7 +28,7 @@ if TYPE_CHECKING:
 
 
 def train_router(data: Dataset, tiers: list[str], objective: Objective, settings: RouterSettings,
-                 tier_params: dict[str, dict[str, object]] | None = None) -> Router:
+                 tier_params: dict[str, dict[str, object]] | None = None, oos: OOSOptions | None = None) -> Router:
     """Train with a progress bar per tier."""
     with progress_bar() as bar:
         tasks: dict[str, int] = {}
@@ -39,7 +40,8 @@ def train_router(data: Dataset, tiers: list[str], objective: Objective, settings
             bar.update(tasks[key], completed=frac, description=f"training: {step}")
 
         try:
-            return Router.train(data, tiers, objective=objective, settings=settings, tier_params=tier_params, progress=progress)
+            return Router.train(data, tiers, objective=objective, settings=settings, tier_params=tier_params, progress=progress,
+                                oos=oos)
         except ValidationError as exc:  # a --tier-param that the tier's settings reject
             raise ConfigError(validation_message(exc), field="--tier-param") from exc
 
@@ -93,6 +95,19 @@ def _print_guarantee(router: Router) -> None:
                   f"(threshold {plain.threshold:.3f}, {plain.escalation_rate:.1%} escalated)")
 
 
+def _print_oos(router: Router, name: str) -> None:
+    """The tier's out-of-scope detector: threshold, what it costs and catches on validation, where such messages go."""
+    target = f"the label '{router.unknown_label}'" if router.unknown_label else "human review (reason 'out of scope')"
+    if (det := router.detectors.get(name)) is not None:
+        i = det.info_
+        recall = f", catches {i['validation_oos_recall']:.1%} of its {i['validation_oos']} out-of-scope messages" \
+            if "validation_oos_recall" in i else ""
+        final = router.next_oos_tier(name)
+        where = f"passed on to '{final}'" if final else f"→ {target}"
+        out.print(f"  out of scope: score ≥ {det.threshold_:.4f} ({i.get('combiner', '')}) → validation: "
+                  f"{i['validation_in_scope_rejected']:.1%} of in-scope rejected{recall}; {where}")
+
+
 def _guarantee_table(g: GuaranteeReport) -> Table:
     """The eval table of the certified gate on the evaluated split."""
     table = Table(title=f"guarantee (tier '{g.tier}')")
@@ -138,7 +153,23 @@ def register(app: typer.Typer) -> None:
             "--on-uncertified", help="with --guarantee, when nothing can be certified: fail (default; nothing is saved) | "
                                      "plain (keep the plain fit, marked NOT CERTIFIED)")] = None,
         fallback: Annotated[str, typer.Option(help="when no tier is confident: human | unknown")] = "human",
-        unknown_label: Annotated[str, typer.Option(help="label used by --fallback unknown (e.g. oos)")] = "unknown",
+        unknown_label: Annotated[Optional[str], typer.Option(
+            "--unknown-label", help="the label of messages that fit none of the known labels (out of scope; and --fallback "
+                                    "unknown), e.g. oos — it need not occur in the data. Default: the data's own oos / "
+                                    "out_of_scope / unknown class; without one, out-of-scope messages go to human review")] = None,
+        oos_detection: Annotated[bool, typer.Option(
+            "--oos/--no-oos", help="fit an out-of-scope detector per single-label model tier on validation (default on)")] = True,
+        oos_budget: Annotated[Optional[float], typer.Option(
+            "--oos-budget", help="what the out-of-scope detector may cost on in-scope validation messages: in-scope accuracy "
+                                 "(default 0.01) when validation has examples of the unknown label, else the share of them "
+                                 "rejected (default 0.03); see --oos-budget-on")] = None,
+        oos_budget_on: Annotated[str, typer.Option(
+            "--oos-budget-on", help="auto | correct (the budget is in-scope accuracy lost) | all (the budget is in-scope "
+                                    "messages rejected, a rejection rate)")] = "auto",
+        oos_folds: Annotated[int, typer.Option(
+            "--oos-folds", help="pseudo out-of-scope examples from this many extra models of the first tier, each trained "
+                                "without a group of labels (for data without out-of-scope examples; costs that many fits; "
+                                "e.g. 5)")] = 0,
         tier_param: Annotated[Optional[list[str]], typer.Option(
             "--tier-param", help="a tier setting KIND.KEY=VALUE, repeatable (e.g. encoder.head=logreg, encoder.epochs=3)")] = None,
         as_json: Annotated[bool, typer.Option("--json", help="print the training summary as JSON")] = False,
@@ -163,6 +194,10 @@ def register(app: typer.Typer) -> None:
         objective = make_objective(target_accuracy, max_escalation, per_label_thresholds, flag_accuracy,
                                    guarantee=guarantee, guarantee_window=guarantee_window, on_uncertified=on_uncertified)
         settings = RouterSettings(fallback=fallback, unknown_label=unknown_label)  # type: ignore[arg-type]
+        try:
+            oos = OOSOptions(enabled=oos_detection, budget=oos_budget, budget_on=oos_budget_on, label_folds=oos_folds)  # type: ignore[arg-type]
+        except ValidationError as exc:
+            raise ConfigError(validation_message(exc), field="--oos-budget/--oos-budget-on/--oos-folds") from exc
         dataset = Dataset.load(data)
         dataset, distillation = _distilled(dataset, distill_from, unlabelled, distill, keep_gold, distill_min_confidence)
         kinds = [t.strip() for t in tiers.split(",") if t.strip()]
@@ -170,7 +205,7 @@ def register(app: typer.Typer) -> None:
             raise ConfigError("add the LLM tier with --llm local|openai|anthropic (its acceptance policy is fitted on validation), "
                               "not in --tiers", field="--tiers")
         params = llm_params(llm, llm_model, llm_base_url, calibration_size=llm_calibration, accept_accuracy=llm_accept_accuracy)
-        router = train_router(dataset, kinds, objective, settings, parse_tier_params(tier_param or [], kinds))
+        router = train_router(dataset, kinds, objective, settings, parse_tier_params(tier_param or [], kinds), oos)
         if distillation is not None:
             router.meta["distillation"] = distillation
         fitted = None
@@ -185,6 +220,8 @@ def register(app: typer.Typer) -> None:
             "model": str(out_dir), "labels": len(router.labels), "sizes": router.meta["sizes"], "tiers": router.meta["tiers"],
             "gates": {n: g.model_dump() for n, g in router.gates.items()},
             "operating_point": {n: c.chosen.model_dump() for n, c in router.curves.items()},
+            "oos": {"unknown_label": router.unknown_label,
+                    "detectors": {n: {"threshold": d.threshold_, "columns": list(d.columns), **d.info_} for n, d in router.detectors.items()}},
         }
         if router.guarantee is not None:
             summary["guarantee"] = {"tier": router.primary.name, **router.guarantee.model_dump()}
@@ -218,6 +255,7 @@ def register(app: typer.Typer) -> None:
                           + (f", {len(g.label_thresholds)} per-label thresholds" if g.label_thresholds else "")
                           + f" → validation: {c.chosen.escalation_rate:.1%} escalated, {c.chosen.accepted_accuracy:.2%} accurate on accepted"
                           + (f" [yellow]({c.note})[/]" if c.note else ""))
+            _print_oos(router, name)
         if fitted is not None:
             print_fit(fitted)
         _print_guarantee(router)
@@ -236,6 +274,9 @@ def register(app: typer.Typer) -> None:
             "split into known pieces instead of [UNK]")] = True,
         keep_frequent: Annotated[int, typer.Option(
             help="with --prune-vocab: also keep this many of the vocabulary's most frequent tokens (0: the smallest file)")] = 18_000,
+        oos_data: Annotated[Optional[Path], typer.Option(
+            "--data", help="the training dataset: refit the out-of-scope detectors on the exported encoder (its embeddings "
+                           "move a little; default: the --prune-vocab dataset)")] = None,
     ) -> None:
         """Write an ONNX copy of the model's encoder tiers next to the model; the original is untouched.
 
@@ -245,14 +286,20 @@ def register(app: typer.Typer) -> None:
         from frontdesk.tiers.encoder import export_model
 
         texts = None
+        data = Dataset.load(oos_data) if oos_data is not None else None
         if prune_vocab is not None:
-            data = Dataset.load(prune_vocab)
-            texts = [ex.text for ex in data.train + data.validation]
-        with console.status("exporting to ONNX" + (" and quantizing to INT8" if int8 else "") + (", pruning the vocabulary" if texts else "")):
+            pruning = Dataset.load(prune_vocab)
+            texts = [ex.text for ex in pruning.train + pruning.validation]
+            data = data or pruning
+        with console.status("exporting to ONNX" + (" and quantizing to INT8" if int8 else "") + (", pruning the vocabulary" if texts else "")
+                            + (", refitting the out-of-scope detectors" if data is not None else "")):
             dst, files = export_model(model, out_dir, int8=int8, vocab_texts=texts, keep_characters=keep_characters,
-                                      keep_frequent=keep_frequent)
+                                      keep_frequent=keep_frequent, oos_data=data)
         for f in files:
             out.print(f"{f.relative_to(dst)}: {f.stat().st_size / 1e6:.1f} MB")
+        if data is None and json.loads((dst / "frontdesk.json").read_text()).get("oos"):
+            console.print("[yellow]the out-of-scope detectors stay as fitted on the torch encoder[/]: pass --data DATASET to "
+                          "refit them on the exported one")
         out.print(f"saved to {dst}")
 
 
@@ -312,6 +359,8 @@ def register(app: typer.Typer) -> None:
         table.add_row("cost per 1,000 messages", f"${result.cost_per_1k:.4f}")
         if monthly_volume is not None:
             table.add_row(f"cost for {monthly_volume:,} messages / month", f"${payload['monthly_projection']['cost_usd']:,.2f}")
+        if result.oos_flagged_rate is not None:
+            table.add_row("called out of scope", f"{result.oos_flagged_rate:.1%}")
         for tier, pct in result.latency_ms_by_tier.items():
             table.add_row(f"latency {tier} p50 / p95 ms", f"{pct.p50:.3f} / {pct.p95:.3f}")
         out.print(table)

@@ -20,10 +20,9 @@ from frontdesk.gating.calibration import ReliabilityBin, expected_calibration_er
 from frontdesk.data.dataset import Example
 from frontdesk.gating.gate import apply_threshold
 from frontdesk.gating.guarantee import accuracy_interval
+from frontdesk.gating.oos import OOS_LABELS
 from frontdesk.cascade.router import Router
 from frontdesk.types import Decision, TierTrace
-
-OOS_LABELS = ("oos", "out_of_scope", "unknown")
 
 
 class Percentiles(BaseModel):
@@ -122,8 +121,16 @@ class EvalReport(BaseModel):
     llm_call_rate: float = Field(0.0, description="LLM tier calls (answered, failed or cached) per message")
     llm_tokens: dict[str, int] = Field(default_factory=dict, description="input/output/total tokens of all LLM calls")
     operating_points: list[EvalOperatingPoint] = Field(default_factory=list)
-    in_scope_accuracy: float | None = None
-    oos_recall: float | None = None
+    in_scope_accuracy: float | None = Field(
+        None, description="accuracy on the messages whose gold label is not the unknown label (a decision counts with its "
+                          "labels; a human-review decision with its best guess); None when the split has no unknown label")
+    oos_recall: float | None = Field(None, description="share of the unknown label's messages decided as the unknown label")
+    oos_flagged_rate: float | None = Field(
+        None, description="share of messages some tier's out-of-scope detector called out of scope (the unknown verdict: "
+                          "the unknown label, or human review with reason 'out of scope'); None without detectors")
+    oos_curve: list[dict[str, float | None]] = Field(
+        default_factory=list, description="the final out-of-scope detector's threshold moved: in-scope accuracy, OOS recall "
+                                          "and in-scope rejected per threshold, on this split (empty without detectors)")
     exact_match: float = Field(0.0, description="share of messages whose predicted label set equals the gold set")
     per_label_f1: dict[str, float] = Field(default_factory=dict)
     multi_intent_exact_match: float | None = Field(None, description="exact match on messages with ≥ 2 gold labels")
@@ -248,6 +255,8 @@ def report_from_decisions(router: Router, examples: Sequence[Example], decisions
         operating_points=ops,
         in_scope_accuracy=in_scope_acc,
         oos_recall=oos_recall,
+        oos_flagged_rate=float(np.mean([is_oos_verdict(d) for d in decisions])) if router.detectors else None,
+        oos_curve=oos_curve(router, decisions, gold),
         exact_match=float(correct.mean()),
         per_label_f1={m.label: m.f1 for m in per_label},
         multi_intent_exact_match=multi_exact,
@@ -264,7 +273,7 @@ def _oos_metrics(router: Router, oos: str | None, gold: Sequence[set[str]], pred
     """(in-scope accuracy, OOS recall) when the data has an out-of-scope label, else (None, None)."""
     if oos is None:
         return None, None
-    unknowns = {oos, router.settings.unknown_label}
+    unknowns = {oos} | ({router.unknown_label} if router.unknown_label else set())
     is_oos = np.array([oos in g for g in gold])
     correct = np.array([g == p for g, p in zip(gold, pred)])
     in_scope = float(correct[~is_oos].mean()) if (~is_oos).any() else None
@@ -284,7 +293,7 @@ def _without_llm(router: Router, d: Decision) -> set[str]:
             return set(t.labels)
     guess = next((t.labels for t in reversed(before) if t.labels), [])
     if router.settings.fallback == "unknown" and guess:
-        return {router.settings.unknown_label}
+        return {router.unknown_label or "unknown"}
     return set(guess)
 
 
@@ -352,7 +361,39 @@ def guarantee_report(router: Router, primary: Sequence[TierTrace | None], gold: 
 
 def _oos_label(router: Router, gold: Sequence[set[str]]) -> str | None:
     present = set().union(*gold)
-    for name in (router.settings.unknown_label, *OOS_LABELS):
-        if name in present:
+    for name in (router.unknown_label, *OOS_LABELS):
+        if name and name in present:
             return name
     return None
+
+
+def is_oos_verdict(decision: Decision) -> bool:
+    """Whether a tier's out-of-scope detector called the decision's message out of scope (the unknown verdict)."""
+    return any(t.verdict == "unknown" and t.oos_score is not None for t in decision.trace)
+
+
+def oos_curve(router: Router, decisions: Sequence[Decision], gold: Sequence[set[str]],
+              thresholds: Sequence[float] = (0.9, 0.93, 0.95, 0.96, 0.97, 0.975, 0.98, 0.985, 0.99, 0.995)
+              ) -> list[dict[str, float | None]]:
+    """The out-of-scope trade-off on a split from the decisions' traces: each message's score at the *last* tier with a
+    detector that scored it, compared with each threshold (earlier tiers' verdicts as they were). A message counts as
+    right when not rejected and its decision's labels were right — or, rejected, when its gold label is the unknown label."""
+    if not router.detectors:
+        return []
+    oos = _oos_label(router, gold)
+    rows = []
+    for d, g in zip(decisions, gold):
+        last = next((t for t in reversed(d.trace) if t.oos_score is not None), None)
+        if last is None:
+            continue
+        guess = set(last.labels) if is_oos_verdict(d) else set(d.labels)
+        rows.append((last.oos_score, oos is not None and oos in g, guess == g))
+    if not rows:
+        return []
+    s = np.array([r[0] for r in rows])
+    is_oos = np.array([r[1] for r in rows])
+    right = np.array([r[2] for r in rows])
+    from frontdesk.gating.oos import budget_curve
+
+    # JSON has no NaN: a split without unknown-label messages has no recall
+    return [{k: (None if v != v else v) for k, v in p.items()} for p in budget_curve(s, is_oos, right, thresholds)]

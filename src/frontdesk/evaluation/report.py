@@ -31,6 +31,11 @@ th:first-child, td:first-child { text-align: left; } h2 { margin-top: 2rem; } .p
 <td>{{ "%.1f"|format(p.escalation_rate*100) }}%</td><td>{{ "%.2f"|format(p.accepted_accuracy*100) }}%</td></tr>{% endfor %}</table>
 <div class="plots"><img alt="accuracy vs escalation" src="data:image/png;base64,{{ curve_png }}">
 <img alt="reliability diagram" src="data:image/png;base64,{{ reliability_png }}"></div>
+{% if oos_tiers %}<h2>Out of scope</h2>
+<p>{% for t in oos_tiers %}tier '{{ t.name }}': out of scope when score ≥ {{ "%.4f"|format(t.threshold) }}{% if t.override %} (set in the config; fitted {{ "%.4f"|format(t.fitted) }}){% endif %}, {{ t.combiner }}{% if not loop.last %} · {% endif %}{% endfor %}.
+Out-of-scope messages go to {{ oos_target }}; {{ "%.1f"|format(oos_flagged * 100) }}% of this split was called out of scope.</p>
+{% if oos_curve %}<table><tr><th>threshold (last detector)</th><th>in-scope accuracy</th><th>OOS recall</th><th>in-scope rejected</th></tr>
+{% for p in oos_curve %}<tr><td>{{ "%.3f"|format(p.threshold) }}</td><td>{{ pct(p.in_scope_accuracy) }}</td><td>{{ pct(p.oos_recall) }}</td><td>{{ pct(p.in_scope_rejected) }}</td></tr>{% endfor %}</table>{% endif %}{% endif %}
 <h2>Most confused label pairs</h2>
 <table><tr><th>true</th><th>predicted</th><th>count</th></tr>
 {% for c in confusions %}<tr><td>{{ c.true }}</td><td>{{ c.predicted }}</td><td>{{ c.count }}</td></tr>{% endfor %}</table>
@@ -97,7 +102,13 @@ def write_html_report(report: EvalReport, router: Router, path: str | Path, *, t
         here = "—" if g.accepted_accuracy is None else f"{g.accepted_accuracy:.4f} [{g.interval[0]:.4f}, {g.interval[1]:.4f}]"
         status = f"certified at threshold {g.threshold:.4f}" if g.in_force else g.note
         summary.append((f"guarantee ({g.tier})", f"{promise}: {status}; here {here} on {g.accepted} accepted"))
+    oos_tiers = [{"name": name, "threshold": router.oos_threshold(name), "fitted": det.threshold_,
+                  "override": router.oos_threshold(name) != det.threshold_, "combiner": det.info_.get("combiner", "")}
+                 for name, det in router.detectors.items() if router.oos_detector(name) is not None]
     html = jinja2.Environment(autoescape=True).from_string(_TEMPLATE).render(
+        oos_tiers=oos_tiers, oos_curve=report.oos_curve, oos_flagged=report.oos_flagged_rate or 0.0,
+        oos_target=f"the label '{router.unknown_label}'" if router.unknown_label else "human review (reason 'out of scope')",
+        pct=lambda v: "—" if v is None else f"{v * 100:.1f}%",
         title=title or router.meta.get("dataset", "model"), n=report.n, tiers=" → ".join(t.name for t in router.tiers),
         objective=curve.objective if curve else "—", summary=summary, ops=report.operating_points,
         curve_png=curve_png, reliability_png=reliability_png, confusions=report.confusions,

@@ -58,6 +58,13 @@ class GatePolicy(BaseModel):
         0.5, ge=0.0, le=1.0,
         description="multi-label only: a label is in the set when its probability reaches this (label_thresholds override it)",
     )
+    oos_detection: bool = Field(
+        True, description="use the tier's out-of-scope detector (a model trained with one): a message that fits none of the "
+                          "known labels goes to the unknown label or human review, or on to a later tier that can judge it")
+    oos_threshold: float | None = Field(
+        None, ge=0.0, le=1.0,
+        description="out-of-scope score (share of in-scope validation messages that look more in scope) at or above which a "
+                    "message is out of scope; None: the threshold fitted at training (higher: fewer messages called unknown)")
 
     @model_validator(mode="after")
     def _check(self) -> GatePolicy:

@@ -41,9 +41,11 @@ class FitResult:
 
 
 def reached_llm(router: Router, texts: list[str]) -> list[int]:
-    """Indices of ``texts`` that no tier before the LLM accepts (the classifier alone routes them)."""
+    """Indices of ``texts`` that no tier before the LLM accepts (the classifier alone routes them); a message
+    called out of scope (the unknown verdict) is decided before the LLM tier, so it does not reach it either."""
     decisions = router.without_llm().route_batch(texts)
-    return [i for i, d in enumerate(decisions) if not any(t.verdict in ("accept", "flag") for t in d.trace)]
+    return [i for i, d in enumerate(decisions)
+            if not any(t.verdict in ("accept", "flag") or (t.verdict == "unknown" and t.oos_score is not None) for t in d.trace)]
 
 
 def fit_llm(

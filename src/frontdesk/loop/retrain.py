@@ -31,6 +31,7 @@ from frontdesk.common.progress import Progress
 from frontdesk.common.atomic import replace_directory, staging_path
 from frontdesk.errors import ConfigError
 from frontdesk.gating.gate import Objective
+from frontdesk.gating.oos import OOSOptions
 from frontdesk.cascade.router import MANIFEST, Router
 from frontdesk.common.textkey import text_key
 from frontdesk.store.store import Store
@@ -374,7 +375,7 @@ def retrain(
 
     t0 = time.perf_counter()
     new = Router.train(ts.dataset, kinds, objective=objective, settings=old.settings.model_copy(),
-                       tier_params=tier_params, progress=train_progress)
+                       tier_params=tier_params, progress=train_progress, oos=_oos_options(old))
     train_s = time.perf_counter() - t0
     new.meta["retrained_from"] = {"model": str(model_path), "trained_at": old.meta.get("trained_at")}
     new.meta["training_set"] = {"counts": ts.counts, "skipped": ts.skipped, "new_labels": ts.new_labels,
@@ -466,3 +467,11 @@ __all__ = [
     "LabelChange", "Metrics", "PromotionRule", "RetrainReport", "TrainingSet", "build_training",
     "build_training_set", "read_report", "retrain", "slice_of",
 ]
+
+
+def _oos_options(old: Router) -> OOSOptions:
+    """The out-of-scope options the serving model was trained with (the defaults for a model from before detectors)."""
+    saved = old.meta.get("oos")
+    if not isinstance(saved, dict):
+        return OOSOptions()
+    return OOSOptions(**{k: v for k, v in saved.items() if k in OOSOptions.model_fields})

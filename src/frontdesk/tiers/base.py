@@ -95,7 +95,7 @@ class Tier(ABC):
     #: True for tiers whose ``predict_proba`` covers the full label set (their gates are fitted).
     calibrated: ClassVar[bool] = False
     #: True when ``score`` is exactly the top-k of ``predict_proba`` (the batch cascade then scores and
-    #: gates whole chunks as arrays instead of calling ``score_batch``)
+    #: gates whole chunks as arrays instead of calling ``score_batch``); a subclass that changes ``score`` resets it
     score_is_proba: ClassVar[bool] = False
 
     def __init__(self, name: str | None = None) -> None:
@@ -144,6 +144,23 @@ class Tier(ABC):
     def info(self) -> dict[str, Any]:
         """Facts worth reporting about the trained tier (calibration, sizes, training time)."""
         return {}
+
+    # -- out-of-scope columns (frontdesk.gating.oos) ------------------------------------------------
+    def fit_oos(self, data: Dataset, unknown_label: str | None, progress: Progress | None = None) -> None:
+        """Fit what the tier's out-of-scope columns need beyond the model itself (e.g. per-label centroids of
+        the training data); ``unknown_label`` is the data's unknown class, if it has one. Default: nothing."""
+
+    def oos_column_names(self) -> tuple[str, ...]:
+        """The columns its out-of-scope detector combines, most telling first (the first is used alone when
+        there are no out-of-scope examples). Default: what any calibrated tier has, its top probability and margin."""
+        return ("max_prob", "margin")
+
+    def predict_with_oos(self, texts: Sequence[str]) -> tuple[np.ndarray, dict[str, np.ndarray]]:
+        """``predict_proba`` and the out-of-scope columns of the same texts, in one pass where the tier can."""
+        from frontdesk.gating.oos import probability_columns
+
+        probs = self.predict_proba(texts)
+        return probs, probability_columns(probs)
 
     def default_gate(self) -> GatePolicy:
         """The gate of a tier whose thresholds are not fitted (uncalibrated tiers)."""

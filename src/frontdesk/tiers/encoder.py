@@ -30,6 +30,7 @@ import numpy as np
 from pydantic import BaseModel, ConfigDict, Field
 
 from frontdesk.gating.calibration import calibrate_temperature, softmax_t
+from frontdesk.gating.oos import CentroidBank, Mahalanobis, in_scope_argmax, logit_columns
 from frontdesk.data.dataset import Dataset
 from frontdesk.tiers.encoder_runtime import OnnxEncoder, TorchEncoder, resolve_model, set_threads
 from frontdesk.errors import ConfigError, DataError, ModelError
@@ -91,6 +92,11 @@ class EncoderTier(Tier):
         self._onnx: OnnxEncoder | None = None
         self._source: Path | None = None  # the directory a loaded tier came from (its ONNX files live there)
         self._info: dict[str, Any] = {}
+        # out-of-scope support (fit_oos): per-label embedding centroids, class means + shared covariance
+        self._oos_bank: CentroidBank | None = None
+        self._oos_maha: Mahalanobis | None = None
+        self.oos_unknown_: str | None = None
+        self._oos_unknown_index: int | None = None
 
     # -- training -------------------------------------------------------------------------
     def fit(self, data: Dataset, progress: Progress | None = None) -> EncoderTier:
@@ -100,6 +106,7 @@ class EncoderTier(Tier):
             raise DataError("the encoder tier is single-label for now: train multi-label data with the linear tier")
         step = progress or (lambda _msg, _frac: None)
         t0 = time.perf_counter()
+        self._oos_bank, self._oos_maha, self.oos_unknown_, self._oos_unknown_index = None, None, None, None
         present = {ex.labels[0] for ex in data.train}
         self.labels_ = tuple(label for label in data.labels if label in present)
         if len(self.labels_) < 2:
@@ -195,7 +202,9 @@ class EncoderTier(Tier):
 
     def logits(self, texts: Sequence[str]) -> np.ndarray:
         """Uncalibrated scores (n, labels): head logits, or each label's best cosine for kNN."""
-        emb = self.embed(texts)
+        return self._logits_of(self.embed(texts))
+
+    def _logits_of(self, emb: np.ndarray) -> np.ndarray:
         if self.params.head == "knn":
             sims = _normalise(emb) @ self._bank.T  # (n, bank)
             out = np.full((len(emb), len(self.labels_)), -1.0, dtype=np.float64)
@@ -216,14 +225,65 @@ class EncoderTier(Tier):
 
     def score_batch(self, texts: Sequence[str], candidates: Sequence[Sequence[str] | None] | None = None) -> list[TierResult]:
         t0 = time.perf_counter()
-        probs = self.predict_proba(texts)
+        oos: list[dict[str, float]] | None = None
+        if self._oos_bank is not None:
+            probs, cols = self.predict_with_oos(texts)
+            names = list(cols)
+            oos = [dict(zip(names, row)) for row in zip(*(cols[c].tolist() for c in names))]
+        else:
+            probs = self.predict_proba(texts)
         k = min(self.params.top_k, probs.shape[1])
         per = (time.perf_counter() - t0) * 1e3 / max(1, len(texts))
         out = []
-        for row in probs:
+        for j, row in enumerate(probs):
             top = np.argsort(-row, kind="stable")[:k]
-            out.append(TierResult([(self.labels_[i], float(row[i])) for i in top], cost_usd=self.params.cost_per_call_usd, latency_ms=per))
+            out.append(TierResult([(self.labels_[i], float(row[i])) for i in top], cost_usd=self.params.cost_per_call_usd,
+                                  latency_ms=per, oos=oos[j] if oos is not None else None))
         return out
+
+    # -- out-of-scope columns ------------------------------------------------------------------------
+    def fit_oos(self, data: Dataset, unknown_label: str | None, progress: Progress | None = None, *,
+                train_embeddings: np.ndarray | None = None) -> None:
+        """Embed the training texts once more with the trained backbone and keep per-label centroids and class
+        means with a shared covariance of the embeddings (``centroid_pred`` and ``mahalanobis`` columns).
+        ``train_embeddings`` (rows of ``data.train`` in order, from this tier's :meth:`embed`) skips the embedding."""
+        self._check_fitted()
+        index = {label: i for i, label in enumerate(self.labels_)}
+        keep = [i for i, ex in enumerate(data.train) if ex.labels[0] in index]
+        if train_embeddings is None:
+            if progress:
+                progress(f"embedding {len(keep)} training texts for out-of-scope detection", 0.0)
+            emb = self.embed([data.train[i].text for i in keep])
+        else:
+            if len(train_embeddings) != len(data.train):
+                raise ConfigError(f"train_embeddings has {len(train_embeddings)} rows for {len(data.train)} training examples")
+            emb = np.asarray(train_embeddings)[keep]
+        y = np.array([index[data.train[i].labels[0]] for i in keep])
+        self.oos_unknown_ = unknown_label if unknown_label in index else None
+        self._oos_unknown_index = index[unknown_label] if self.oos_unknown_ is not None else None
+        weights = np.array([getattr(data.train[i], "weight", 1.0) for i in keep], dtype=np.float64)
+        self._oos_bank = CentroidBank.fit(emb, y, len(self.labels_), self._oos_unknown_index, weights=weights)
+        self._oos_maha = Mahalanobis.fit(emb, y, self._oos_unknown_index)
+
+    def oos_column_names(self) -> tuple[str, ...]:
+        if self._oos_bank is None:
+            return super().oos_column_names()
+        if self._oos_unknown_index is not None:
+            return ("max_logit", "unknown_logit", "centroid_pred", "mahalanobis")
+        return ("max_logit", "centroid_pred", "mahalanobis")
+
+    def predict_with_oos(self, texts: Sequence[str]) -> tuple[np.ndarray, dict[str, np.ndarray]]:
+        """Calibrated probabilities and the out-of-scope columns (max_logit, unknown_logit with an unknown class,
+        centroid_pred, mahalanobis) from one embedding pass; without :meth:`fit_oos` those of any calibrated tier."""
+        if self._oos_bank is None or self._oos_maha is None:
+            return super().predict_with_oos(texts)
+        emb = self.embed(texts)
+        z = self._logits_of(emb)
+        unk = self._oos_unknown_index
+        cols = logit_columns(z, unk)
+        cols["centroid_pred"] = self._oos_bank.cosine_pred(emb, in_scope_argmax(z, unk))
+        cols["mahalanobis"] = self._oos_maha.distance(emb)
+        return softmax_t(z, self.temperature_), cols
 
     def set_threads(self, threads: int | None) -> None:
         """Pin inference threads (batch workers use 1 each, so N workers share N cores without oversubscription)."""
@@ -255,6 +315,10 @@ class EncoderTier(Tier):
         else:
             np.save(path / "W.npy", self._W)
             np.save(path / "b.npy", self._b)
+        if self._oos_bank is not None and self._oos_maha is not None:
+            (path / "oos_support.json").write_text(json.dumps({"unknown_label": self.oos_unknown_}))
+            self._oos_bank.save(path, "oos")
+            self._oos_maha.save(path, "oos")
 
     @staticmethod
     def _onnx_file(path: Path) -> Path | None:
@@ -275,6 +339,10 @@ class EncoderTier(Tier):
                 tier._bank, tier._bank_labels = np.load(path / "bank.npy"), np.load(path / "bank_labels.npy")
             else:
                 tier._W, tier._b = np.load(path / "W.npy"), np.load(path / "b.npy")
+            if (path / "oos_support.json").is_file():
+                tier.oos_unknown_ = json.loads((path / "oos_support.json").read_text()).get("unknown_label")
+                tier._oos_unknown_index = tier.labels_.index(tier.oos_unknown_) if tier.oos_unknown_ is not None else None
+                tier._oos_bank, tier._oos_maha = CentroidBank.load(path, "oos"), Mahalanobis.load(path, "oos")
         except FileNotFoundError as exc:
             raise ModelError(f"encoder tier file missing ({Path(exc.filename).name}): re-save or retrain the model", path=path) from exc
         except (KeyError, ValueError, json.JSONDecodeError) as exc:
@@ -327,13 +395,15 @@ def _torch_available() -> bool:
 
 def export_model(model_dir: str | Path, out_dir: str | Path | None = None, *, int8: bool = True,
                  vocab_texts: Iterable[str] | None = None, keep_characters: bool = True,
-                 keep_frequent: int = KEEP_FREQUENT) -> tuple[Path, list[Path]]:
+                 keep_frequent: int = KEEP_FREQUENT, oos_data: Dataset | None = None) -> tuple[Path, list[Path]]:
     """Copy a saved model to ``out_dir`` with every encoder tier converted to ONNX (INT8 by default).
 
     The original is untouched; the copy holds no torch weights and runs with onnxruntime alone.
     ``vocab_texts`` (e.g. the training texts) prunes each exported encoder's vocabulary to the tokens
     they use plus the ``keep_frequent`` most frequent ones (see :func:`prune_vocabulary`); a model that is
-    already an ONNX copy can be pruned this way too.
+    already an ONNX copy can be pruned this way too. ``oos_data`` (the training dataset) refits the model's
+    out-of-scope detectors on the exported encoder, whose embeddings differ a little from torch's (INT8 most);
+    without it they stay as fitted on torch and each exported tier's info says so.
     Returns (the new model directory, the .onnx files written).
     """
     src = Path(model_dir)
@@ -368,6 +438,20 @@ def export_model(model_dir: str | Path, out_dir: str | Path | None = None, *, in
                 exported.update(bytes=onnx_file.stat().st_size, vocabulary=facts)
                 meta_file.write_text(json.dumps(meta, indent=2))
             written.append(onnx_file)
+        manifest = json.loads((dst / "frontdesk.json").read_text())
+        if manifest.get("oos"):
+            if oos_data is not None:
+                from frontdesk.cascade.router import Router
+
+                Router.load(dst).refit_oos(oos_data).save(dst)
+            else:
+                for tier_dir in tiers:
+                    meta_file = dst / tier_dir.relative_to(src) / "encoder.json"
+                    if (meta_file.parent / "oos_support.json").is_file():
+                        meta = json.loads(meta_file.read_text())
+                        meta.setdefault("info", {}).setdefault("exported", {})["oos"] = (
+                            "out-of-scope detectors fitted on the torch encoder: export with the training data to refit them")
+                        meta_file.write_text(json.dumps(meta, indent=2))
     except BaseException:
         shutil.rmtree(dst, ignore_errors=True)
         raise

@@ -26,6 +26,7 @@ from scipy.special import expit
 from pydantic import BaseModel, ConfigDict, Field
 
 from frontdesk.gating.calibration import calibrate_temperature, expected_calibration_error, softmax_t
+from frontdesk.gating.oos import CentroidBank, in_scope_argmax, logit_columns, oov_shares
 from frontdesk.data.dataset import Dataset
 from frontdesk.errors import DataError, ModelError
 from frontdesk.types import TierResult
@@ -146,6 +147,22 @@ class _FastBlock:
         v *= self.weight / math.sqrt(float(v @ v))
         return idx + self.offset, v
 
+    def features_oov(self, text: str) -> tuple[tuple[np.ndarray, np.ndarray] | None, float]:
+        """:meth:`features` plus the share of the text's n-grams the vocabulary does not know (1.0 for none)."""
+        grams = self.analyze(text)
+        counts = Counter(map(self.vocab.get, grams))
+        missing = counts.pop(None, 0)
+        oov = missing / len(grams) if grams else 1.0
+        if not counts:
+            return None, oov
+        idx = np.fromiter(counts.keys(), dtype=np.int64, count=len(counts))
+        tf = np.fromiter(counts.values(), dtype=np.float64, count=len(counts))
+        if self.sublinear:
+            tf = np.log(tf) + 1.0
+        v = tf * self.idf[idx]
+        v *= self.weight / math.sqrt(float(v @ v))
+        return (idx + self.offset, v), oov
+
     def columns(self, docs: Sequence[str]) -> tuple[np.ndarray, np.ndarray]:
         """Vocabulary columns of every n-gram of each preprocessed doc (-1: not in the vocabulary), and each doc's count."""
         if self.kind == "char_wb":
@@ -207,8 +224,15 @@ class _FastBlock:
 
     def matrix(self, docs: Sequence[str]) -> sp.csr_matrix:
         """TF-IDF rows (n, block features) of preprocessed docs: counts by one sort, sublinear tf, idf, L2, weight."""
-        n, width = len(docs), len(self.vocab)
+        return self._matrix(len(docs), *self.columns(docs))
+
+    def matrix_oov(self, docs: Sequence[str]) -> tuple[sp.csr_matrix, np.ndarray]:
+        """:meth:`matrix` and each doc's share of n-grams the vocabulary does not know (the ``oov_share`` column)."""
         ids, lens = self.columns(docs)
+        return self._matrix(len(docs), ids, lens), oov_shares(ids, lens)
+
+    def _matrix(self, n: int, ids: np.ndarray, lens: np.ndarray) -> sp.csr_matrix:
+        width = len(self.vocab)
         rows = np.repeat(np.arange(n, dtype=np.int64), lens)
         keep = ids >= 0
         key = rows[keep] * width + ids[keep]
@@ -253,6 +277,11 @@ class LinearTier(Tier):
         self._b = np.zeros(0, dtype=np.float64)
         self._info: dict[str, Any] = {}
         self._vectorizers: list[Any] = []  # fitted sklearn vectorizers, kept in memory after fit only
+        # out-of-scope support (fit_oos): centroids of the training rows' word block, the unknown class
+        self._oos_bank: CentroidBank | None = None
+        self._oos_block = 0
+        self.oos_unknown_: str | None = None
+        self._oos_unknown_index: int | None = None
 
     # -- training -------------------------------------------------------------------------
     def fit(self, data: Dataset, progress: Progress | None = None) -> LinearTier:
@@ -270,6 +299,7 @@ class LinearTier(Tier):
         y = self._targets(data.train, index, matrix=self.multi_label_)
         weights = self._sample_weights(data.train)
 
+        self._oos_bank, self.oos_unknown_, self._oos_unknown_index = None, None, None
         step("vectorising", 0.05)
         self._vectorizers = [blk.vectorizer() for blk in self.params.blocks]
         mats = [v.fit_transform(texts) * blk.weight for v, blk in zip(self._vectorizers, self.params.blocks)]
@@ -415,20 +445,121 @@ class LinearTier(Tier):
     def score(self, text: str, candidates: Sequence[str] | None = None) -> TierResult:
         t0 = time.perf_counter()
         self._check_fitted()
+        oos = None
         if self.multi_label_:
             a, b = self.platt_
             p = 1.0 / (1.0 + np.exp(-(a * self._logits_one(text) + b)))
         else:
-            z = self._logits_one(text) / self.temperature_
+            if self._oos_bank is not None:
+                raw, oos = self._logits_oos_one(text)
+            else:
+                raw = self._logits_one(text)
+            z = raw / self.temperature_
             z -= z.max()
             p = np.exp(z)
             p /= p.sum()
         ranked = self._rank(p)
-        return TierResult(ranked, cost_usd=self.params.cost_per_call_usd, latency_ms=(time.perf_counter() - t0) * 1e3)
+        return TierResult(ranked, cost_usd=self.params.cost_per_call_usd, latency_ms=(time.perf_counter() - t0) * 1e3, oos=oos)
+
+    def _logits_oos_one(self, text: str) -> tuple[np.ndarray, dict[str, float]]:
+        """Raw logits of one message and its out-of-scope columns, from one pass over its n-grams (≈ 10 µs extra)."""
+        parts, word, oov = [], None, 1.0
+        for k, blk in enumerate(self._blocks):
+            if k == self._oos_block:
+                f, oov = blk.features_oov(text)
+                word = f
+            else:
+                f = blk.features(text)
+            if f is not None:
+                parts.append(f)
+        if parts:
+            idx = np.concatenate([p[0] for p in parts]) if len(parts) > 1 else parts[0][0]
+            vals = np.concatenate([p[1] for p in parts]) if len(parts) > 1 else parts[0][1]
+            z = vals @ self._W[idx] + self._b
+        else:
+            z = self._b.astype(np.float64)
+        unk = self._oos_unknown_index
+        if unk is None:
+            pred = int(z.argmax())
+            cols = {"max_logit": float(z[pred])}
+        else:
+            zi = z.copy()
+            zi[unk] = -np.inf
+            pred = int(zi.argmax())
+            cols = {"max_logit": float(z[pred]), "unknown_logit": float(z[unk])}
+        blk = self._blocks[self._oos_block]
+        assert self._oos_bank is not None
+        cols["centroid_pred"] = (self._oos_bank.cosine_one(word[0] - blk.offset, word[1] / blk.weight, pred)
+                                 if word is not None else 0.0)
+        cols["oov_share"] = oov
+        return z, cols
+
+    def predict_with_oos(self, texts: Sequence[str]) -> tuple[np.ndarray, dict[str, np.ndarray]]:
+        """Calibrated probabilities and the out-of-scope columns (max_logit, unknown_logit with an unknown class,
+        centroid_pred, oov_share) in one pass; without :meth:`fit_oos` the columns of any calibrated tier."""
+        if self._oos_bank is None or self.multi_label_:
+            return super().predict_with_oos(texts)
+        z, cols = self._decision_oos(texts)
+        return softmax_t(z, self.temperature_), cols
+
+    def _decision_oos(self, texts: Sequence[str]) -> tuple[np.ndarray, dict[str, np.ndarray]]:
+        self._check_fitted()
+        texts = texts if isinstance(texts, list) else list(texts)
+        z = np.tile(self._b.astype(np.float64), (len(texts), 1))
+        docs: dict[tuple, list[str]] = {}
+        word = oov = None
+        for k, blk in enumerate(self._blocks):
+            if blk.prep_key not in docs:
+                docs[blk.prep_key] = [blk.prep(t) for t in texts]
+            if k == self._oos_block:
+                X, oov = blk.matrix_oov(docs[blk.prep_key])
+                word = X
+            else:
+                X = blk.matrix(docs[blk.prep_key])
+            z += X @ self._W[blk.offset : blk.offset + len(blk.vocab)]
+        assert self._oos_bank is not None and word is not None and oov is not None
+        unk = self._oos_unknown_index
+        cols = logit_columns(z, unk)
+        w = self._blocks[self._oos_block].weight
+        cols["centroid_pred"] = self._oos_bank.cosine_pred(word / w if w != 1.0 else word, in_scope_argmax(z, unk))
+        cols["oov_share"] = oov
+        return z, cols
+
+    def oos_column_names(self) -> tuple[str, ...]:
+        if self._oos_bank is None or self.multi_label_:
+            return super().oos_column_names()
+        if self._oos_unknown_index is not None:
+            return ("max_logit", "unknown_logit", "centroid_pred", "oov_share")
+        return ("max_logit", "centroid_pred", "oov_share")
+
+    def fit_oos(self, data: Dataset, unknown_label: str | None, progress: Progress | None = None) -> None:
+        """Per-label centroids of the training rows' word block (TF-IDF, unit length) for the ``centroid_pred``
+        column; the first word block (else the first block) is used. Single-label tiers only."""
+        self._check_fitted()
+        if self.multi_label_:
+            return
+        index = {label: i for i, label in enumerate(self.labels_)}
+        rows = [ex for ex in data.train if ex.labels[0] in index]
+        self._oos_block = next((k for k, spec in enumerate(self.params.blocks) if spec.analyzer == "word"), 0)
+        blk = self._blocks[self._oos_block]
+        X = blk.matrix([blk.prep(ex.text) for ex in rows])
+        if blk.weight != 1.0:
+            X = X / blk.weight
+        y = np.array([index[ex.labels[0]] for ex in rows])
+        weights = self._sample_weights(rows)
+        self.oos_unknown_ = unknown_label if unknown_label in index else None
+        self._oos_unknown_index = index[unknown_label] if self.oos_unknown_ is not None else None
+        self._oos_bank = CentroidBank.fit(X, y, len(self.labels_), self._oos_unknown_index, weights=weights)
 
     def score_batch(self, texts: Sequence[str], candidates: Sequence[Sequence[str] | None] | None = None) -> list[TierResult]:
         t0 = time.perf_counter()
-        probs = self.predict_proba(texts)
+        oos = None
+        if self._oos_bank is not None and not self.multi_label_:
+            probs, cols = self.predict_with_oos(texts)
+            names = list(cols)
+            oos = [dict(zip(names, row)) for row in zip(*(cols[c].tolist() for c in names))]
+        else:
+            probs = self.predict_proba(texts)
         k = min(self.params.top_k, probs.shape[1])
         top = np.argpartition(-probs, k - 1, axis=1)[:, :k] if probs.shape[1] > k else np.tile(np.arange(k), (len(probs), 1))
         top_p = np.take_along_axis(probs, top, axis=1)
@@ -436,7 +567,8 @@ class LinearTier(Tier):
         top, top_p = np.take_along_axis(top, order, axis=1).tolist(), np.take_along_axis(top_p, order, axis=1).tolist()
         per = (time.perf_counter() - t0) * 1e3 / max(1, len(texts))
         labels, cost = self.labels_, self.params.cost_per_call_usd
-        return [TierResult([(labels[i], p) for i, p in zip(ti, tp)], cost_usd=cost, latency_ms=per) for ti, tp in zip(top, top_p)]
+        return [TierResult([(labels[i], p) for i, p in zip(ti, tp)], cost_usd=cost, latency_ms=per, oos=oos[j] if oos else None)
+                for j, (ti, tp) in enumerate(zip(top, top_p))]
 
     def _rank(self, p: np.ndarray) -> list[tuple[str, float]]:
         k = self.params.top_k
@@ -468,6 +600,9 @@ class LinearTier(Tier):
             np.save(path / f"idf_{i}.npy", blk.idf)
         np.save(path / "coef.npy", self._W)
         np.save(path / "intercept.npy", self._b)
+        if self._oos_bank is not None:
+            (path / "oos_support.json").write_text(json.dumps({"unknown_label": self.oos_unknown_, "block": self._oos_block}))
+            self._oos_bank.save(path, "oos")
 
     @classmethod
     def load(cls, path: Path, name: str) -> LinearTier:
@@ -487,6 +622,12 @@ class LinearTier(Tier):
                 offset += len(vocab)
             tier._W = np.load(path / "coef.npy")
             tier._b = np.load(path / "intercept.npy")
+            if (path / "oos_support.json").is_file():
+                support = json.loads((path / "oos_support.json").read_text())
+                tier._oos_block = int(support["block"])
+                tier.oos_unknown_ = support.get("unknown_label")
+                tier._oos_unknown_index = tier.labels_.index(tier.oos_unknown_) if tier.oos_unknown_ is not None else None
+                tier._oos_bank = CentroidBank.load(path, "oos")
         except FileNotFoundError as exc:
             raise ModelError(f"linear tier file missing ({Path(exc.filename).name}): re-save or retrain the model", path=path) from exc
         except (KeyError, ValueError, json.JSONDecodeError) as exc:

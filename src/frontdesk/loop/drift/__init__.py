@@ -7,7 +7,9 @@ a **baseline** (the model's validation data routed once, or the first decisions 
   "a downward trend indicates retraining is needed"), plus its **trend**: the least-squares slope of
   the mean confidence over the last ``trend_windows`` consecutive windows;
 * **unknown rate** — see :func:`is_unknown`: the decision's (first) label is one of
-  ``unknown_labels`` (e.g. ``oos``, what ``RouterSettings(fallback="unknown")`` assigns), or it went
+  ``unknown_labels`` (e.g. ``oos``, what ``RouterSettings(fallback="unknown")`` assigns), a tier's
+  out-of-scope detector called the message out of scope (the unknown verdict in its trace, whether it
+  went to the unknown label or to human review with reason 'out of scope'), or it went
   to human review with no label at all (no tier produced a guess: every tier failed, or the language
   is unsupported). A human-review decision *with* a best guess is not unknown (it is escalated),
   unless ``count_human_as_unknown`` is set — use that with ``fallback="human"``;
@@ -55,7 +57,7 @@ from frontdesk.loop.drift.config import ALERT_KINDS, AlertKind, DriftConfig
 from frontdesk.loop.drift.monitor import DriftMonitor
 from frontdesk.loop.drift.psi import psi, psi_noise
 from frontdesk.loop.drift.replay import drift_report
-from frontdesk.loop.drift.signals import NO_LABEL, is_escalated, is_unknown, primary_confidence
+from frontdesk.loop.drift.signals import NO_LABEL, is_escalated, is_out_of_scope, is_unknown, primary_confidence
 from frontdesk.loop.drift.values import (
     AcceptedAccuracy,
     Alert,
@@ -69,5 +71,5 @@ from frontdesk.loop.drift.values import (
 __all__ = [
     "ALERT_KINDS", "ALL_TIERS", "AcceptedAccuracy", "AcceptedAccuracyWindow", "Alert", "AlertKind", "Baseline",
     "DriftConfig", "DriftMonitor", "DriftReport", "DriftSnapshot", "LabelRecall", "LabelShift", "NO_LABEL",
-    "accepting_tier", "drift_report", "is_escalated", "is_unknown", "primary_confidence", "psi", "psi_noise",
+    "accepting_tier", "drift_report", "is_escalated", "is_out_of_scope", "is_unknown", "primary_confidence", "psi", "psi_noise",
 ]

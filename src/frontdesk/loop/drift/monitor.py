@@ -19,7 +19,7 @@ from frontdesk.loop.drift.accuracy import ALL_TIERS, AcceptedAccuracyWindow
 from frontdesk.loop.drift.alerts import deliver_alerts
 from frontdesk.loop.drift.config import ALERT_KINDS, DriftConfig
 from frontdesk.loop.drift.psi import psi, psi_noise, round2
-from frontdesk.loop.drift.signals import NO_LABEL, primary_confidence
+from frontdesk.loop.drift.signals import NO_LABEL, is_unknown, primary_confidence
 from frontdesk.loop.drift.values import AcceptedAccuracy, Alert, Baseline, DriftSnapshot, LabelRecall, LabelShift
 from frontdesk.types import Decision
 
@@ -98,8 +98,9 @@ class DriftMonitor:
         ``unknown_labels`` when it falls back to one, and a baseline from routing ``baseline_texts``
         (e.g. the validation split) when given — otherwise from the first window."""
         cfg = config or DriftConfig()
-        if router.settings.fallback == "unknown" and router.settings.unknown_label not in cfg.unknown_labels:
-            cfg = cfg.model_copy(update={"unknown_labels": [*cfg.unknown_labels, router.settings.unknown_label]})
+        unknown = router.unknown_label or ("unknown" if router.settings.fallback == "unknown" else None)
+        if unknown is not None and unknown not in cfg.unknown_labels:
+            cfg = cfg.model_copy(update={"unknown_labels": [*cfg.unknown_labels, unknown]})
         baseline = Baseline.from_router(router, baseline_texts, cfg) if baseline_texts else None
         monitor = cls(cfg, baseline=baseline, labels=router.labels, primary_tier=router.primary.name, **kwargs)
         monitor.use_model_target(router)
@@ -178,8 +179,7 @@ class DriftMonitor:
             return
         cfg = self.config
         conf = primary_confidence(decision, self.primary_tier)
-        unknown = (bool(decision.labels) and decision.labels[0] in self._unknown_labels) or (
-            decision.tier == "human" and (cfg.count_human_as_unknown or not decision.labels))
+        unknown = is_unknown(decision, self._unknown_labels, count_human_as_unknown=cfg.count_human_as_unknown)
         escalated = decision.escalated or decision.tier == "human"
         with self._lock:
             t = self._clock() if at is None else at

@@ -27,12 +27,21 @@ def primary_confidence(decision: Decision, primary_tier: str | None = None) -> f
     return None
 
 
+def is_out_of_scope(decision: Decision) -> bool:
+    """Whether a tier's out-of-scope detector called the message out of scope (its trace holds the unknown
+    verdict with a score): decided as the unknown label, or sent to human review with reason 'out of scope'."""
+    return any(t.verdict == "unknown" and t.oos_score is not None for t in decision.trace)
+
+
 def is_unknown(decision: Decision, unknown_labels: Iterable[str] = ("oos", "unknown"), *,
                count_human_as_unknown: bool = False) -> bool:
-    """Whether a decision counts as unknown: its first label is an unknown label, or it went to human
-    review (``tier == "human"``) with no label; with ``count_human_as_unknown`` any human-review
-    decision counts."""
+    """Whether a decision counts as unknown: its first label is an unknown label, an out-of-scope detector
+    called it out of scope (:func:`is_out_of_scope`, with or without an unknown label to send it to), or it
+    went to human review (``tier == "human"``) with no label; with ``count_human_as_unknown`` any
+    human-review decision counts."""
     if decision.labels and decision.labels[0] in set(unknown_labels):
+        return True
+    if is_out_of_scope(decision):
         return True
     if decision.tier == "human":
         return count_human_as_unknown or not decision.labels

@@ -155,7 +155,7 @@ def build_router(state: ServiceState, renderer: Renderer) -> APIRouter:
         return sorted(names)
 
     def unknown_label() -> str:
-        return state.pipeline.router.settings.unknown_label
+        return state.pipeline.router.unknown_label or "unknown"
 
     def page(request: Request, template: str, v: Viewer, *, status: int = 200, **context: Any) -> HTMLResponse:
         response = renderer.page(request, template, v, status=status, **context)
