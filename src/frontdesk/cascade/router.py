@@ -312,7 +312,8 @@ class Router:
         kept = [t for t in self.tiers if t.name not in replaced]
         rank = ROLE_ORDER[tier.role]
         at = next((i for i, t in enumerate(kept) if ROLE_ORDER.get(t.role, 1) > rank), len(kept))
-        out = self._copy([*kept[:at], tier, *kept[at:]])
+        out = self._copy([*kept[:at], tier, *kept[at:]],  # a replaced tier's out-of-scope detector does not fit the new one
+                         detectors={n: d for n, d in self.detectors.items() if n not in replaced})
         if gate is None and data is not None and tier.calibrated:
             objective = Objective(**self.meta["objective"]) if isinstance(self.meta.get("objective"), dict) else Objective()
             gate, out.curves[tier.name] = fit_gate(
