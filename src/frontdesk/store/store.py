@@ -483,6 +483,8 @@ class Store:
 
     def get_decision(self, decision_id: str) -> Decision | None:
         """The stored decision with this id (equal to the one saved), or None."""
+        if "\x00" in decision_id:  # no stored id has one (PostgreSQL text cannot hold NUL: the query would fail)
+            return None
         with self._read() as conn:
             payload = conn.scalar(sa.select(_decisions.c.payload).where(_decisions.c.id == decision_id))
             if payload is None:
