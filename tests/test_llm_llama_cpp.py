@@ -21,7 +21,6 @@ from frontdesk.errors import ModelError  # noqa: E402
 from frontdesk.llm.base import LLMRequest, ProviderError  # noqa: E402
 from frontdesk.llm.models import fetch_model  # noqa: E402
 from frontdesk.llm.prompt import answer_schema, build_prompt  # noqa: E402
-from frontdesk.tiers.llm import _examples  # noqa: E402
 
 pytestmark = pytest.mark.slow
 
@@ -41,7 +40,7 @@ NO_REFUND = ("shipping_status", "billing_issue", "technical_problem", "product_q
 
 def request(data: Dataset, text: str, candidates: tuple[str, ...], *, system: str | None = None, timeout_s: float = 120.0) -> LLMRequest:
     """The request the LLM tier itself sends (frontdesk's prompt and answer schema), optionally with a hostile system prompt."""
-    examples = _examples(data, 2)
+    examples = data.label_examples(2)
     product_system, user = build_prompt(text, candidates, data.descriptions, examples)
     return LLMRequest(system=system or product_system, user=user, schema=answer_schema(candidates), allowed=candidates,
                       max_tokens=200, timeout_s=timeout_s)

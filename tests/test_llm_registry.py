@@ -154,5 +154,5 @@ def test_an_installed_package_provides_a_provider_by_entry_point(outside_package
     candidates = [lab for lab, _ in r.tier("linear").score(TEXT).ranked[:5]]
     llm = d.trace[1]  # the plug-in's answer (the safe default then keeps the classifier's guess: no policy is fitted)
     assert llm.tier == "llm" and llm.top[0].label == candidates[1] and llm.rationale == "fixed"
-    with pytest.raises(ConfigError, match="'broken' provider's entry point 'frontdesk_fixed:nothing_here' failed to load"):
+    with pytest.raises(ConfigError, match="'broken' LLM provider's entry point 'frontdesk_fixed:nothing_here' from frontdesk-fixed 0.1 failed to load"):
         get_provider("broken")

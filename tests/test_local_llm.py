@@ -37,7 +37,7 @@ from frontdesk.llm.base import LLMRequest, ProviderError
 from frontdesk.llm.models import ModelPart, ModelSpec, fetch_model, model_path
 from frontdesk.llm.prompt import answer_schema, build_prompt, parse_answer
 from frontdesk.llm.providers.xllamacpp import check_gguf, constrained_label_probs, import_xllamacpp, missing_cpu_features
-from frontdesk.tiers.llm import _examples
+
 
 #: importing the wheel on a CPU without AVX2 kills the process (SIGILL), so it is checked first
 needs_xllamacpp = pytest.mark.skipif(bool(missing_cpu_features()) or find_spec("xllamacpp") is None,
@@ -327,7 +327,7 @@ def provider():
 def request(data: Dataset, text: str, candidates: tuple[str, ...], *, system: str | None = None,
             timeout_s: float = GENEROUS_S, max_tokens: int = 200) -> LLMRequest:
     """The request the LLM tier sends (frontdesk's prompt and answer schema), optionally with a hostile system prompt."""
-    product_system, user = build_prompt(text, candidates, data.descriptions, _examples(data, 2))
+    product_system, user = build_prompt(text, candidates, data.descriptions, data.label_examples(2))
     return LLMRequest(system=system or product_system, user=user, schema=answer_schema(candidates), allowed=candidates,
                       max_tokens=max_tokens, timeout_s=timeout_s)
 

@@ -85,6 +85,7 @@ class EchoTier(Tier):
     """A test tier: answers with the first candidate the earlier tier proposed, or fails on demand."""
 
     kind = "echo"
+    needs = frozenset({"candidates"})
     seen: list[Sequence[str] | None] = []
 
     def score(self, text: str, candidates: Sequence[str] | None = None) -> TierResult:

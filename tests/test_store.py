@@ -98,6 +98,10 @@ def full_decision() -> Decision:
 
 
 # -- round trip ---------------------------------------------------------------------------------
+def test_an_id_with_nul_is_simply_not_stored(store: Store) -> None:
+    assert store.get_decision("a\x00b") is None  # PostgreSQL would reject the query: a 500 for POST /v1/review/%00
+
+
 def test_full_decision_round_trips_with_trace(store: Store, store_url: str) -> None:
     d = full_decision()
     store.save_decision(d)

@@ -37,12 +37,17 @@ _EXPORTS: dict[str, str] = {
     "CertifiedThreshold": "frontdesk.gating.guarantee",
     "accuracy_interval": "frontdesk.gating.guarantee",
     "fit_certified_threshold": "frontdesk.gating.guarantee",
+    "LLMRequest": "frontdesk.llm.base",
+    "LLMResponse": "frontdesk.llm.base",
+    "ProviderError": "frontdesk.llm.base",
+    "ProviderInfo": "frontdesk.llm.registry",
     "ProviderSettings": "frontdesk.llm.registry",
     "register_provider": "frontdesk.llm.registry",
     "Router": "frontdesk.cascade.router",
     "RouterSettings": "frontdesk.cascade.router",
     "Pipeline": "frontdesk.pipeline",
     "Tier": "frontdesk.tiers.base",
+    "TierContext": "frontdesk.tiers.base",
     "available_tiers": "frontdesk.tiers.base",
     "register_tier": "frontdesk.tiers.base",
     "ClauseParams": "frontdesk.tiers.clauses",
@@ -93,10 +98,11 @@ if TYPE_CHECKING:  # for type checkers and IDEs: the same names, imported eagerl
     )
     from frontdesk.gating.gate import GatePolicy, Objective, OperatingCurve, OperatingPoint, fit_gate
     from frontdesk.gating.guarantee import CertifiedThreshold, accuracy_interval, fit_certified_threshold
-    from frontdesk.llm.registry import ProviderSettings, register_provider
+    from frontdesk.llm.base import LLMRequest, LLMResponse, ProviderError
+    from frontdesk.llm.registry import ProviderInfo, ProviderSettings, register_provider
     from frontdesk.loop.distill import distill_dataset
     from frontdesk.pipeline import Pipeline
-    from frontdesk.tiers.base import Tier, available_tiers, register_tier
+    from frontdesk.tiers.base import Tier, TierContext, available_tiers, register_tier
     from frontdesk.tiers.clauses import ClauseParams, ClauseTier
     from frontdesk.tiers.ensemble import EnsembleParams, EnsembleTier
     from frontdesk.intake.extract import ExtractConfig, Extractor

@@ -114,12 +114,12 @@ class Uncommitted:
 
 
 def configure_router(router: Router, config: FrontdeskConfig) -> Router:
-    """A new Router with the config applied: guardrail rules first, gate and label-threshold overrides,
-    router settings. The given router is not changed (reloads build a fresh one)."""
-    tiers = [t for t in router.tiers if t.kind != "rules" or not config.rules]
+    """A new Router with the config applied: guardrail rules first (they replace the model's guardrail tiers),
+    gate and label-threshold overrides, router settings. The given router is not changed (reloads build a fresh one)."""
+    tiers = [t for t in router.tiers if t.role != "guardrail" or not config.rules]
     if config.rules:
         rules = RulesTier("guardrails", {"rules": [r.model_dump() for r in config.rules]})
-        rules.labels_ = tuple(dict.fromkeys([*router.labels, *(r.label for r in config.rules)]))
+        rules.attach(router.context)
         tiers.insert(0, rules)
     gates = dict(router.gates)
     if config.rules:
@@ -176,7 +176,7 @@ class Pipeline:
         self.router = configure_router(router, self.config)
         self.targets = self.config.targets_config()
         unknown = (self.router.unknown_label,) if self.router.unknown_label else ()
-        check_labels(self.targets, self.router.tiers[0].labels_ + self.router.labels + unknown)
+        check_labels(self.targets, self.router.known_labels + unknown)
         self.preprocessor = Preprocessor(self.config.preprocess, max_chars=self.router.settings.max_chars)
         window = self.config.preprocess.dedup_window_s
         self.dedup: DedupStore[Decision]
@@ -209,9 +209,8 @@ class Pipeline:
                                        label_fields={k: v.fields for k, v in labels.items() if v.fields is not None},
                                        label_urgency={k: v.urgency for k, v in labels.items() if v.urgency is not None})
         schemas = {k: v.extract_schema for k, v in labels.items() if v.extract_schema is not None}
-        for tier in self.router.tiers:
-            if tier.kind == "llm":
-                tier.extract_schemas = schemas  # type: ignore[attr-defined]
+        if self.router.llm_tier is not None:
+            self.router.llm_tier.extract_schemas = schemas  # type: ignore[attr-defined]
         self.actions = ActionRunner({k: v.action for k, v in labels.items() if v.action}, self.config.actions)
         self.action_ledger: ActionLedger = MemoryLedger()
         """Where actions are recorded when no store is given (library use); the service uses its store."""
@@ -337,7 +336,7 @@ class Pipeline:
         what a redelivery sends again. A duplicate has none (its original's targets were delivered)."""
         if decision.duplicate_of:
             return []
-        unsupported = any(t.tier == "language" and t.kind == "preprocess" for t in decision.trace)
+        unsupported = any(t.tier == "language" and t.role == "intake" for t in decision.trace)
         return self._targets(decision, language_supported=not unsupported)
 
     def _targets(self, decision: Decision, *, language_supported: bool) -> list[RoutedTarget]:
@@ -380,7 +379,7 @@ class Pipeline:
 
     def _requires_human(self, decision: Decision) -> str | None:
         """Why the signal policy wants a person to look before any action (None: it does not)."""
-        rules = [label for t in decision.trace if t.kind == "rules" for label in t.labels]
+        rules = [label for t in decision.trace if t.role == "guardrail" for label in t.labels]
         return self.targets.signals.requires_human_reason(decision, rules)
 
     def _llm_model_tier(self, text: str, targets: list[RoutedTarget]) -> list[RoutedTarget]:
@@ -396,7 +395,7 @@ class Pipeline:
     def _unsupported_language(self, text: str, language: str | None, confidence: float, started: float, msg: Message) -> Decision:
         supported = ", ".join(self.config.preprocess.supported_languages or [])
         reason = f"language '{language}' ({confidence:.2f}) is not supported (supported: {supported}) → translation / human review"
-        trace = [TierTrace(tier="language", kind="preprocess", verdict="review", reason=reason)]
+        trace = [TierTrace(tier="language", kind="preprocess", role="intake", verdict="review", reason=reason)]
         return Decision(text=text, labels=[], confidence=0.0, tier="human", escalated=True, flagged=True, reason=reason,
                         trace=trace, message=msg)
 

@@ -7,7 +7,7 @@ from dataclasses import dataclass, field
 from datetime import datetime, timezone
 from typing import Any, Literal
 
-from pydantic import BaseModel, ConfigDict, Field
+from pydantic import BaseModel, ConfigDict, Field, model_validator
 
 Urgency = Literal["low", "normal", "high", "critical"]
 """How soon a message needs an answer (see :mod:`frontdesk.intake.extract.signals`)."""
@@ -26,6 +26,15 @@ model tier can judge that — try the next tier. unknown: none of the known labe
 out-of-scope detector), or no tier was confident and ``fallback: unknown`` maps such messages to the
 unknown label. error: the tier failed (reason says why). review: the human tier.
 """
+
+TierRole = Literal["guardrail", "model", "llm", "human"]
+"""What a tier is for in the cascade (declared by the tier class; see :mod:`frontdesk.tiers.base`)."""
+
+TraceRole = Literal["intake", "guardrail", "model", "llm", "human"]
+"""The role of a trace entry: a tier's role, or ``intake`` for what happened before the tiers (language check)."""
+
+#: roles of trace entries stored before entries carried their role (by the kind they were written with)
+_ROLE_BEFORE_ROLES: dict[str, str] = {"preprocess": "intake", "rules": "guardrail", "llm": "llm", "human": "human"}
 
 
 class Message(BaseModel):
@@ -72,6 +81,8 @@ class TierTrace(BaseModel):
 
     tier: str
     kind: str
+    role: TraceRole = Field("model", description="what the entry's tier is for: intake (before the tiers), guardrail, "
+                                                 "model, llm or human — code decides on this, ``kind`` is for people")
     verdict: Verdict
     labels: list[str] = Field(default_factory=list)
     confidence: float | None = None
@@ -90,6 +101,14 @@ class TierTrace(BaseModel):
     oos_score: float | None = Field(None, description="the tier's out-of-scope score in [0, 1] (share of in-scope "
                                     "validation messages that look more in scope), when it has a detector")
     oos_threshold: float | None = Field(None, description="the score at or above which the message is out of scope")
+
+    @model_validator(mode="before")
+    @classmethod
+    def _role_of_old_entries(cls, data: Any) -> Any:
+        """An entry stored before entries carried a role gets the role its kind had then."""
+        if isinstance(data, dict) and "role" not in data and data.get("kind") in _ROLE_BEFORE_ROLES:
+            return {**data, "role": _ROLE_BEFORE_ROLES[data["kind"]]}
+        return data
 
 
 class Sentiment(BaseModel):

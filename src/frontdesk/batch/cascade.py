@@ -1,13 +1,13 @@
 """The batch cascade: routes a chunk of texts through a Router's tiers with array operations.
 
 ``Router.route_batch`` builds a pydantic :class:`~frontdesk.types.Decision` (with its trace) per message,
-which costs about as much as scoring it with the linear tier. Here the linear and encoder tiers score
-the whole chunk at once (``predict_proba``), :meth:`GatePolicy.judge_many` gates it as arrays, only the
-escalated rows go on to the next tier (in one batch), and the result is columns (:class:`Rows`), not
-objects. Every row ends with the labels, tier, confidence, flags and reason that ``Router.route``
-gives the same text (``tests/test_batch_cascade.py`` checks it). Other tiers (rules, clauses, ensemble,
-ensemble) run through their own ``score_batch`` and the per-row gate, exactly as in the Router. A cascade with
-an LLM tier goes through ``Router.route_batch`` itself: the LLM's acceptance policy and injection rule read every
+which costs about as much as scoring it with the linear tier. Here the tiers whose ``score`` is the top-k of
+their calibrated ``predict_proba`` (``Tier.score_is_proba``: linear, encoder) score the whole chunk at once,
+:meth:`GatePolicy.judge_many` gates it as arrays, only the escalated rows go on to the next tier (in one
+batch), and the result is columns (:class:`Rows`), not objects. Every row ends with the labels, tier,
+confidence, flags and reason that ``Router.route`` gives the same text (``tests/test_batch_cascade.py``
+checks it). Other tiers (rules, clauses, ensemble, plug-ins) run through their own ``score_batch`` and the
+per-row gate, exactly as in the Router. A cascade with an LLM tier goes through ``Router.route_batch`` itself: the LLM's acceptance policy and injection rule read every
 earlier tier's evidence per message (an earlier tier may not accept a suspect message), and the LLM call costs
 hundreds of times what the array path saves.
 """
@@ -28,8 +28,6 @@ from frontdesk.gating.gate import GatePolicy
 from frontdesk.gating.oos import oos_reason, possibly_oos_reason, ranked_columns
 from frontdesk.tiers.base import Tier
 
-#: Tier kinds whose ``score`` is the top-k of ``predict_proba``: they are scored and gated as arrays.
-VECTORISED_KINDS = frozenset({"linear", "encoder"})
 NO_LLM_NOTE = "no LLM in batch (pass --llm to send these to one)"
 ERROR_TIER = "error"
 """The ``tier`` of an output row whose input could not be routed (its ``reason`` says why)."""
@@ -89,10 +87,10 @@ class BatchCascade:
         self.llm_skipped = llm_skipped
         self.settings = router.settings
         self._tiers: list[tuple[Tier, GatePolicy, bool]] = [
-            (t, router.gates.get(t.name) or t.default_gate(), t.kind in VECTORISED_KINDS and t.calibrated) for t in router.tiers
+            (t, router.gates.get(t.name) or t.default_gate(), t.score_is_proba and t.calibrated) for t in router.tiers
         ]
-        # candidates are only read by tiers that are not vectorised (an LLM narrows to them)
-        self._wants_candidates = [any(not vec for _, _, vec in self._tiers[i + 1 :]) for i in range(len(self._tiers))]
+        # candidates are computed only when a later tier declares that it reads them (an LLM narrows to them)
+        self._wants_candidates = [any("candidates" in t.needs for t in router.tiers[i + 1 :]) for i in range(len(self._tiers))]
         self._position = {t.name: i for i, t in enumerate(router.tiers)}
         self._primary = self._position[router.primary.name]
         self._through_router = router.llm_tier is not None
@@ -107,11 +105,8 @@ class BatchCascade:
         skipped = False
         if llm is not None:
             router = router.with_llm(dict(llm))
-        elif any(t.kind == "llm" for t in router.tiers):
-            kept = [t for t in router.tiers if t.kind != "llm"]
-            router = Router(kept, {n: g for n, g in router.gates.items() if n in {t.name for t in kept}}, router.settings,
-                            curves=router.curves, descriptions=router.descriptions, examples=router.examples, meta=router.meta,
-                            detectors={n: d for n, d in router.detectors.items() if n in {t.name for t in kept}})
+        elif router.llm_tier is not None:
+            router = router.without_llm()
             skipped = True
         if threads is not None:
             for tier in router.tiers:
@@ -251,7 +246,7 @@ class BatchCascade:
                     st.oos_flag[i] = None
             if st.trace is not None:
                 tcols = trace_cols[j].tolist()
-                st.trace[i].append({"tier": name, "kind": tier.kind, "verdict": verdict[j], "labels": labels, "confidence": conf,
+                st.trace[i].append({"tier": name, "kind": tier.kind, "role": tier.role, "verdict": verdict[j], "labels": labels, "confidence": conf,
                                     "margin": None if gate.multi_label else float(g.margin[j]),
                                     "top": [{"label": names[c], "score": float(probs[j, c])} for c in tcols],
                                     "reason": reason, "latency_ms": ms, "cost_usd": cost, **oos_entry})
@@ -273,14 +268,14 @@ class BatchCascade:
     def _gate_rows(self, st: _Chunk, pending: np.ndarray, tier: Tier, gate: GatePolicy, sub: list[str]) -> np.ndarray:
         """The Router's per-row loop, for tiers that are not vectorised (and for a vectorised tier that failed)."""
         k_trace, k_cand = self.settings.trace_top_k, self.settings.candidates_k
-        results = _score_many(tier, sub, [st.candidates[i] for i in pending])
+        results = _score_many(tier, sub, [st.candidates[i] for i in pending] if "candidates" in tier.needs else [None] * len(sub))
         still = []
         for i, res in zip(pending.tolist(), results):
             if isinstance(res, BaseException):
                 reason = res.reason if isinstance(res, TierError) else f"{type(res).__name__}: {res}"
                 st.why[i].append(f"{tier.name}: {reason}")
                 if st.trace is not None:
-                    st.trace[i].append({"tier": tier.name, "kind": tier.kind, "verdict": "error", "labels": [], "confidence": None,
+                    st.trace[i].append({"tier": tier.name, "kind": tier.kind, "role": tier.role, "verdict": "error", "labels": [], "confidence": None,
                                         "margin": None, "top": [], "reason": reason, "latency_ms": 0.0, "cost_usd": 0.0})
                 still.append(i)
                 continue
@@ -300,7 +295,7 @@ class BatchCascade:
                         g = g._replace(verdict="unknown", reason=oos_reason(score, t))
             st.cost[i] += res.cost_usd
             if st.trace is not None:
-                st.trace[i].append({"tier": tier.name, "kind": tier.kind, "verdict": g.verdict, "labels": g.labels,
+                st.trace[i].append({"tier": tier.name, "kind": tier.kind, "role": tier.role, "verdict": g.verdict, "labels": g.labels,
                                     "confidence": g.confidence, "margin": g.margin,
                                     "top": [{"label": lab, "score": s} for lab, s in res.ranked[:k_trace]], "reason": g.reason,
                                     "latency_ms": res.latency_ms, "cost_usd": res.cost_usd,
@@ -330,7 +325,7 @@ class BatchCascade:
         guess = f"best guess {labels} ({conf:.2f} from {source})" if labels else "no tier produced a guess"
         reason = f"{why} → human review, {guess}"
         if st.trace is not None:
-            st.trace[i].append({"tier": "human", "kind": "human", "verdict": "review", "labels": labels, "confidence": conf,
+            st.trace[i].append({"tier": "human", "kind": "human", "role": "human", "verdict": "review", "labels": labels, "confidence": conf,
                                 "margin": None, "top": [], "reason": reason, "latency_ms": 0.0, "cost_usd": 0.0})
         self._decide(st, i, labels, conf, "human", True, reason)
 
@@ -352,7 +347,7 @@ class BatchCascade:
         guess = f"best guess {labels} ({conf:.2f} from {source})" if labels else "no tier produced a guess"
         reason = f"{why} → human review, {guess}"
         if st.trace is not None:
-            st.trace[i].append({"tier": "human", "kind": "human", "verdict": "review", "labels": labels, "confidence": conf,
+            st.trace[i].append({"tier": "human", "kind": "human", "role": "human", "verdict": "review", "labels": labels, "confidence": conf,
                                 "margin": None, "top": [], "reason": reason, "latency_ms": 0.0, "cost_usd": 0.0})
         self._decide(st, i, labels, conf, "human", True, reason + note)
 

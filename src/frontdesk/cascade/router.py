@@ -43,7 +43,7 @@ from frontdesk.gating.oos import (
 from frontdesk.gating.guarantee import CertifiedThreshold
 from frontdesk.llm.acceptance import POLICY_FILE, AcceptancePolicy, Evidence, Observation, Outcome, safe_outcome
 from frontdesk.llm.retrieval import INDEX_DIR, ExampleIndex
-from frontdesk.tiers.base import Progress, Tier, load_tier, save_tier, tier_class
+from frontdesk.tiers.base import ROLE_ORDER, Progress, Tier, TierContext, load_tier, save_tier, tier_class
 from frontdesk.types import Decision, LabelScore, Message, TierResult, TierTrace
 
 MODEL_FORMAT = "frontdesk-model"
@@ -135,9 +135,9 @@ class Router:
         self.example_index = example_index
         self.llm_policy = llm_policy
         for t in self.tiers:
-            if t.kind == "llm" and example_index is not None and getattr(t, "index", None) is None:
-                t.index = example_index  # type: ignore[attr-defined]
-        self._llm = next((t for t in self.tiers if t.kind == "llm"), None)
+            if "examples" in t.needs and example_index is not None:
+                t.use_example_index(example_index)
+        self._llm = _llm_tier(self.tiers)
         self._evidence_tiers = [t.name for t in self.tiers[: self._position[self._llm.name]] if t.calibrated] if self._llm else []
         self._active_policy, self.llm_policy_note = self._resolve_policy()
 
@@ -147,9 +147,15 @@ class Router:
         return self.primary.labels_
 
     @property
+    def known_labels(self) -> tuple[str, ...]:
+        """Every label some tier can answer: the model's, then those only a guardrail adds (e.g. a rule's ``legal``)."""
+        return tuple(dict.fromkeys(label for t in (self.primary, *self.tiers) for label in t.labels_))
+
+    @property
     def primary(self) -> Tier:
-        """The first calibrated model tier (guardrail rules before it only pre-route)."""
-        return next((t for t in self.tiers if t.calibrated), self.tiers[0])
+        """The first calibrated model tier (guardrails before it only pre-route); else the first model tier."""
+        models = [t for t in self.tiers if t.role == "model"]
+        return next((t for t in models if t.calibrated), models[0] if models else self.tiers[0])
 
     @property
     def unknown_label(self) -> str | None:
@@ -278,12 +284,49 @@ class Router:
             "tiers": infos,
             "trained_at": datetime.now(timezone.utc).isoformat(),
         }
-        from frontdesk.tiers.llm import _examples
-
         index = ExampleIndex.build((ex.text, ex.labels) for ex in dataset.train)
-        return cls(built, gates, settings, curves=curves, descriptions=dataset.descriptions, examples=_examples(dataset, 3), meta=meta,
-                   example_index=index,
-                   detectors=stack.detectors)
+        return cls(built, gates, settings, curves=curves, descriptions=dataset.descriptions, examples=dataset.label_examples(3),
+                   meta=meta, example_index=index, detectors=stack.detectors)
+
+    def with_tier(self, tier: Tier, *, gate: GatePolicy | Mapping[str, Any] | None = None, data: Dataset | None = None) -> Router:
+        """A copy of this router with ``tier`` added where its role puts it: after the tiers of the same or an
+        earlier role (guardrail → model → llm → human), before the rest. A tier of the same name, or a second
+        ``llm`` tier, is replaced.
+
+        The tier joins the model (:meth:`Tier.attach`): it gets the label set, descriptions, examples and
+        example index. With ``data`` an unfitted tier is trained on ``data.train`` first, and a calibrated
+        tier's gate is fitted on ``data.validation`` with the model's objective; else the gate is ``gate``,
+        the LLM tier's acceptance policy gate, or the tier's default gate.
+        """
+        if data is not None and not tier.fitted:
+            tier.fit(data)
+        if tuple(tier.labels_) not in ((), tuple(self.labels)) and tier.role == "model":
+            raise ConfigError(f"tier {tier.name!r} was trained on other labels than the model ({len(tier.labels_)} vs "
+                              f"{len(self.labels)}): train it on the model's data", field="tiers")
+        if not tier.fitted or tier.needs:
+            tier.attach(self.context)
+        if "descriptions" in tier.needs and (missing := [lab for lab in self.labels if not self.descriptions.get(lab)]):
+            log.warning("tier %s reads label descriptions, but %d of %d labels have none (labels.yaml, or labels.<label>."
+                        "description in frontdesk.yaml): it sees their bare names", tier.name, len(missing), len(self.labels))
+        replaced = {t.name for t in self.tiers if t.name == tier.name or (tier.role == "llm" and t is self._llm)}
+        kept = [t for t in self.tiers if t.name not in replaced]
+        rank = ROLE_ORDER[tier.role]
+        at = next((i for i, t in enumerate(kept) if ROLE_ORDER.get(t.role, 1) > rank), len(kept))
+        out = self._copy([*kept[:at], tier, *kept[at:]],  # a replaced tier's out-of-scope detector does not fit the new one
+                         detectors={n: d for n, d in self.detectors.items() if n not in replaced})
+        if gate is None and data is not None and tier.calibrated:
+            objective = Objective(**self.meta["objective"]) if isinstance(self.meta.get("objective"), dict) else Objective()
+            gate, out.curves[tier.name] = fit_gate(
+                tier.predict_proba([ex.text for ex in data.validation]), [ex.labels for ex in data.validation], tier.labels_,
+                _tier_objective(objective, primary_done=True),
+                multi_label=data.multi_label, top_k=getattr(getattr(tier, "params", None), "top_k", None))
+        if gate is not None:
+            out.set_gate(tier.name, gate)
+        elif tier is out._llm and out._active_policy is not None:
+            out.gates[tier.name] = out._active_policy.gate
+        else:
+            out.gates[tier.name] = tier.default_gate()
+        return out
 
     def refit_oos(self, data: Dataset | str | Path, oos: OOSOptions | None = None, *, progress: Progress | None = None) -> Router:
         """Fit the out-of-scope detectors (and the columns' support, e.g. centroids) again on ``data``, the tiers and
@@ -313,7 +356,7 @@ class Router:
         return self
 
     def with_llm(self, params: Mapping[str, Any] | Any = None, *, provider: Any = None, name: str = "llm") -> Router:
-        """A copy of this router with an LLM tier after the last model tier (before human review).
+        """A copy of this router with an LLM tier (:meth:`with_tier`: after the model tiers, before human review).
 
         The LLM sees the labels' descriptions and the training examples nearest to each message (the
         model's example index). Used by ``--llm`` and the ``llm:`` config section. A model that
@@ -323,26 +366,33 @@ class Router:
         """
         from frontdesk.tiers.llm import LLMTier
 
-        existing = self._llm
-        merged = _merged_llm_params(getattr(existing, "params", None), params)
-        tier = LLMTier(name, merged, provider=provider)
-        multi = any(g.multi_label for g in self.gates.values())
-        tier.attach(self.labels, self.descriptions, self.examples, multi_label=multi, index=self.example_index)
-        tiers = [t for t in self.tiers if t.kind != "llm"] + [tier]
-        gates = {n: g for n, g in self.gates.items() if n in {t.name for t in tiers} and n != name}
-        out = Router(tiers, gates, self.settings, curves=self.curves, descriptions=self.descriptions,
-                     examples=self.examples, meta=self.meta, llm_policy=self.llm_policy, example_index=self.example_index,
-                      detectors=self.detectors)
-        out.gates[name] = out._active_policy.gate if out._active_policy is not None else tier.default_gate()
-        return out
+        merged = _merged_llm_params(getattr(self._llm, "params", None), params)
+        return self.with_tier(LLMTier(name, merged, provider=provider))
+
+    def without(self, role: str) -> Router:
+        """A copy of this router without its tiers of ``role`` (e.g. ``"llm"``: the classifier alone)."""
+        return self._copy([t for t in self.tiers if t.role != role])
 
     def without_llm(self) -> Router:
         """A copy of this router without its LLM tier (the classifier alone)."""
-        tiers = [t for t in self.tiers if t.kind != "llm"]
-        return Router(tiers, {n: g for n, g in self.gates.items() if n in {t.name for t in tiers}}, self.settings,
-                      curves=self.curves, descriptions=self.descriptions, examples=self.examples, meta=self.meta,
-                      llm_policy=self.llm_policy, example_index=self.example_index,
-                      detectors=self.detectors)
+        return self.without("llm")
+
+    @property
+    def context(self) -> TierContext:
+        """What a tier joining this model gets (:meth:`Tier.attach`)."""
+        return TierContext(self.labels, self.descriptions, self.examples, self.example_index,
+                           multi_label=any(g.multi_label for g in self.gates.values()))
+
+    def _copy(self, tiers: Sequence[Tier], **changes: Any) -> Router:
+        """A router with ``tiers`` and this one's gates (of those tiers), settings, curves, labels' context and
+        policy; ``changes`` override constructor arguments."""
+        names = {t.name for t in tiers}
+        kwargs: dict[str, Any] = {
+            "gates": {n: g for n, g in self.gates.items() if n in names}, "settings": self.settings, "curves": self.curves,
+            "descriptions": self.descriptions, "examples": self.examples, "meta": self.meta, "llm_policy": self.llm_policy,
+            "example_index": self.example_index, "detectors": {n: d for n, d in self.detectors.items() if n in names},
+            **changes}
+        return Router(tiers, **kwargs)
 
     @property
     def llm_tier(self) -> Tier | None:
@@ -449,13 +499,15 @@ class Router:
             else:
                 asked = pending
                 pending = []
-            results = _score_many(tier, [items[i].text for i in asked], [items[i].candidates for i in asked])
+            cands = [items[i].candidates for i in asked] if "candidates" in tier.needs else [None] * len(asked)
+            results = _score_many(tier, [items[i].text for i in asked], cands)
             for i, res in zip(asked, results):
                 item = items[i]
                 if isinstance(res, BaseException):
                     reason = res.reason if isinstance(res, TierError) else f"{type(res).__name__}: {res}"
                     spent = res.latency_ms if isinstance(res, TierError) else 0.0
-                    item.trace.append(TierTrace(tier=tier.name, kind=tier.kind, verdict="error", reason=reason, latency_ms=spent))
+                    item.trace.append(TierTrace(tier=tier.name, kind=tier.kind, role=tier.role, verdict="error", reason=reason,
+                                                latency_ms=spent))
                     pending.append(i)
                     continue
                 item.cost += res.cost_usd
@@ -511,13 +563,14 @@ class Router:
         labels, conf, source = item.best or ([], 0.0, "none")
         guess = f"best guess {labels} ({conf:.2f} from {source})" if labels else "no tier produced a guess"
         reason = f"{why} → human review, {guess}"
-        item.trace.append(TierTrace(tier="human", kind="human", verdict="review", labels=labels, confidence=conf, reason=reason))
+        item.trace.append(TierTrace(tier="human", kind="human", role="human", verdict="review", labels=labels, confidence=conf,
+                                    reason=reason))
         return self._decide(item, labels, conf, "human", flagged=True, reason=reason)
 
     def _trace(self, item: _Pending, tier: Tier, res: TierResult, g: GateResult, outcome: str | None,
                oos_score: float | None = None, oos_threshold: float | None = None) -> None:
         item.trace.append(TierTrace(
-            tier=tier.name, kind=tier.kind, verdict=g.verdict, labels=g.labels, confidence=g.confidence,
+            tier=tier.name, kind=tier.kind, role=tier.role, verdict=g.verdict, labels=g.labels, confidence=g.confidence,
             margin=g.margin, top=[LabelScore(label=lab, score=s) for lab, s in res.ranked[: self.settings.trace_top_k]],
             reason=g.reason, latency_ms=res.latency_ms, cost_usd=res.cost_usd, tokens=res.tokens,
             rationale=res.rationale, outcome=outcome, fields=res.info.get("fields"), field_notes=res.info.get("field_notes"),
@@ -581,7 +634,7 @@ class Router:
                 item.best = ([supported[0]], supported[1], item.evidence[-1].tier)
             labels, conf = (item.best[0], item.best[1]) if item.best else ([], 0.0)
             item.held = True
-            item.trace.append(TierTrace(tier=tier.name, kind=tier.kind, verdict="escalate", labels=labels, confidence=conf,
+            item.trace.append(TierTrace(tier=tier.name, kind=tier.kind, role=tier.role, verdict="escalate", labels=labels, confidence=conf,
                                         reason=review_reason(s.signals, supported), outcome="injection"))
             held.append(i)
         return held, asked
@@ -634,7 +687,8 @@ class Router:
             return self._decide(item, [unknown], conf, source, flagged=False, reason=f"{why} → no tier was confident: '{unknown}'")
         guess = f"best guess {labels} ({conf:.2f} from {source})" if labels else "no tier produced a guess"
         reason = f"{why} → human review, {guess}"
-        item.trace.append(TierTrace(tier="human", kind="human", verdict="review", labels=labels, confidence=conf, reason=reason))
+        item.trace.append(TierTrace(tier="human", kind="human", role="human", verdict="review", labels=labels, confidence=conf,
+                                    reason=reason))
         return self._decide(item, labels, conf, "human", flagged=True, reason=reason)
 
     def _decide(self, item: _Pending, labels: list[str], conf: float, tier: str, *, flagged: bool, reason: str) -> Decision:
@@ -815,6 +869,19 @@ def coerce_message(message: str | bytes | Message) -> tuple[str, Message | None]
     if not text.strip():
         raise InputError("message text is empty or whitespace only: there is nothing to route")
     return text, msg
+
+
+def _llm_tier(tiers: Sequence[Tier]) -> Tier | None:
+    """The cascade's tier of role ``llm`` (at most one, an LLMTier: the router reads its acceptance settings)."""
+    found = [t for t in tiers if t.role == "llm"]
+    if not found:
+        return None
+    from frontdesk.tiers.llm import LLMTier
+
+    if len(found) > 1 or not isinstance(found[0], LLMTier):
+        raise ConfigError(f"tiers {[t.name for t in found]} have role 'llm': a cascade has at most one, an LLMTier (to plug "
+                          "in another LLM, register a provider: frontdesk.llm.registry)", field="tiers")
+    return found[0]
 
 
 def _merged_llm_params(saved: Any, params: Mapping[str, Any] | Any) -> Any:

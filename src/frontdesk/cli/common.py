@@ -134,3 +134,23 @@ def plain_help_metavars() -> None:
 
     display_type._frontdesk = True  # type: ignore[attr-defined]
     _TyperParameter.display_type = display_type  # type: ignore[method-assign]
+
+
+def save_model(router: Any, target: Path, *, carry_from: Path | None = None, carry: tuple[str, ...] = ()) -> None:
+    """Write ``router`` to ``target`` atomically: saved into a hidden sibling, then swapped in (a reader never
+    sees half a model). The files named in ``carry`` that ``carry_from`` holds (e.g. the LLM's recorded
+    answers) are copied along; everything else in an old ``target`` goes."""
+    import shutil
+
+    from frontdesk.common.atomic import replace_directory, staging_path
+
+    target = target.resolve()
+    staged = staging_path(target)
+    try:
+        router.save(staged)
+        for name in carry:
+            if carry_from is not None and (carry_from / name).is_file():
+                shutil.copyfile(carry_from / name, staged / name)
+        replace_directory(staged, target)
+    finally:
+        shutil.rmtree(staged, ignore_errors=True)

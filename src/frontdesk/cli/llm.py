@@ -9,7 +9,7 @@ from typing import Annotated, Any, Optional
 
 import typer
 
-from frontdesk.cli.common import LLMModelOpt, LLMOpt, LLMUrlOpt, console, llm_params, out, progress_bar
+from frontdesk.cli.common import LLMModelOpt, LLMOpt, LLMUrlOpt, console, llm_params, out, progress_bar, save_model
 from frontdesk.errors import ConfigError
 
 CalibrationOpt = Annotated[Optional[int], typer.Option(
@@ -30,6 +30,12 @@ def fit_with_progress(router: Any, data: Any, params: dict[str, Any], answers: P
             bar.update(task, completed=done, total=total, description=f"asking the LLM about validation messages ({done}/{total})")
 
         return fit_llm(router, data, params, answers=answers, seed=seed, progress=progress)
+
+
+def fit_summary(result: Any) -> dict[str, Any]:
+    """What fitting the LLM tier did, as JSON (``llm fit --json``, ``train --llm --json``)."""
+    return {"reached": result.reached, "asked": result.asked, "new_calls": result.new_calls,
+            "policy": json.loads(result.policy.model_dump_json())}
 
 
 def print_fit(result: Any) -> None:
@@ -69,7 +75,6 @@ def register(app: typer.Typer) -> None:
         classifier's guess is more likely right, and its gate is fitted on that probability.
         """
         from frontdesk.cascade.router import Router
-        from frontdesk.common.atomic import replace_directory, staging_path
         from frontdesk.data.dataset import Dataset
         from frontdesk.llm.fit import ANSWERS_FILE
 
@@ -90,17 +95,9 @@ def register(app: typer.Typer) -> None:
             answers.parent.mkdir(parents=True, exist_ok=True)
             shutil.copyfile(model / ANSWERS_FILE, answers)  # replay what the source model already asked
         result = fit_with_progress(router, Dataset.load(data), params, answers, seed)
-        staged = staging_path(target)
-        try:
-            result.router.save(staged)
-            if answers.is_file():
-                shutil.copyfile(answers, staged / ANSWERS_FILE)
-            replace_directory(staged, target)
-        finally:
-            shutil.rmtree(staged, ignore_errors=True)
+        save_model(result.router, target, carry_from=target, carry=(ANSWERS_FILE,))
         if as_json:
-            out.print_json(json.dumps({"model": str(target), "reached": result.reached, "asked": result.asked,
-                                       "new_calls": result.new_calls, "policy": json.loads(result.policy.model_dump_json())}))
+            out.print_json(json.dumps({"model": str(target), **fit_summary(result)}))
             return
         print_fit(result)
         out.print(f"saved to {target}")

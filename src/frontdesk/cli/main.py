@@ -13,7 +13,7 @@ from typing import Annotated
 import typer
 from rich.markup import escape
 
-from frontdesk.cli import batch, consume, datasets, llm, loop, models, monitor, reference, route, serve, train
+from frontdesk.cli import batch, consume, datasets, llm, loop, models, monitor, plugins, reference, route, serve, train
 from frontdesk.cli.common import console, out, plain_help_metavars
 from frontdesk.errors import FrontdeskError
 
@@ -34,7 +34,7 @@ def _root(
     version: Annotated[bool, typer.Option("--version", callback=_version, is_eager=True, help="print the version and exit")] = False,
 ) -> None:
     """frontdesk: hybrid intent classification and routing."""
-for module in (train, llm, route, batch, serve, consume, loop, monitor, models, datasets, reference):
+for module in (train, llm, route, batch, serve, consume, loop, monitor, models, datasets, plugins, reference):
     module.register(app)
 plain_help_metavars()
 

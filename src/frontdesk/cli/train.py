@@ -15,13 +15,13 @@ from frontdesk.cascade.router import Router, RouterSettings
 from frontdesk.cli.common import (
     LLMModelOpt, LLMOpt, LLMUrlOpt, console, llm_params, objective as make_objective, out, parse_tier_params, progress_bar,
 )
-from frontdesk.cli.llm import AcceptOpt, CalibrationOpt, fit_with_progress, print_fit
+from frontdesk.cli.llm import AcceptOpt, CalibrationOpt, fit_summary, fit_with_progress, print_fit
 from frontdesk.data.dataset import Dataset
 from frontdesk.errors import ConfigError, validation_message
 from frontdesk.evaluation.evaluate import LLMTierReport
 from frontdesk.gating.gate import Objective
 from frontdesk.gating.oos import OOSOptions
-from frontdesk.tiers.base import available_tiers
+from frontdesk.tiers.base import TIERS, role_of_kind
 
 if TYPE_CHECKING:
     from frontdesk.evaluation.evaluate import GuaranteeReport
@@ -137,7 +137,8 @@ def register(app: typer.Typer) -> None:
     def train(
         data: Annotated[Path, typer.Option("--data", help="dataset directory (train/validation/test.jsonl) or one .jsonl/.csv file")],
         out_dir: Annotated[Path, typer.Option("--out", help="model directory to write")],
-        tiers: Annotated[str, typer.Option(help=f"cascade order, comma-separated ({', '.join(available_tiers())})")] = "linear",
+        tiers: Annotated[str, typer.Option(help=f"cascade order, comma-separated ({', '.join(TIERS.builtin_names())}, or an "
+                                                f"installed plug-in: frontdesk plugins)")] = "linear",
         target_accuracy: Annotated[Optional[float], typer.Option(help="fit thresholds for this accuracy on accepted messages")] = None,
         max_escalation: Annotated[Optional[float], typer.Option(help="fit thresholds to escalate at most this share (default 0.2)")] = None,
         per_label_thresholds: Annotated[bool, typer.Option(help="fit one threshold per label")] = False,
@@ -200,7 +201,7 @@ def register(app: typer.Typer) -> None:
         dataset = Dataset.load(data)
         dataset, distillation = _distilled(dataset, distill_from, unlabelled, distill, keep_gold, distill_min_confidence)
         kinds = [t.strip() for t in tiers.split(",") if t.strip()]
-        if "llm" in kinds and llm is None:
+        if llm is None and any(role_of_kind(k) == "llm" for k in kinds):
             raise ConfigError("add the LLM tier with --llm local|openai|anthropic (its acceptance policy is fitted on validation), "
                               "not in --tiers", field="--tiers")
         params = llm_params(llm, llm_model, llm_base_url, calibration_size=llm_calibration, accept_accuracy=llm_accept_accuracy)
@@ -227,8 +228,7 @@ def register(app: typer.Typer) -> None:
         if distillation is not None:
             summary["distillation"] = distillation
         if fitted is not None:
-            summary["llm"] = {"reached": fitted.reached, "asked": fitted.asked, "new_calls": fitted.new_calls,
-                              "policy": json.loads(fitted.policy.model_dump_json())}
+            summary["llm"] = fit_summary(fitted)
         if as_json:
             out.print_json(json.dumps(summary, default=str))
             return
@@ -240,6 +240,10 @@ def register(app: typer.Typer) -> None:
                       f"{d['skipped_review']} sent to review and {d['skipped_low_confidence']} below confidence{agreement}")
         for name, info in router.meta["tiers"].items():
             g, c = router.gates.get(name), router.curves.get(name)
+            if "validation_accuracy" not in info:  # not calibrated (rules, a plug-in): what it reports about itself
+                facts = ", ".join(f"{k} {escape(str(v))}" for k, v in info.items() if not isinstance(v, (dict, list)))
+                out.print(f"[bold]{name}[/] ({router.tier(name).role}, not calibrated){': ' + facts if facts else ''}")
+                continue
             size = f"{info['n_features']} features" if "n_features" in info else (
                 f"{info['model']} ({info.get('head', '?')} head, {info.get('dim', '?')}-d)" if "model" in info else "fitted")
             out.print(f"[bold]{name}[/]: {size}, trained in {info.get('train_seconds', '?')} s; "

@@ -65,6 +65,17 @@ class Dataset:
         """True when any example carries more than one label."""
         return any(len(ex.labels) > 1 for split in (self.train, self.validation, self.test) for ex in split)
 
+    def label_examples(self, n: int) -> dict[str, list[str]]:
+        """The first ``n`` distinct training texts of each label, shortest first (at least 12 characters;
+        deterministic): what tiers that need examples are shown when there is no example index."""
+        out: dict[str, list[str]] = {}
+        for ex in sorted(self.train, key=lambda e: (len(e.text), e.text)):
+            for label in ex.labels:
+                bucket = out.setdefault(label, [])
+                if len(bucket) < n and len(ex.text) >= 12:
+                    bucket.append(ex.text)
+        return out
+
     def split(self, name: str) -> list[Example]:
         """The examples of split ``name`` (train, validation or test)."""
         if name not in SPLITS:

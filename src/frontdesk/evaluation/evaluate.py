@@ -229,7 +229,7 @@ def report_from_decisions(router: Router, examples: Sequence[Example], decisions
     in_scope_acc, oos_recall = _oos_metrics(router, oos, gold, pred)
 
     cost = float(sum(d.cost_usd for d in decisions))
-    llm_traces = [t for d in decisions for t in d.trace if t.kind == "llm"]
+    llm_traces = [t for d in decisions for t in d.trace if t.role == "llm"]
     tok_in = sum(t.tokens.get("input", 0) for t in llm_traces)
     tok_out = sum(t.tokens.get("output", 0) for t in llm_traces)
     multi_idx = [i for i, g in enumerate(gold) if len(g) > 1]
@@ -285,7 +285,7 @@ def _without_llm(router: Router, d: Decision) -> set[str]:
     """The labels ``d`` would have had if the cascade ended before the LLM tier."""
     before = []
     for t in d.trace:
-        if t.kind == "llm":
+        if t.role == "llm":
             break
         before.append(t)
     for t in before:  # a tier that accepted, escalated only because the LLM tier's injection scan fired

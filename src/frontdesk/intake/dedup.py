@@ -59,7 +59,7 @@ class DedupStore(Protocol[T]):
     def clear(self) -> None: ...
 
 
-class _Claim(Generic[T]):
+class Claim(Generic[T]):
     """A message being decided and not yet committed: whoever else sends it waits for the outcome."""
 
     __slots__ = ("owner", "value", "done")
@@ -70,7 +70,60 @@ class _Claim(Generic[T]):
         self.done = threading.Event()
 
 
-class Deduplicator(Generic[T]):
+C = TypeVar("C", bound=Claim)  # type: ignore[type-arg]
+
+
+class ClaimTable(Generic[T, C]):
+    """What every :class:`DedupStore` shares: the window, the key of a message, and this process's claims
+    of the messages being decided (``C``: the store's claim type), each settled with its decided value."""
+
+    def __init__(self, window_s: float, wait_s: float, clock: Callable[[], float]) -> None:
+        if window_s < 0:
+            raise ConfigError(f"must be ≥ 0 seconds (0 disables deduplication), got {window_s}", field="dedup_window_s")
+        self.window_s = float(window_s)
+        self.wait_s = float(wait_s)
+        self._clock = clock
+        self._lock = threading.Lock()
+        self._claims: dict[bytes, C] = {}
+
+    @property
+    def enabled(self) -> bool:
+        """False when the window is 0."""
+        return self.window_s > 0
+
+    def key(self, sender: str | None, text: str) -> bytes | None:
+        """The dedup key of a message, or None when it must not be deduplicated (no sender)."""
+        return dedup_key(sender, text)
+
+    def _key_of(self, sender: str | None, text: str) -> bytes | None:
+        """The key a lookup, claim or remember uses: None when the message has no sender or dedup is off."""
+        return dedup_key(sender, text) if self.enabled else None
+
+    def settle(self, key: bytes | None, value: T) -> None:
+        """Attach the decided value to a claim (copies in the same request now get it)."""
+        if key is None:
+            return
+        with self._lock:
+            claim = self._claims.get(key)
+            if claim is not None:
+                claim.value = value
+
+    def _pop_claim(self, key: bytes | None) -> C | None:
+        """Take the claim of ``key`` out of the table (None: there is none); the caller wakes its waiters."""
+        if key is None:
+            return None
+        with self._lock:
+            return self._claims.pop(key, None)
+
+    def _drop_claims(self) -> None:
+        """Forget every claim; their waiters decide afresh."""
+        with self._lock:
+            claims, self._claims = self._claims, {}
+        for claim in claims.values():
+            claim.done.set()
+
+
+class Deduplicator(ClaimTable[T, Claim[T]]):
     """Remembers a *committed* value (typically a Decision) per (sender, message) for ``window_s`` seconds.
 
     The service must never answer "duplicate of X" for an X the store does not hold, so a value is
@@ -96,34 +149,19 @@ class Deduplicator(Generic[T]):
         clock: Callable[[], float] = time.monotonic,
         wait_s: float = 10.0,
     ) -> None:
-        if window_s < 0:
-            raise ConfigError(f"must be ≥ 0 seconds (0 disables deduplication), got {window_s}", field="dedup_window_s")
+        super().__init__(window_s, wait_s, clock)
         if max_entries < 1:
             raise ConfigError(f"must be at least 1, got {max_entries}", field="max_entries")
-        self.window_s = float(window_s)
         self.max_entries = int(max_entries)
-        self.wait_s = float(wait_s)
-        self._clock = clock
-        self._lock = threading.Lock()
         self._entries: OrderedDict[bytes, tuple[float, T]] = OrderedDict()
-        self._claims: dict[bytes, _Claim[T]] = {}
-
-    @property
-    def enabled(self) -> bool:
-        """False when the window is 0."""
-        return self.window_s > 0
 
     def __len__(self) -> int:
         with self._lock:
             return len(self._entries)
 
-    def key(self, sender: str | None, text: str) -> bytes | None:
-        """The dedup key of a message, or None when it must not be deduplicated (no sender)."""
-        return dedup_key(sender, text)
-
     def lookup(self, sender: str | None, text: str) -> T | None:
         """The committed value remembered for this sender and message within the window, else None."""
-        key = self.key(sender, text) if self.enabled else None
+        key = self._key_of(sender, text)
         if key is None:
             return None
         with self._lock:
@@ -137,7 +175,7 @@ class Deduplicator(Generic[T]):
         :meth:`confirm` or :meth:`release` it, and ``(None, None)`` when dedup does not apply (no
         sender, disabled, or a concurrent claim did not settle within ``wait_s``: decided afresh).
         """
-        key = self.key(sender, text) if self.enabled else None
+        key = self._key_of(sender, text)
         if key is None:
             return None, None
         deadline = self._clock() + self.wait_s
@@ -148,22 +186,13 @@ class Deduplicator(Generic[T]):
                     return earlier, None
                 pending = self._claims.get(key)
                 if pending is None:
-                    self._claims[key] = _Claim(owner)
+                    self._claims[key] = Claim(owner)
                     return None, key
                 if pending.owner is owner:
                     return pending.value, None
             left = deadline - self._clock()
             if left <= 0 or not pending.done.wait(min(left, self.wait_s)):
                 return None, None
-
-    def settle(self, key: bytes | None, value: T) -> None:
-        """Attach the decided value to a claim (copies in the same request now get it)."""
-        if key is None:
-            return
-        with self._lock:
-            claim = self._claims.get(key)
-            if claim is not None:
-                claim.value = value
 
     def confirm(self, key: bytes | None) -> None:
         """The claimed message's decision is committed: remember it for the window, wake the waiters."""
@@ -179,16 +208,13 @@ class Deduplicator(Generic[T]):
 
     def release(self, key: bytes | None) -> None:
         """The claimed message was not committed: forget the claim (its next copy is decided afresh)."""
-        if key is None:
-            return
-        with self._lock:
-            claim = self._claims.pop(key, None)
+        claim = self._pop_claim(key)
         if claim is not None:
             claim.done.set()
 
     def remember(self, sender: str | None, text: str, value: T) -> None:
         """Store an already committed ``value`` for this sender and message; the window starts now."""
-        key = self.key(sender, text) if self.enabled else None
+        key = self._key_of(sender, text)
         if key is None:
             return
         with self._lock:
@@ -198,9 +224,7 @@ class Deduplicator(Generic[T]):
         """Forget everything (pending claims included; their waiters decide afresh)."""
         with self._lock:
             self._entries.clear()
-            claims, self._claims = self._claims, {}
-        for claim in claims.values():
-            claim.done.set()
+        self._drop_claims()
 
     def _committed(self, key: bytes) -> T | None:
         now = self._clock()

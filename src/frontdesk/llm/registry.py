@@ -22,19 +22,17 @@ what to install.
 
 from __future__ import annotations
 
+import dataclasses
 import importlib.util
-import logging
 from collections.abc import Callable, Mapping
 from dataclasses import dataclass, field
-from importlib.metadata import entry_points
 from typing import Any
 
 from frontdesk.errors import ConfigError
 from frontdesk.llm.base import Provider
+from frontdesk.plugins import PROVIDERS_GROUP, PluginRegistry
 
-log = logging.getLogger("frontdesk.llm")
-
-ENTRY_POINT_GROUP = "frontdesk.providers"
+ENTRY_POINT_GROUP = PROVIDERS_GROUP
 
 
 @dataclass(frozen=True)
@@ -65,7 +63,40 @@ class ProviderInfo:
     ready: Callable[[], str | None] | None = None
 
 
-_REGISTRY: dict[str, ProviderInfo] = {}
+def _provider_plugin(name: str, obj: Any) -> ProviderInfo:
+    """A registered or installed provider: a :class:`ProviderInfo` (renamed to ``name``) or a bare factory."""
+    if isinstance(obj, ProviderInfo):
+        if not callable(obj.factory):
+            raise TypeError(f"the factory must be callable, got {type(obj.factory).__name__}")
+        return obj if obj.name == name else dataclasses.replace(obj, name=name)
+    if callable(obj):
+        return ProviderInfo(name, obj)
+    raise TypeError(f"expected a factory or a ProviderInfo, got a {type(obj).__name__}")
+
+
+def _builtins() -> dict[str, ProviderInfo]:
+    """The built-in providers (cheap: their SDKs are imported only when a provider is built)."""
+    from frontdesk.llm.models import DEFAULT_MODEL
+
+    local = "pip install 'frontdesk[llm-local]'"
+    compiled = "pip install 'frontdesk[llm-llama-cpp]'"
+    api = "pip install 'frontdesk[llm]'"
+    return {info.name: info for info in (
+        ProviderInfo("local", _xllamacpp, DEFAULT_MODEL, local,
+                     "offline GGUF model in process (xllamacpp: prebuilt llama.cpp, no compiler)", _local_ready("xllamacpp", local)),
+        ProviderInfo("llama-cpp", _llama_cpp, DEFAULT_MODEL, f"{compiled} (compiles llama.cpp)",
+                     "offline GGUF model in process (llama-cpp-python)", _local_ready("llama_cpp", compiled)),
+        ProviderInfo("openai", _openai, "gpt-4o-mini", api,
+                     "any OpenAI-compatible endpoint (OpenAI, Azure, vLLM, Ollama, llama.cpp server, …)", _sdk_ready("openai", api)),
+        ProviderInfo("anthropic", _anthropic, "claude-3-5-haiku-latest", api, "the Anthropic Messages API",
+                     _sdk_ready("anthropic", api)),
+    )}
+
+
+PROVIDERS: PluginRegistry[ProviderInfo] = PluginRegistry(
+    "LLM provider", PROVIDERS_GROUP, field="llm.provider", how="register_provider('NAME', factory)",
+    builtins=_builtins, coerce=_provider_plugin)
+"""LLM providers by name (:mod:`frontdesk.plugins`)."""
 
 
 def register_provider(
@@ -82,59 +113,24 @@ def register_provider(
 
     Registering a name that is taken raises :class:`ConfigError` unless ``replace=True``.
     """
-    if not name or not name.replace("-", "").replace("_", "").isalnum():
-        raise ConfigError(f"provider name {name!r}: use letters, digits, '-' and '_'", field="llm.provider")
     if not callable(factory):
         raise ConfigError(f"provider {name!r}: the factory must be callable, got {type(factory).__name__}", field="llm.provider")
-    if name in _REGISTRY and not replace:
-        raise ConfigError(f"an LLM provider called {name!r} is already registered: pick another name or pass replace=True",
-                          field="llm.provider")
-    info = ProviderInfo(name, factory, default_model, install, description, ready)
-    _REGISTRY[name] = info
-    return info
+    return PROVIDERS.register(name, ProviderInfo(name, factory, default_model, install, description, ready), replace=replace)
 
 
 def unregister_provider(name: str) -> None:
     """Forget a provider registered in code (tests; built-ins come back on the next lookup)."""
-    _REGISTRY.pop(name, None)
-
-
-def _entry_points() -> dict[str, Any]:
-    try:
-        return {ep.name: ep for ep in entry_points(group=ENTRY_POINT_GROUP)}
-    except Exception as exc:  # noqa: BLE001 - broken metadata must not break the built-in providers
-        log.warning("could not read the %s entry points: %s", ENTRY_POINT_GROUP, exc)
-        return {}
+    PROVIDERS.unregister(name)
 
 
 def provider_names() -> list[str]:
     """Every provider that can be named: built-in, registered and installed (entry points; not loaded)."""
-    _builtins()
-    return sorted(set(_REGISTRY) | set(_entry_points()))
+    return PROVIDERS.names()
 
 
 def get_provider(name: str) -> ProviderInfo:
     """The provider called ``name`` (an entry point is loaded on first use); else :class:`ConfigError`."""
-    _builtins()
-    info = _REGISTRY.get(name)
-    if info is not None:
-        return info
-    ep = _entry_points().get(name)
-    if ep is None:
-        raise ConfigError(f"unknown LLM provider {name!r}: use one of {', '.join(provider_names())} "
-                          f"(or install a package that registers it under {ENTRY_POINT_GROUP!r})", field="llm.provider")
-    try:
-        obj = ep.load()
-    except Exception as exc:  # noqa: BLE001 - any import failure of a plug-in becomes one clear error
-        raise ConfigError(f"the {name!r} provider's entry point {ep.value!r} failed to load ({type(exc).__name__}: {exc}): "
-                          f"reinstall the package that provides it", field="llm.provider") from exc
-    if isinstance(obj, ProviderInfo):
-        return register_provider(name, obj.factory, default_model=obj.default_model, install=obj.install,
-                                 description=obj.description, ready=obj.ready, replace=True)
-    if callable(obj):
-        return register_provider(name, obj, replace=True)
-    raise ConfigError(f"the {name!r} entry point {ep.value!r} is a {type(obj).__name__}, not a factory or ProviderInfo",
-                      field="llm.provider")
+    return PROVIDERS.get(name)
 
 
 def create_provider(name: str, settings: ProviderSettings) -> Provider:
@@ -219,25 +215,5 @@ def _local_ready(module: str, install: str) -> Callable[[], str | None]:
     return ready
 
 
-def _builtins() -> None:
-    """(Re-)register the built-in providers that are missing (cheap: nothing is imported)."""
-    from frontdesk.llm.models import DEFAULT_MODEL
-
-    for name, factory, model, install, description, ready in (
-        ("local", _xllamacpp, DEFAULT_MODEL, "pip install 'frontdesk[llm-local]'",
-         "offline GGUF model in process (xllamacpp: prebuilt llama.cpp, no compiler)",
-         _local_ready("xllamacpp", "pip install 'frontdesk[llm-local]'")),
-        ("llama-cpp", _llama_cpp, DEFAULT_MODEL, "pip install 'frontdesk[llm-llama-cpp]' (compiles llama.cpp)",
-         "offline GGUF model in process (llama-cpp-python)",
-         _local_ready("llama_cpp", "pip install 'frontdesk[llm-llama-cpp]'")),
-        ("openai", _openai, "gpt-4o-mini", "pip install 'frontdesk[llm]'",
-         "any OpenAI-compatible endpoint (OpenAI, Azure, vLLM, Ollama, llama.cpp server, …)",
-         _sdk_ready("openai", "pip install 'frontdesk[llm]'")),
-        ("anthropic", _anthropic, "claude-3-5-haiku-latest", "pip install 'frontdesk[llm]'", "the Anthropic Messages API",
-         _sdk_ready("anthropic", "pip install 'frontdesk[llm]'")),
-    ):
-        _REGISTRY.setdefault(name, ProviderInfo(name, factory, model, install, description, ready))
-
-
-__all__ = ["ENTRY_POINT_GROUP", "ProviderFactory", "ProviderInfo", "ProviderSettings", "create_provider", "get_provider",
+__all__ = ["ENTRY_POINT_GROUP", "PROVIDERS", "ProviderFactory", "ProviderInfo", "ProviderSettings", "create_provider", "get_provider",
            "provider_names", "provider_ready", "register_provider", "unregister_provider"]

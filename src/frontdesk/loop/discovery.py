@@ -70,7 +70,7 @@ def _text_of(item: str | Decision) -> str:
 def _best_guess(decision: Decision) -> str | None:
     """The primary tier's top label (what the model thought, before any fallback)."""
     for entry in decision.trace:
-        if entry.kind in ("rules", "human", "preprocess"):
+        if entry.role != "model":
             continue
         return entry.top[0].label if entry.top else (entry.labels[0] if entry.labels else None)
     return None

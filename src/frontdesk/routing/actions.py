@@ -34,17 +34,17 @@ import threading
 from collections.abc import Callable, Mapping, Sequence
 from dataclasses import dataclass
 from datetime import datetime, timedelta, timezone
-from importlib.metadata import entry_points
 from typing import Any, Literal, Protocol
 
 from pydantic import BaseModel, ConfigDict, Field, field_validator
 
 from frontdesk.errors import ConfigError, FrontdeskError
+from frontdesk.plugins import ACTIONS_GROUP, PluginRegistry
 from frontdesk.types import ActionResult, ActionStatus, Decision
 
 log = logging.getLogger("frontdesk.actions")
 
-ENTRY_POINT_GROUP = "frontdesk.actions"
+ENTRY_POINT_GROUP = ACTIONS_GROUP
 DEFAULT_LEASE_S = 300.0
 """A claim older than this is taken to belong to a crashed worker and may be taken again."""
 
@@ -93,61 +93,36 @@ class ActionSpec(BaseModel):
 
 
 # -- the registry -------------------------------------------------------------------------------
-_REGISTRY: dict[str, ActionFunc] = {}
-_LOCK = threading.Lock()
+def _action_plugin(name: str, obj: Any) -> ActionFunc:
+    if not callable(obj):
+        raise TypeError(f"expected a callable, got {type(obj).__name__}")
+    return obj
+
+
+ACTIONS: PluginRegistry[ActionFunc] = PluginRegistry(
+    "action", ENTRY_POINT_GROUP, field="actions", how="actions.NAME.webhook in frontdesk.yaml, register_action('NAME', func)",
+    coerce=_action_plugin)
+"""Python actions by name (:mod:`frontdesk.plugins`); webhooks are configured, not registered."""
 
 
 def register_action(name: str, func: ActionFunc, *, replace: bool = False) -> ActionFunc:
     """Make ``func`` the Python action called ``name`` (``labels.<label>.action: name``); returns ``func``."""
-    if not name or not name.replace("-", "").replace("_", "").isalnum():
-        raise ConfigError(f"action name {name!r}: use letters, digits, '-' and '_'", field="actions")
-    if not callable(func):
-        raise ConfigError(f"action {name!r}: expected a callable, got {type(func).__name__}", field="actions")
-    with _LOCK:
-        if name in _REGISTRY and not replace and _REGISTRY[name] is not func:
-            raise ConfigError(f"an action called {name!r} is already registered: pick another name or pass replace=True",
-                              field="actions")
-        _REGISTRY[name] = func
-    return func
+    return ACTIONS.register(name, func, replace=replace)
 
 
 def unregister_action(name: str) -> None:
     """Forget a Python action registered in code."""
-    with _LOCK:
-        _REGISTRY.pop(name, None)
-
-
-def _entry_points() -> dict[str, Any]:
-    try:
-        return {ep.name: ep for ep in entry_points(group=ENTRY_POINT_GROUP)}
-    except Exception as exc:  # noqa: BLE001 - broken package metadata must not break routing
-        log.warning("could not read the %s entry points: %s", ENTRY_POINT_GROUP, exc)
-        return {}
+    ACTIONS.unregister(name)
 
 
 def action_names() -> list[str]:
     """Every registered Python action: in code and by entry points (not loaded)."""
-    return sorted(set(_REGISTRY) | set(_entry_points()))
+    return ACTIONS.names()
 
 
 def get_action(name: str) -> ActionFunc:
     """The Python action called ``name`` (an entry point is loaded on first use); else ConfigError."""
-    with _LOCK:
-        func = _REGISTRY.get(name)
-    if func is not None:
-        return func
-    ep = _entry_points().get(name)
-    if ep is None:
-        raise ConfigError(f"no action called {name!r}: add actions.{name}.webhook to frontdesk.yaml, register a Python "
-                          f"action with register_action({name!r}, func), or install a package that declares it under "
-                          f"the {ENTRY_POINT_GROUP!r} entry points (registered: {', '.join(action_names()) or 'none'})",
-                          field="actions")
-    try:
-        func = ep.load()
-    except Exception as exc:  # noqa: BLE001
-        raise ConfigError(f"the entry point of action {name!r} ({ep.value}) failed to load: {type(exc).__name__}: {exc}",
-                          field="actions") from exc
-    return register_action(name, func, replace=True)
+    return ACTIONS.get(name)
 
 
 def check_action_names(named: Mapping[str, str], specs: Mapping[str, ActionSpec]) -> list[str]:

@@ -59,10 +59,10 @@ class Metrics:
             self.flagged.inc()
         self.confidence.observe(decision.confidence)
         for t in decision.trace:
-            if t.kind in ("human", "preprocess"):
+            if t.role in ("human", "intake"):
                 continue
             self.tier_latency.labels(t.tier).observe(t.latency_ms / 1e3)
-            if t.kind == "llm":
+            if t.role == "llm":
                 self.llm_calls.labels(t.tier).inc()
                 self.llm_cost.labels(t.tier).inc(t.cost_usd)
                 if t.verdict == "error":

@@ -153,7 +153,7 @@ def build_routes(state: ServiceState) -> APIRouter:
 
     def check_labels(labels: list[str]) -> None:
         router = state.pipeline.router
-        known = set(router.labels) | set(router.tiers[0].labels_)
+        known = set(router.known_labels)
         unknown = sorted(set(labels) - known)
         if unknown:
             shown = ", ".join(sorted(known)[:50]) + (" …" if len(known) > 50 else "")

@@ -14,16 +14,14 @@ degrade to "no dedup" for that message (logged), never to a failed request.
 from __future__ import annotations
 
 import logging
-import threading
 import time
 import uuid
 from collections.abc import Callable
-from typing import Any, Generic, TypeVar
+from typing import Any, TypeVar
 
 from redis import RedisError
 
-from frontdesk.errors import ConfigError
-from frontdesk.intake.dedup import dedup_key
+from frontdesk.intake.dedup import Claim, ClaimTable
 
 T = TypeVar("T")
 log = logging.getLogger("frontdesk.shared")
@@ -48,41 +46,31 @@ return 0
 """
 
 
-class _Claim(Generic[T]):
-    __slots__ = ("owner", "token", "value", "done", "held")
+class _Claim(Claim[T]):
+    """A local claim with its Redis lease token."""
+
+    __slots__ = ("token", "held")
 
     def __init__(self, owner: object, token: str) -> None:
-        self.owner, self.token = owner, token
-        self.value: T | None = None
-        self.done = threading.Event()
+        super().__init__(owner)
+        self.token = token
         self.held = False  # True once the Redis lease is ours (False: still asking Redis)
 
 
-class RedisDeduplicator(Generic[T]):
+class RedisDeduplicator(ClaimTable[T, _Claim[T]]):
     """A :class:`~frontdesk.intake.dedup.DedupStore` in Redis; ``encode``/``decode`` turn values into bytes/str."""
 
     def __init__(self, client: Any, *, window_s: float, encode: Callable[[T], str | bytes], decode: Callable[[bytes], T],
                  prefix: str = "frontdesk:", lease_s: float = 30.0, wait_s: float = 10.0,
                  clock: Callable[[], float] = time.monotonic) -> None:
-        if window_s < 0:
-            raise ConfigError(f"must be ≥ 0 seconds (0 disables deduplication), got {window_s}", field="dedup_window_s")
-        self.client, self.window_s, self.lease_s, self.wait_s = client, float(window_s), float(lease_s), float(wait_s)
+        super().__init__(window_s, wait_s, clock)
+        self.client, self.lease_s = client, float(lease_s)
         self.encode, self.decode, self.prefix = encode, decode, prefix
-        self._clock = clock
-        self._lock = threading.Lock()
-        self._claims: dict[bytes, _Claim[T]] = {}
         self._claim = client.register_script(_CLAIM)
         self._confirm = client.register_script(_CONFIRM)
         self._release = client.register_script(_RELEASE)
         self.errors = 0
         """Redis errors met (each one: that message was not deduplicated)."""
-
-    @property
-    def enabled(self) -> bool:
-        return self.window_s > 0
-
-    def key(self, sender: str | None, text: str) -> bytes | None:
-        return dedup_key(sender, text)
 
     def _vkey(self, key: bytes) -> str:
         return f"{self.prefix}dedup:v:{key.hex()}"
@@ -99,7 +87,7 @@ class RedisDeduplicator(Generic[T]):
         """``(earlier, None)`` for a duplicate of a committed decision (or of a pending one of the same
         ``owner``), ``(None, key)`` when the caller now holds the claim (confirm or release it), ``(None,
         None)`` when dedup does not apply or the wait for another replica's decision ran out."""
-        key = self.key(sender, text) if self.enabled else None
+        key = self._key_of(sender, text)
         if key is None:
             return None, None
         deadline = self._clock() + self.wait_s
@@ -150,53 +138,34 @@ class RedisDeduplicator(Generic[T]):
                 del self._claims[key]
         claim.done.set()
 
-    def settle(self, key: bytes | None, value: T) -> None:
-        """Attach the decided value to a claim (copies in the same request now get it)."""
-        if key is None:
-            return
-        with self._lock:
-            claim = self._claims.get(key)
-            if claim is not None:
-                claim.value = value
-
     def confirm(self, key: bytes | None) -> None:
         """The claimed message's decision is committed: share it for the window (SET NX PX), drop the lease."""
-        if key is None:
-            return
-        with self._lock:
-            claim = self._claims.pop(key, None)
-        if claim is None:
+        self._end_claim(key, "confirm", commit=True)
+
+    def release(self, key: bytes | None) -> None:
+        """Nothing was committed: drop the lease so the next copy is decided afresh at once."""
+        self._end_claim(key, "release", commit=False)
+
+    def _end_claim(self, key: bytes | None, what: str, *, commit: bool) -> None:
+        """Take the claim out, share its value (``commit`` and there is one) or just drop the lease; wake its waiters."""
+        claim = self._pop_claim(key)
+        if claim is None or key is None:
             return
         try:
-            if claim.value is not None:
+            if commit and claim.value is not None:
                 self._confirm(keys=[self._vkey(key), self._lkey(key)],
                               args=[self.encode(claim.value), max(1, int(self.window_s * 1000)), claim.token])
             else:
                 self._release(keys=[self._lkey(key)], args=[claim.token])
         except RedisError as exc:
-            self._error("confirm", exc)
-        finally:
-            claim.done.set()
-
-    def release(self, key: bytes | None) -> None:
-        """Nothing was committed: drop the lease so the next copy is decided afresh at once."""
-        if key is None:
-            return
-        with self._lock:
-            claim = self._claims.pop(key, None)
-        if claim is None:
-            return
-        try:
-            self._release(keys=[self._lkey(key)], args=[claim.token])
-        except RedisError as exc:
-            self._error("release", exc)
+            self._error(what, exc)
         finally:
             claim.done.set()
 
     # -- direct access -------------------------------------------------------------------------------
     def lookup(self, sender: str | None, text: str) -> T | None:
         """The committed value shared for this sender and message within the window, else None."""
-        key = self.key(sender, text) if self.enabled else None
+        key = self._key_of(sender, text)
         if key is None:
             return None
         try:
@@ -208,7 +177,7 @@ class RedisDeduplicator(Generic[T]):
 
     def remember(self, sender: str | None, text: str, value: T) -> None:
         """Share an already committed ``value`` for this sender and message; the window starts now."""
-        key = self.key(sender, text) if self.enabled else None
+        key = self._key_of(sender, text)
         if key is None:
             return
         try:
@@ -218,10 +187,7 @@ class RedisDeduplicator(Generic[T]):
 
     def clear(self) -> None:
         """Forget every shared decision and lease under this prefix (all replicas), and the local claims."""
-        with self._lock:
-            claims, self._claims = self._claims, {}
-        for claim in claims.values():
-            claim.done.set()
+        self._drop_claims()
         keys = list(self.client.scan_iter(match=f"{self.prefix}dedup:*", count=1000))
         for i in range(0, len(keys), 1000):
             self.client.delete(*keys[i : i + 1000])

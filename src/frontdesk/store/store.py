@@ -226,9 +226,18 @@ def _stat_columns(decision: Decision) -> dict[str, Any]:
     return {"created_hour": int(_utc(decision.created_at).timestamp()) // 3600,
             "label": decision.labels[0] if decision.labels else None, "n_labels": len(decision.labels),
             "primary_confidence": primary_confidence(decision),
-            "llm_calls": 0 if decision.duplicate_of else sum(1 for t in decision.trace if t.kind == "llm"),
+            "llm_calls": 0 if decision.duplicate_of else sum(1 for t in decision.trace if t.role == "llm"),
             "cost_usd": decision.cost_usd,
             "duplicate": decision.duplicate_of is not None}
+
+
+def _locked_review(conn: sa.Connection, decision_id: str) -> Any:
+    """The review row of a decision with its payload, locked for the transaction (None: it has none)."""
+    return conn.execute(
+        sa.select(_reviews, _decisions.c.payload)
+        .join(_decisions, _decisions.c.id == _reviews.c.decision_id)
+        .where(_reviews.c.decision_id == decision_id).with_for_update(of=_reviews)
+    ).first()
 
 
 def _check_labels(labels: Sequence[str], decision_id: str) -> list[str]:
@@ -474,6 +483,8 @@ class Store:
 
     def get_decision(self, decision_id: str) -> Decision | None:
         """The stored decision with this id (equal to the one saved), or None."""
+        if "\x00" in decision_id:  # no stored id has one (PostgreSQL text cannot hold NUL: the query would fail)
+            return None
         with self._read() as conn:
             payload = conn.scalar(sa.select(_decisions.c.payload).where(_decisions.c.id == decision_id))
             if payload is None:
@@ -609,11 +620,7 @@ class Store:
         (``source="review"``, with ``note``), in one transaction; committed on return."""
         labels = _check_labels(labels, decision_id)
         with self._write() as conn:
-            row = conn.execute(
-                sa.select(_reviews, _decisions.c.payload)
-                .join(_decisions, _decisions.c.id == _reviews.c.decision_id)
-                .where(_reviews.c.decision_id == decision_id).with_for_update(of=_reviews)
-            ).first()
+            row = _locked_review(conn, decision_id)
             if row is None:
                 known = conn.scalar(sa.select(_decisions.c.id).where(_decisions.c.id == decision_id)) is not None
                 why = ("it is stored but was never sent to review (not flagged, not tier 'human'): "
@@ -641,11 +648,7 @@ class Store:
         one transaction — only for the reviewer who resolved it and only within ``within_s`` seconds of
         the resolution (an undo, not a way to rewrite history: later corrections go through feedback)."""
         with self._write() as conn:
-            row = conn.execute(
-                sa.select(_reviews, _decisions.c.payload)
-                .join(_decisions, _decisions.c.id == _reviews.c.decision_id)
-                .where(_reviews.c.decision_id == decision_id).with_for_update(of=_reviews)
-            ).first()
+            row = _locked_review(conn, decision_id)
             if row is None:
                 raise StoreError(f"no review item for decision {decision_id!r}: nothing to undo", decision_id=decision_id)
             if row.status != "resolved":
@@ -768,12 +771,14 @@ class Store:
         """Labelled examples learned in production, as ``(text, labels, source)``, oldest decision first.
 
         Every decision with feedback contributes its *latest* feedback's labels (source
-        ``"feedback"`` or ``"review"``). With ``include_llm``, decisions that an LLM tier (trace
-        ``kind == "llm"``) accepted without flagging contribute its labels (source ``"llm"``),
+        ``"feedback"`` or ``"review"``). With ``include_llm``, decisions that a tier of role ``llm``
+        accepted without flagging contribute its labels (source ``"llm"``),
         unless the decision also has feedback. Texts are de-duplicated on :func:`~frontdesk.common.textkey.text_key`:
         feedback beats LLM labels, and within each, the latest wins. ``text`` is the decision's
         text (as the tiers saw it: preprocessed and truncated).
         """
+        from frontdesk.tiers.base import role_of_kind
+
         with self._read() as conn:
             latest: dict[str, tuple[int, list[str], str]] = {}
             for fb in conn.execute(sa.select(_feedback.c.id, _feedback.c.decision_id, _feedback.c.labels,
@@ -785,12 +790,14 @@ class Store:
                                         .where(_decisions.c.id.in_(part))):
                     texts[row.id] = (json.loads(row.payload)["text"], row.created_at)
             llm_rows: Sequence[sa.Row[str, str, datetime]] = []
-            if include_llm:
+            if include_llm:  # the rows store the answering tier's kind: the kinds whose class has role llm
+                kinds = [k for k in conn.scalars(sa.select(_decisions.c.tier_kind).distinct().where(_decisions.c.tier_kind.is_not(None)))
+                         if role_of_kind(k) == "llm"]
                 llm_rows = conn.execute(
                     sa.select(_decisions.c.id, _decisions.c.payload, _decisions.c.created_at)
-                    .where(_decisions.c.tier_kind == "llm", _decisions.c.flagged.is_(False), _decisions.c.tier != "human")
+                    .where(_decisions.c.tier_kind.in_(kinds), _decisions.c.flagged.is_(False), _decisions.c.tier != "human")
                     .order_by(_decisions.c.created_at.desc(), _decisions.c.id.desc())
-                ).all()
+                ).all() if kinds else []
 
         chosen: dict[str, tuple[datetime, str, str, tuple[str, ...], str]] = {}
         # Feedback first, latest feedback first: the first example per normalised text wins.
@@ -802,7 +809,7 @@ class Store:
                 continue
             d = Decision.model_validate_json(r.payload)
             answering = _answering_trace(d)
-            if answering is None or answering.verdict != "accept" or not d.labels:
+            if answering is None or answering.role != "llm" or answering.verdict != "accept" or not d.labels:
                 continue  # e.g. mapped to the unknown label because the LLM was not confident
             chosen.setdefault(text_key(d.text), (r.created_at, d.id, d.text, tuple(d.labels), "llm"))
         return [(text, labels, source) for _c, _i, text, labels, source in sorted(chosen.values(), key=lambda x: x[:2])]

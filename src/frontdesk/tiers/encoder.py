@@ -78,6 +78,7 @@ class EncoderTier(Tier):
 
     kind = "encoder"
     calibrated = True
+    score_is_proba = True
 
     def __init__(self, name: str | None = None, params: EncoderParams | dict[str, Any] | None = None) -> None:
         super().__init__(name)

@@ -34,9 +34,9 @@ from pydantic import BaseModel, ConfigDict, Field, model_validator
 
 from frontdesk.gating.calibration import calibrate_temperature, softmax_t
 from frontdesk.data.dataset import Dataset
-from frontdesk.errors import ConfigError, DataError, FrontdeskError, ModelError
+from frontdesk.errors import DataError, FrontdeskError, ModelError
 from frontdesk.types import TierResult
-from frontdesk.tiers.base import Progress, Tier, load_tier, parse_params, save_tier, tier_class
+from frontdesk.tiers.base import Progress, Tier, calibrated_tier_class, load_tier, parse_params, save_tier
 
 #: grid resolutions tried for the weight simplex (finest first); the first with ≤ _MAX_GRID points is used
 _GRID_STEPS = (20, 10, 5, 4, 2, 1)
@@ -211,17 +211,9 @@ class EnsembleTier(Tier):
 
     @staticmethod
     def _member_class(kind: str) -> type[Tier]:
-        try:
-            cls = tier_class(kind)
-        except ImportError as exc:
-            raise ConfigError(f"member kind {kind!r} cannot be imported ({exc}): install its extra or choose other members", field="members") from exc
-        if not cls.calibrated:
-            raise ConfigError(
-                f"member kind {kind!r} has no calibrated predict_proba over the label set: ensemble members must be model tiers "
-                "such as linear or encoder (put rules and llm tiers in the cascade instead)",
-                field="members",
-            )
-        return cls
+        return calibrated_tier_class(kind, field="members", what="member",
+                                     instead="ensemble members must be model tiers such as linear or encoder (put rules and "
+                                             "llm tiers in the cascade instead)")
 
     def _attach(self, members: list[Tier], path: Path | None = None) -> None:
         """Adopt fitted ``members``: check that they share one single-label label set and map their columns."""

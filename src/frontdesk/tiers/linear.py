@@ -137,6 +137,17 @@ class _FastBlock:
     def features(self, text: str) -> tuple[np.ndarray, np.ndarray] | None:
         counts = Counter(map(self.vocab.get, self.analyze(text)))
         counts.pop(None, None)
+        return self._weighed(counts)
+
+    def features_oov(self, text: str) -> tuple[tuple[np.ndarray, np.ndarray] | None, float]:
+        """:meth:`features` plus the share of the text's n-grams the vocabulary does not know (1.0 for none)."""
+        grams = self.analyze(text)
+        counts = Counter(map(self.vocab.get, grams))
+        missing = counts.pop(None, 0)
+        return self._weighed(counts), (missing / len(grams) if grams else 1.0)
+
+    def _weighed(self, counts: Counter[int]) -> tuple[np.ndarray, np.ndarray] | None:
+        """Known terms' counts → (columns, tf-idf weights scaled to the block's weight); None for no known term."""
         if not counts:
             return None
         idx = np.fromiter(counts.keys(), dtype=np.int64, count=len(counts))
@@ -146,22 +157,6 @@ class _FastBlock:
         v = tf * self.idf[idx]
         v *= self.weight / math.sqrt(float(v @ v))
         return idx + self.offset, v
-
-    def features_oov(self, text: str) -> tuple[tuple[np.ndarray, np.ndarray] | None, float]:
-        """:meth:`features` plus the share of the text's n-grams the vocabulary does not know (1.0 for none)."""
-        grams = self.analyze(text)
-        counts = Counter(map(self.vocab.get, grams))
-        missing = counts.pop(None, 0)
-        oov = missing / len(grams) if grams else 1.0
-        if not counts:
-            return None, oov
-        idx = np.fromiter(counts.keys(), dtype=np.int64, count=len(counts))
-        tf = np.fromiter(counts.values(), dtype=np.float64, count=len(counts))
-        if self.sublinear:
-            tf = np.log(tf) + 1.0
-        v = tf * self.idf[idx]
-        v *= self.weight / math.sqrt(float(v @ v))
-        return (idx + self.offset, v), oov
 
     def columns(self, docs: Sequence[str]) -> tuple[np.ndarray, np.ndarray]:
         """Vocabulary columns of every n-gram of each preprocessed doc (-1: not in the vocabulary), and each doc's count."""
@@ -264,6 +259,7 @@ class LinearTier(Tier):
 
     kind = "linear"
     calibrated = True
+    score_is_proba = True
 
     def __init__(self, name: str | None = None, params: LinearParams | dict[str, Any] | None = None) -> None:
         super().__init__(name)

@@ -48,7 +48,7 @@ from frontdesk.llm.registry import ProviderSettings, create_provider, get_provid
 from frontdesk.llm.resilience import CallPool, CircuitBreaker, Recording, RetryPolicy, TTLCache, cache_key, call_with_retries
 from frontdesk.llm.retrieval import ExampleIndex
 from frontdesk.types import TierResult
-from frontdesk.tiers.base import Progress, Tier, parse_params
+from frontdesk.tiers.base import Progress, Tier, TierContext, parse_params
 
 #: USD per 1M tokens (input, output) for a few well-known models; override with ``prices`` in config.
 #: Prices change — these are list prices as published when this table was written.
@@ -168,6 +168,8 @@ class LLMTier(Tier):
     """Asks an LLM to choose among the candidate labels; see the module docstring."""
 
     kind = "llm"
+    role = "llm"
+    needs = frozenset({"candidates", "descriptions", "examples"})
 
     def __init__(self, name: str | None = None, params: LLMParams | dict[str, Any] | None = None, *, provider: Provider | None = None) -> None:
         super().__init__(name)
@@ -212,21 +214,24 @@ class LLMTier(Tier):
 
     def fit(self, data: Dataset, progress: Progress | None = None) -> LLMTier:
         """Nothing to train: keep the labels, their descriptions and a few examples each."""
-        self.attach(data.labels, data.descriptions, _examples(data, self.params.examples_per_label), multi_label=data.multi_label)
+        self.attach(TierContext(data.labels, data.descriptions, data.label_examples(self.params.examples_per_label),
+                                multi_label=data.multi_label))
         return self
 
-    def attach(self, labels: Sequence[str], descriptions: dict[str, str], examples: dict[str, list[str]], *, multi_label: bool = False,
-               index: ExampleIndex | None = None) -> LLMTier:
-        """Give the tier its label set (used when an LLM tier is added to a trained model); ``examples``
-        are the fixed fallback, ``index`` the example index the nearest examples come from."""
-        self.labels_ = tuple(labels)
-        self.descriptions = dict(descriptions)
-        self.examples = {k: list(v)[: self.params.examples_per_label] for k, v in examples.items()}
-        if index is not None:
-            self.index = index
-        if multi_label and self.params.max_labels == 1:
+    def attach(self, context: TierContext) -> None:
+        """Take the model's label set, descriptions and examples (``examples`` are the fixed fallback, the
+        example index gives the nearest ones); multi-label data raises ``max_labels`` to 3."""
+        self.labels_ = tuple(context.labels)
+        self.descriptions = dict(context.descriptions)
+        self.examples = {k: list(v)[: self.params.examples_per_label] for k, v in context.examples.items()}
+        if context.example_index is not None:
+            self.index = context.example_index
+        if context.multi_label and self.params.max_labels == 1:
             self.params = self.params.model_copy(update={"max_labels": 3})
-        return self
+
+    def use_example_index(self, index: ExampleIndex) -> None:
+        if self.index is None:
+            self.index = index
 
     def examples_for(self, text: str, candidates: Sequence[str]) -> dict[str, list[str]]:
         """The examples the prompt shows for each candidate: nearest to ``text`` when the tier has an index."""
@@ -360,7 +365,7 @@ class LLMTier(Tier):
         try:
             meta = json.loads((path / "llm.json").read_text(encoding="utf-8"))
             tier = cls(name, meta["params"])
-            tier.attach(meta["labels"], meta.get("descriptions", {}), meta.get("examples", {}))
+            tier.attach(TierContext(tuple(meta["labels"]), meta.get("descriptions", {}), meta.get("examples", {})))
         except FileNotFoundError as exc:
             raise ModelError("llm.json is missing: re-save the model", path=path) from exc
         except (KeyError, json.JSONDecodeError) as exc:
@@ -389,14 +394,3 @@ def _spent(exc: ProviderError, started: float) -> ProviderError:
     exc.args = (f"tier {exc.tier!r} failed: {exc.reason}",)
     exc.latency_ms = elapsed * 1e3
     return exc
-
-
-def _examples(data: Dataset, n: int) -> dict[str, list[str]]:
-    """The first ``n`` distinct short training texts of each label (deterministic)."""
-    out: dict[str, list[str]] = {}
-    for ex in sorted(data.train, key=lambda e: (len(e.text), e.text)):
-        for label in ex.labels:
-            bucket = out.setdefault(label, [])
-            if len(bucket) < n and len(ex.text) >= 12:
-                bucket.append(ex.text)
-    return out

@@ -26,7 +26,7 @@ from frontdesk.data.dataset import Dataset
 from frontdesk.errors import ConfigError, ModelError
 from frontdesk.gating.gate import GatePolicy
 from frontdesk.types import TierResult
-from frontdesk.tiers.base import Progress, Tier, parse_params
+from frontdesk.tiers.base import Progress, Tier, TierContext, parse_params
 
 
 def fold(text: str) -> str:
@@ -82,6 +82,7 @@ class RulesTier(Tier):
     """Keyword/regex guardrails; put it first in the cascade (``--tiers rules,linear``)."""
 
     kind = "rules"
+    role = "guardrail"
 
     def __init__(self, name: str | None = None, params: RulesParams | dict[str, Any] | None = None) -> None:
         super().__init__(name)
@@ -98,6 +99,10 @@ class RulesTier(Tier):
             raise ConfigError("the rules tier has no rules: pass tier_params={'rules': {'rules': [...]}}", field=f"tiers.{self.name}")
         self.labels_ = tuple(dict.fromkeys([*data.labels, *(r.label for r in self.params.rules)]))
         return self
+
+    def attach(self, context: TierContext) -> None:
+        """Joining a trained model: its labels plus any label only the rules use."""
+        self.labels_ = tuple(dict.fromkeys([*context.labels, *(r.label for r in self.params.rules)]))
 
     def score(self, text: str, candidates: Sequence[str] | None = None) -> TierResult:
         t0 = time.perf_counter()

@@ -36,9 +36,6 @@ from __future__ import annotations
 
 import ctypes
 import json
-import os
-import sys
-import threading
 import time
 from collections import OrderedDict
 from dataclasses import dataclass
@@ -47,14 +44,10 @@ from typing import Any
 
 from frontdesk.errors import ModelError
 from frontdesk.llm.base import LLMRequest, LLMResponse, ProviderError
-from frontdesk.llm.models import DEFAULT_MODEL, get_spec, model_path as installed_model_path
+from frontdesk.llm.models import DEFAULT_MODEL
+from frontdesk.llm.providers.local_gguf import LocalGGUFProvider, check_gguf, default_threads
 
 _PROBE = "\ue000"  # a user message that shares nothing with a real one: finds where the system prompt ends
-
-
-def default_threads() -> int:
-    """llama.cpp threads when none are given: 2, or 1 on a 1-core machine."""
-    return max(1, min(2, os.cpu_count() or 1))
 
 
 # llama-cpp-python 0.3.36's converter lets JSON strings contain raw control characters (a newline
@@ -105,25 +98,17 @@ class _Saved:
     size: int
 
 
-class LlamaCppProvider:
+class LlamaCppProvider(LocalGGUFProvider):
     """An in-process llama.cpp model implementing the :class:`~frontdesk.llm.base.Provider` protocol.
 
-    ``model`` is a name from :data:`frontdesk.llm.models.MODELS` (its verified file is looked up in
-    the model cache, ``cache_dir`` or ``$FRONTDESK_MODELS``) unless ``model_path`` points at a GGUF
-    file, in which case ``model`` is only the name reported in responses and cache keys.
-    ``n_threads`` is used for both prompt evaluation and generation (default
-    :func:`default_threads`). ``prompt_cache_mb`` bounds the prefix cache (0 disables it).
-
-    ``passive_openmp``: llama.cpp's CPU backend uses OpenMP, whose worker threads busy-wait between
-    graph nodes by default. When other processes compete for the cores, a descheduled worker stalls
-    every node: on 2 shared cores a call took 2-4x longer (one took over 2 minutes). Unless
-    ``OMP_WAIT_POLICY`` is already set, the first provider created before ``llama_cpp`` is imported
-    sets it to ``PASSIVE`` for the process: under contention 2 threads then run like 1 thread
-    instead of much worse, and on idle cores prompt evaluation keeps its 2-thread speed (generation
-    is ~1.5x slower than with spinning threads). Set ``OMP_WAIT_POLICY=ACTIVE`` for dedicated cores.
+    Model, path, threads and OpenMP settings as in :class:`~frontdesk.llm.providers.local_gguf.LocalGGUFProvider`
+    (on 2 shared cores spinning OpenMP threads made a call 2-4x longer, one over 2 minutes; with passive
+    ones 2 threads run like 1 under contention, and prompt evaluation keeps its 2-thread speed on idle
+    cores while generation is ~1.5x slower). ``prompt_cache_mb`` bounds the prefix cache (0 disables it).
     """
 
     name = "llama-cpp"
+    backend = "llama_cpp"
 
     def __init__(
         self,
@@ -139,25 +124,11 @@ class LlamaCppProvider:
         seed: int = 0,
         passive_openmp: bool = True,
     ) -> None:
-        if passive_openmp and "llama_cpp" not in sys.modules:
-            # read by libgomp when llama.cpp's CPU backend is loaded; an explicit setting wins
-            os.environ.setdefault("OMP_WAIT_POLICY", "PASSIVE")
-        import llama_cpp  # noqa: F401  (fail at construction when the optional dependency is missing)
-
-        if model_path is None:
-            get_spec(model)  # unknown names fail here, not at the first call
-        self.model = model
-        self.tier_name = tier_name
-        self.n_threads = n_threads or default_threads()
-        self.n_ctx = n_ctx
-        self.n_batch = n_batch
+        super().__init__(model, model_path=model_path, n_threads=n_threads, n_ctx=n_ctx, tier_name=tier_name, n_batch=n_batch,
+                         cache_dir=cache_dir, seed=seed, passive_openmp=passive_openmp)
         self.prompt_cache_bytes = max(0, prompt_cache_mb) << 20
-        self.seed = seed
-        self._explicit_path = Path(model_path) if model_path is not None else None
-        self._cache_dir = cache_dir
         self._llm: Any = None
         self._formatter: Any = None
-        self._lock = threading.Lock()
         self._deadline = float("inf")
         self._abort_cb: Any = None  # keeps the ctypes callback alive as long as the context
         self._grammars: OrderedDict[str, Any] = OrderedDict()
@@ -167,23 +138,14 @@ class LlamaCppProvider:
 
     # -- loading --------------------------------------------------------------------------------
 
-    @property
-    def path(self) -> Path:
-        """The GGUF file: ``model_path``, or the verified file from the model cache (else :class:`ModelError`)."""
-        if self._explicit_path is not None:
-            if not self._explicit_path.is_file():
-                raise ModelError("GGUF model file not found", path=self._explicit_path)
-            return self._explicit_path
-        return installed_model_path(self.model, self._cache_dir)
+    def _import(self) -> Any:
+        import llama_cpp
+
+        return llama_cpp
 
     @property
     def loaded(self) -> bool:
         return self._llm is not None
-
-    def load(self) -> None:
-        """Load the model now (otherwise the first call does). Raises :class:`ModelError`."""
-        with self._lock:
-            self._load_locked()
 
     def _load_locked(self) -> None:
         if self._llm is not None:
@@ -192,6 +154,7 @@ class LlamaCppProvider:
         from llama_cpp.llama_chat_format import Jinja2ChatFormatter
 
         path = self.path
+        check_gguf(path)
         try:
             llm = llama_cpp.Llama(
                 model_path=str(path), n_ctx=self.n_ctx, n_batch=self.n_batch, n_threads=self.n_threads,
@@ -235,13 +198,7 @@ class LlamaCppProvider:
         started = time.monotonic()
         budget = request.remaining_s()
         deadline = started + budget
-        if not self._lock.acquire(timeout=budget):
-            raise ProviderError(self.tier_name, "timeout", f"the local model stayed busy for {budget:.1f} s")
-        try:
-            try:
-                self._load_locked()
-            except ModelError as exc:
-                raise ProviderError(self.tier_name, "client_error", str(exc)) from exc
+        with self._loaded(budget):
             grammar = self._grammar(request.schema)
             tokens, prefix, formatted = self._tokens(request)
             if len(tokens) >= self.n_ctx:
@@ -267,8 +224,6 @@ class LlamaCppProvider:
             self._save_prefix(tokens, prefix)
             self.stats["calls"] += 1
             self.stats["prompt_tokens_evaluated"] += len(tokens) - min(before, len(tokens) - 1)
-        finally:
-            self._lock.release()
         return self._response(out, request, time.monotonic() - started)
 
     def _grammar(self, schema: dict[str, Any]) -> Any:
@@ -367,19 +322,7 @@ class LlamaCppProvider:
             finish = choice.get("finish_reason")
         except (KeyError, IndexError, TypeError) as exc:
             raise ProviderError(self.tier_name, "bad_response", f"unexpected llama.cpp result: {exc!r}") from exc
-        if finish == "length":
-            raise ProviderError(self.tier_name, "bad_response",
-                                f"answer cut off at max_tokens={request.max_tokens}: {text[:80]!r}")
-        return LLMResponse(
-            text=text.strip(),
-            input_tokens=int(usage.get("prompt_tokens", 0)),
-            output_tokens=int(usage.get("completion_tokens", 0)),
-            model=self.model,
-            raw={"finish_reason": finish, "elapsed_s": round(elapsed, 4), "n_threads": self.n_threads},
-        )
-
-    def __repr__(self) -> str:
-        return f"LlamaCppProvider(model={self.model!r}, n_threads={self.n_threads}, loaded={self.loaded})"
+        return self._answer(text, finish, usage, request, elapsed)
 
 
 __all__ = ["LlamaCppProvider", "default_threads", "tighten_gbnf"]

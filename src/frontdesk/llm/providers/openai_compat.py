@@ -20,10 +20,9 @@ from __future__ import annotations
 
 import json
 import logging
-import math
 import os
 import re
-from collections.abc import Iterable, Mapping, Sequence
+from collections.abc import Mapping
 from typing import Any, Literal
 from urllib.parse import urlsplit
 
@@ -31,6 +30,7 @@ from frontdesk.common.retry import parse_retry_after
 from frontdesk.errors import ConfigError
 from frontdesk.llm import deadline
 from frontdesk.llm.base import LLMRequest, LLMResponse, ProviderError
+from frontdesk.llm.logprobs import label_probs_from_logprobs, label_value_spans
 from frontdesk.llm.providers.http_api import (
     LOCAL_PLACEHOLDER_KEY,
     api_key_for,
@@ -45,68 +45,6 @@ from frontdesk.llm.providers.http_api import (
 log = logging.getLogger("frontdesk.llm")
 
 Structured = Literal["json_schema", "json_object", "none"]
-
-
-# -- label probabilities from token log-probabilities ---------------------------------------------
-_JSON_STRING = re.compile(r'"((?:[^"\\]|\\.)*)"', re.S)
-
-
-def label_value_spans(text: str, labels: Iterable[str]) -> dict[str, tuple[int, int]]:
-    """Character span (inside the quotes) of the first occurrence of each label as a JSON string *value*.
-
-    Keys (a string followed by ``:``) are skipped, and so are escaped quotes inside other strings, so a
-    label mentioned inside the rationale or used as a key never counts.
-    """
-    wanted = set(labels)
-    spans: dict[str, tuple[int, int]] = {}
-    for m in _JSON_STRING.finditer(text):
-        rest = text[m.end():].lstrip()
-        if rest.startswith(":"):
-            continue
-        try:
-            value = json.loads(m.group(0))
-        except ValueError:
-            continue
-        if value in wanted and value not in spans:
-            spans[value] = (m.start(1), m.end(1))
-    return spans
-
-
-Token = tuple[str, float, "Sequence[int] | None"]
-
-
-def label_probs_from_logprobs(text: str, tokens: Sequence[Token], labels: Iterable[str]) -> dict[str, float] | None:
-    """P(label) = exp(sum of the log-probs of the tokens overlapping the label's text in the JSON answer).
-
-    ``tokens`` are ``(token, logprob, bytes)`` in order; ``bytes`` (the token's UTF-8 bytes, as the
-    OpenAI API returns them) is used when present, so tokens that split a multi-byte character align
-    correctly. Returns None when there are no tokens or they do not spell out ``text``; otherwise a
-    dict with one entry per label that appears in the answer (possibly empty).
-    """
-    if not tokens:
-        return None
-    pieces = [bytes(b) if b is not None else tok.encode("utf-8") for tok, _, b in tokens]
-    joined = b"".join(pieces)
-    data = text.encode("utf-8")
-    base = joined.find(data)  # some servers strip whitespace around the content
-    if base < 0:
-        return None
-    starts, pos = [], 0
-    for p in pieces:
-        starts.append(pos)
-        pos += len(p)
-    out: dict[str, float] = {}
-    for label, (c0, c1) in label_value_spans(text, labels).items():
-        b0 = base + len(text[:c0].encode("utf-8"))
-        b1 = base + len(text[:c1].encode("utf-8"))
-        total, hit = 0.0, False
-        for (_, lp, _), s, p in zip(tokens, starts, pieces):
-            if s < b1 and s + len(p) > b0:
-                total += float(lp)
-                hit = True
-        if hit and math.isfinite(total):
-            out[label] = min(1.0, math.exp(total))
-    return out
 
 
 # -- the provider ---------------------------------------------------------------------------------

@@ -32,7 +32,6 @@ from __future__ import annotations
 
 import http.client
 import json
-import math
 import os
 import platform
 import secrets
@@ -40,17 +39,15 @@ import shutil
 import socket
 import sys
 import tempfile
-import threading
 import time
-from collections.abc import Iterable, Mapping, Sequence
 from pathlib import Path
 from typing import Any
 
 from frontdesk.errors import ConfigError, ModelError
 from frontdesk.llm.base import LLMRequest, LLMResponse, ProviderError
-from frontdesk.llm.models import DEFAULT_MODEL, get_spec, model_path as installed_model_path
-from frontdesk.llm.providers.openai_compat import label_value_spans
-from frontdesk.llm.prompt import NONE
+from frontdesk.llm.models import DEFAULT_MODEL
+from frontdesk.llm.providers.local_gguf import LocalGGUFProvider, check_gguf, default_threads
+from frontdesk.llm.logprobs import constrained_label_probs
 
 #: the pip requirement of this provider (one abi3 wheel per platform; CPU build on PyPI)
 REQUIREMENT = "xllamacpp>=2026.10.11549,<2027"
@@ -102,88 +99,6 @@ def import_xllamacpp() -> Any:
     return xllamacpp
 
 
-def default_threads() -> int:
-    """llama.cpp threads when none are given: 2, or 1 on a 1-core machine."""
-    return max(1, min(2, os.cpu_count() or 1))
-
-
-def check_gguf(path: Path) -> None:
-    """Raise :class:`ModelError` unless ``path`` is a readable file starting with the GGUF magic.
-
-    llama.cpp reports every load failure as the same "Failed to init server"; checking first
-    turns the common mistakes (wrong path, a directory, a truncated or non-GGUF file) into errors
-    that say what to do.
-    """
-    if not path.exists():
-        raise ModelError("GGUF model file not found: pass the path of a .gguf file, or a model name from "
-                         "`frontdesk models list` (fetch it with `frontdesk models fetch NAME`)", path=path)
-    if not path.is_file():
-        raise ModelError("is not a file: pass the path of a .gguf model file", path=path)
-    try:
-        with open(path, "rb") as f:
-            magic = f.read(4)
-    except OSError as exc:
-        raise ModelError(f"cannot read the model file ({exc.strerror}): check its permissions", path=path) from exc
-    if magic != b"GGUF":
-        raise ModelError("is not a GGUF model file (no GGUF header): pass a .gguf file, or fetch the default model "
-                         "with `frontdesk models fetch`", path=path)
-
-
-# -- label probabilities ------------------------------------------------------------------------
-
-def constrained_label_probs(text: str, tokens: Sequence[Mapping[str, Any]], labels: Iterable[str]) -> dict[str, float] | None:
-    """P(label) for each label in the answer, from log-probabilities renormalised over what the schema allows.
-
-    ``tokens`` are the OpenAI-style ``logprobs.content`` entries (``token``, ``logprob``, ``bytes``,
-    ``top_logprobs``). llama.cpp reports the model's raw distribution, before the grammar; the
-    grammar then picks among the tokens that keep the answer valid. So for every token overlapping
-    a label's text, its probability is divided by the summed probability of the alternatives in
-    ``top_logprobs`` that are consistent with *some* allowed label at that position (other labels,
-    or shorter pieces of one), and the ratios are multiplied. That is the probability of the
-    chosen path under the constrained distribution, up to the alternatives beyond ``top_logprobs``.
-    Returns None when the tokens do not spell out ``text``; otherwise one entry per label (of
-    ``labels``) found as a JSON string value in ``text``.
-    """
-    labels = list(labels)
-    if not tokens:
-        return None
-    pieces = [_token_bytes(t) for t in tokens]
-    joined = b"".join(pieces)
-    base = joined.find(text.encode("utf-8"))
-    if base < 0:
-        return None
-    starts, pos = [], 0
-    for p in pieces:
-        starts.append(pos)
-        pos += len(p)
-    quoted = [json.dumps(x, ensure_ascii=False).encode("utf-8") for x in (*labels, NONE)]
-    out: dict[str, float] = {}
-    for label, (c0, c1) in label_value_spans(text, labels).items():
-        q0 = base + len(text[: c0 - 1].encode("utf-8"))  # the opening quote
-        b0 = q0 + 1
-        b1 = base + len(text[:c1].encode("utf-8"))
-        total, hit = 0.0, False
-        for tok, s, piece in zip(tokens, starts, pieces):
-            if not (s < b1 and s + len(piece) > b0):
-                continue
-            hit = True
-            lead = joined[s:q0] if s < q0 else b""  # bytes before the quote this token must reproduce
-            done = joined[q0:s] if s > q0 else b""  # the part of the quoted label already generated
-            targets = [lead + q[len(done):] for q in quoted if q.startswith(done)]
-            alts = {_token_bytes(a): float(a["logprob"]) for a in tok.get("top_logprobs") or ()}
-            alts[piece] = float(tok["logprob"])
-            z = sum(math.exp(lp) for b, lp in alts.items() if any(t.startswith(b) or b.startswith(t) for t in targets))
-            total += float(tok["logprob"]) - math.log(z) if z > 0 else float("-inf")
-        if hit and math.isfinite(total):
-            out[label] = min(1.0, math.exp(total))
-    return out
-
-
-def _token_bytes(token: Mapping[str, Any]) -> bytes:
-    raw = token.get("bytes")
-    return bytes(raw) if raw is not None else str(token.get("token", "")).encode("utf-8")
-
-
 # -- HTTP over a Unix socket ----------------------------------------------------------------------
 
 def _connection(address: str, timeout: float) -> http.client.HTTPConnection:
@@ -214,13 +129,10 @@ class _UnixConnection(http.client.HTTPConnection):
 
 # -- the provider ---------------------------------------------------------------------------------
 
-class XllamacppProvider:
+class XllamacppProvider(LocalGGUFProvider):
     """An in-process llama.cpp engine (``xllamacpp``) implementing the :class:`~frontdesk.llm.base.Provider` protocol.
 
-    ``model`` is a name from :data:`frontdesk.llm.models.MODELS` (its verified file is looked up in
-    the model cache, ``cache_dir`` or ``$FRONTDESK_MODELS``) unless ``model_path`` points at a GGUF
-    file, in which case ``model`` is only the name reported in responses and cache keys.
-    ``n_threads`` is used for prompt evaluation and generation (default :func:`default_threads`).
+    Model, path, threads and OpenMP settings as in :class:`~frontdesk.llm.providers.local_gguf.LocalGGUFProvider`.
     ``n_batch`` is also the granularity at which a timed-out prompt evaluation stops (128 tokens:
     ~1.5 s on one core). ``prompt_cache_mb`` bounds llama.cpp's host-memory prompt cache (0
     disables it). ``top_logprobs`` alternatives per token give ``label_probs`` (0: none).
@@ -236,6 +148,7 @@ class XllamacppProvider:
     """
 
     name = "local"
+    backend = "xllamacpp"
 
     def __init__(
         self,
@@ -255,28 +168,15 @@ class XllamacppProvider:
         verbose: bool = False,
         transport: str | None = None,
     ) -> None:
-        if passive_openmp and "xllamacpp" not in sys.modules:
-            os.environ.setdefault("OMP_WAIT_POLICY", "PASSIVE")  # read when libgomp is loaded
-        import_xllamacpp()  # fail at construction: package missing, no libgomp, or a CPU without AVX2
-
-        if model_path is None:
-            get_spec(model)  # unknown names fail here, not at the first call
-        self.model = model
-        self.tier_name = tier_name
-        self.n_threads = n_threads or default_threads()
-        self.n_ctx = n_ctx
-        self.n_batch = n_batch
+        super().__init__(model, model_path=model_path, n_threads=n_threads, n_ctx=n_ctx, tier_name=tier_name, n_batch=n_batch,
+                         cache_dir=cache_dir, seed=seed, passive_openmp=passive_openmp)
         self.prompt_cache_mb = max(0, prompt_cache_mb)
-        self.seed = seed
         self.top_logprobs = max(0, min(20, top_logprobs))
         self.n_parallel = max(1, n_parallel)
         self.verbose = verbose
         if transport not in (None, "unix", "tcp"):
             raise ConfigError(f"transport must be 'unix' or 'tcp', not {transport!r}", field="llm.transport")
         self.transport = transport or ("unix" if hasattr(socket, "AF_UNIX") else "tcp")
-        self._explicit_path = Path(model_path).expanduser() if model_path is not None else None
-        self._cache_dir = cache_dir
-        self._lock = threading.Lock()
         self._server: Any = None
         self._dir: str | None = None
         self._socket = ""
@@ -286,21 +186,12 @@ class XllamacppProvider:
 
     # -- loading --------------------------------------------------------------------------------
 
-    @property
-    def path(self) -> Path:
-        """The GGUF file: ``model_path``, or the verified file from the model cache (else :class:`ModelError`)."""
-        if self._explicit_path is not None:
-            return self._explicit_path
-        return installed_model_path(self.model, self._cache_dir)
+    def _import(self) -> Any:
+        return import_xllamacpp()  # package missing, no libgomp, or a CPU without AVX2
 
     @property
     def loaded(self) -> bool:
         return self._server is not None
-
-    def load(self) -> None:
-        """Load the model now (otherwise the first call does). Raises :class:`ModelError`."""
-        with self._lock:
-            self._load_locked()
 
     def _load_locked(self) -> None:
         if self._server is not None:
@@ -361,16 +252,8 @@ class XllamacppProvider:
         started = time.monotonic()
         budget = request.remaining_s()
         deadline = started + budget
-        if not self._lock.acquire(timeout=budget):
-            raise ProviderError(self.tier_name, "timeout", f"the local model stayed busy loading for {budget:.1f} s")
-        try:
-            try:
-                self._load_locked()
-            except ModelError as exc:
-                raise ProviderError(self.tier_name, "client_error", str(exc)) from exc
+        with self._loaded(budget, "busy loading"):
             sock, key = self._socket, self._key
-        finally:
-            self._lock.release()
         schema = dict(request.schema)
         schema.setdefault("x-guidance", _COMPACT_JSON)
         body: dict[str, Any] = {
@@ -434,28 +317,17 @@ class XllamacppProvider:
             timings = out.get("timings") or {}
         except (KeyError, IndexError, TypeError) as exc:
             raise ProviderError(self.tier_name, "bad_response", f"unexpected llama.cpp result: {exc!r}") from exc
-        if finish == "length":
-            raise ProviderError(self.tier_name, "bad_response", f"answer cut off at max_tokens={request.max_tokens}: {text[:80]!r}")
         label_probs = None
         content = (choice.get("logprobs") or {}).get("content")
-        if content:
+        if content and finish != "length":
             label_probs = constrained_label_probs(text, content, request.allowed)
+        answer = self._answer(text, finish, usage, request, elapsed, label_probs=label_probs,
+                              prompt_evaluated=timings.get("prompt_n"), prompt_cached=timings.get("cache_n"),
+                              prompt_ms=timings.get("prompt_ms"), predicted_ms=timings.get("predicted_ms"))
         self.stats["calls"] += 1
         self.stats["prompt_tokens_evaluated"] += int(timings.get("prompt_n", 0))
         self.stats["prompt_tokens_cached"] += int(timings.get("cache_n", 0))
-        return LLMResponse(
-            text=text.strip(),
-            input_tokens=int(usage.get("prompt_tokens", 0)),
-            output_tokens=int(usage.get("completion_tokens", 0)),
-            model=self.model,
-            label_probs=label_probs,
-            raw={"finish_reason": finish, "elapsed_s": round(elapsed, 4), "n_threads": self.n_threads,
-                 "prompt_evaluated": timings.get("prompt_n"), "prompt_cached": timings.get("cache_n"),
-                 "prompt_ms": timings.get("prompt_ms"), "predicted_ms": timings.get("predicted_ms")},
-        )
-
-    def __repr__(self) -> str:
-        return f"XllamacppProvider(model={self.model!r}, n_threads={self.n_threads}, loaded={self.loaded})"
+        return answer
 
 
 __all__ = ["REQUIREMENT", "X86_FLAGS", "XllamacppProvider", "check_gguf", "constrained_label_probs", "default_threads",

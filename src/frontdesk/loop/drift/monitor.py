@@ -354,10 +354,13 @@ class DriftMonitor:
         n = s["n"]
         enough = n >= cfg.min_window
         last = f"over the last {n} decisions"
+
+        def rate(key: str, what: str, threshold: float, hint: str) -> _Condition | None:
+            """A share of the window's decisions above ``threshold`` (None: too few decisions)."""
+            return _Condition(s[key], threshold, f"{what} {s[key]:.1%} {last} (threshold {threshold:.1%})", hint) if enough else None
+
         if cfg.unknown_rate_alert is not None:
-            out["unknown_rate"] = _Condition(
-                s["unknown_rate"], cfg.unknown_rate_alert, f"unknown rate {s['unknown_rate']:.1%} {last} "
-                f"(threshold {cfg.unknown_rate_alert:.1%})", "look for new intents: `frontdesk discover`") if enough else None
+            out["unknown_rate"] = rate("unknown_rate", "unknown rate", cfg.unknown_rate_alert, "look for new intents: `frontdesk discover`")
         if cfg.unknown_rate_rise_alert is not None:
             out["unknown_rate_rise"] = None
             if enough and base is not None and base.unknown_rate is not None:
@@ -367,9 +370,8 @@ class DriftMonitor:
                     f"{base.unknown_rate:.1%} in the baseline: {rise * 100:+.2f} points (threshold "
                     f"+{cfg.unknown_rate_rise_alert * 100:.2f})", "look for new intents: `frontdesk discover`")
         if cfg.escalation_rate_alert is not None:
-            out["escalation_rate"] = _Condition(
-                s["escalation_rate"], cfg.escalation_rate_alert, f"escalation rate {s['escalation_rate']:.1%} {last} "
-                f"(threshold {cfg.escalation_rate_alert:.1%})", "check the review queue and the model") if enough else None
+            out["escalation_rate"] = rate("escalation_rate", "escalation rate", cfg.escalation_rate_alert,
+                                          "check the review queue and the model")
         if cfg.confidence_drop_alert is not None:
             out["confidence_drop"] = None
             if s["confidence_n"] >= cfg.min_window and base is not None and base.confidence_mean is not None:

@@ -8,19 +8,18 @@ from frontdesk.types import Decision
 
 NO_LABEL = "(none)"
 """The label-distribution bucket of decisions without any label."""
-_SKIP_KINDS = frozenset({"rules", "human", "preprocess"})
 
 
 def primary_confidence(decision: Decision, primary_tier: str | None = None) -> float | None:
     """The confidence of the first model tier in the decision's trace (``primary_tier`` names it; by
-    default the first entry that is not guardrail rules, preprocessing or human review). None when
+    default the first entry of role ``model``: not a guardrail, intake, the LLM or human review). None when
     that tier did not answer (a guardrail rule routed the message, the tier failed)."""
     for entry in decision.trace:
         if primary_tier is not None:
             if entry.tier == primary_tier:
                 return entry.confidence if entry.verdict != "error" else None
             continue
-        if entry.kind in _SKIP_KINDS:
+        if entry.role != "model":
             continue
         if entry.verdict == "error" or entry.confidence is None:
             return None

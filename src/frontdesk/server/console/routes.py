@@ -319,15 +319,20 @@ def build_router(state: ServiceState, renderer: Renderer) -> APIRouter:
                                    "action' or 'never run it'") from exc
             raise ConsoleError(exc.status, "Cannot resolve", str(exc)) from exc
 
-    @router.post("/queue/{decision_id}/resolve", response_class=HTMLResponse)
-    async def resolve(request: Request, decision_id: str) -> Response:
+    async def labelling(request: Request, decision_id: str, what: str) -> tuple[Viewer, FormData, list[str], Decision]:
+        """An admin's labelling form for a stored decision: (viewer, form, chosen labels, decision), else ConsoleError."""
         v = viewer(request)
         form = await form_of(request, v)
-        v.require("admin", "Resolving a review item")
+        v.require("admin", what)
         labels = chosen_labels(form)
         decision = state.store.get_decision(decision_id)
         if decision is None:
             raise ConsoleError(404, "No such decision", f"no decision {decision_id[:40]!r}: it may have been deleted")
+        return v, form, labels, decision
+
+    @router.post("/queue/{decision_id}/resolve", response_class=HTMLResponse)
+    async def resolve(request: Request, decision_id: str) -> Response:
+        v, form, labels, decision = await labelling(request, decision_id, "Resolving a review item")
         item = settle(decision, labels, v, form)
         state.monitor.observe_feedback(decision, labels)
         log.info("console: %s resolved %s as %s", v.name, decision_id, labels)
@@ -400,13 +405,7 @@ def build_router(state: ServiceState, renderer: Renderer) -> APIRouter:
 
     @router.post("/decisions/{decision_id}/reroute", response_class=HTMLResponse)
     async def reroute(request: Request, decision_id: str) -> Response:
-        v = viewer(request)
-        form = await form_of(request, v)
-        v.require("admin", "Re-routing a decision")
-        labels = chosen_labels(form)
-        decision = state.store.get_decision(decision_id)
-        if decision is None:
-            raise ConsoleError(404, "No such decision", f"no decision {decision_id[:40]!r}")
+        v, form, labels, decision = await labelling(request, decision_id, "Re-routing a decision")
         item = state.store.review_item(decision_id)
         if item is not None and item.status == "pending":  # it waits for a human: this is its resolution
             settle(decision, labels, v, form)

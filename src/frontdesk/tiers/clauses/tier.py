@@ -21,7 +21,7 @@ from frontdesk.gating.calibration import expected_calibration_error
 from frontdesk.data.dataset import Dataset, Example
 from frontdesk.errors import ConfigError, DataError, FrontdeskError, ModelError, validation_message
 from frontdesk.types import TierResult
-from frontdesk.tiers.base import Progress, Tier, load_tier, parse_params, save_tier, tier_class
+from frontdesk.tiers.base import Progress, Tier, calibrated_tier_class, load_tier, parse_params, save_tier
 from frontdesk.tiers.clauses.hypotheses import Hypotheses, best_permutation, logit, product_indices
 from frontdesk.tiers.clauses.params import BOOTSTRAP_BLOCKS, CLIP, EPS, WEIGHT_GRID, ClauseParams
 from frontdesk.tiers.clauses.segments import Parsed, Splitter, boundary_features, clause_examples, known_clauses
@@ -110,15 +110,7 @@ class ClauseTier(Tier):
 
     @staticmethod
     def _clause_class(kind: str) -> type[Tier]:
-        try:
-            cls = tier_class(kind)
-        except ImportError as exc:
-            raise ConfigError(f"clause tier kind {kind!r} cannot be imported ({exc}): install its extra or use linear",
-                              field="clause_tier") from exc
-        if not cls.calibrated:
-            raise ConfigError(f"clause tier kind {kind!r} has no calibrated predict_proba: use a model tier such as linear or encoder",
-                              field="clause_tier")
-        return cls
+        return calibrated_tier_class(kind, field="clause_tier", what="clause tier", instead="use a model tier such as linear or encoder")
 
     def _bootstrap(self, train: Sequence[Example], message: LinearTier) -> Tier:
         """The classifier that resolves ambiguous splits: linear on the single-intent messages, when they cover every
