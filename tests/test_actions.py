@@ -224,8 +224,8 @@ class Service:
 
 def test_end_to_end_fields_masked_llm_action_once_and_held_action_approved(
         saved_model: Path, store_url: str, tmp_path: Path, receiver: Receiver) -> None:
-    """message → decision with fields; the LLM prompt is masked; the action fires once although the client
-    retries; a requires_human decision's action waits until a reviewer approves it over HTTP."""
+    """message → decision with fields; the LLM prompt is masked; the LLM's (flagged) decision and its retried
+    duplicate run no action; a requires_human decision's action waits until a reviewer approves it over HTTP."""
     with FakeOpenAIServer() as llm:
         data = yaml.safe_load(STARTER)
         data.update(
@@ -250,17 +250,20 @@ def test_end_to_end_fields_masked_llm_action_once_and_held_action_approved(
                 d, d2 = first.json()["decision"], retry.json()["decision"]
                 assert d["tier"] == "llm" and d["fields"]["amounts"] == [{"value": "40.00", "currency": "EUR"}]
                 assert d["fields"]["emails"] == ["<EMAIL_1>"] and d["fields"]["cards"] == ["**** **** **** 1111"]
-                assert [a["status"] for a in d["actions"]] == ["done"]
+                # no acceptance policy fitted for this LLM: the safe default keeps the classifier's label, flagged,
+                # and a flagged decision's action is skipped (on_review: skip, the default), saying why
+                assert d["flagged"] and [a["status"] for a in d["actions"]] == ["skipped"]
+                assert "on_review: hold" in d["actions"][0]["reason"]
                 assert d2["duplicate_of"] == d["id"] and [a["status"] for a in d2["actions"]] == ["skipped"]
-                assert len(receiver.calls) == 1 and receiver.calls[0]["body"]["decision_id"] == d["id"]
+                assert receiver.calls == []
                 prompt = llm.requests[0].raw.decode()
                 assert "ana@example.org" not in prompt and "4111" not in prompt and "<EMAIL_1>" in llm.requests[0].user
 
                 # a legal threat fires the guardrail → requires_human → the action is held, not run
                 held = c.post("/v1/route", json={"text": "I will sue you, my lawyer has the papers ready", "sender": "bo"})
                 h = held.json()["decision"]
-                assert h["requires_human"] and [a["status"] for a in h["actions"]] == ["held"]
-                assert len(receiver.calls) == 1
+                assert h["requires_human"] and [a["status"] for a in h["actions"]] == ["held"], (h["tier"], h["reason"], h["actions"])
+                assert receiver.calls == []
                 queue = c.get("/v1/review").json()["items"]
                 item = next(i for i in queue if i["decision_id"] == h["id"])
                 assert item["reason"] == "requires_human" and item["decision"]["actions"][0]["status"] == "held"
@@ -269,17 +272,18 @@ def test_end_to_end_fields_masked_llm_action_once_and_held_action_approved(
                 ok = c.post(f"/v1/review/{h['id']}", json={"labels": h["labels"], "reviewer": "ana", "action": "approve"})
                 assert ok.status_code == 200, ok.text
                 assert [a["status"] for a in ok.json()["decision"]["actions"]] == ["done"]
-                assert len(receiver.calls) == 2 and receiver.calls[1]["body"]["approved_by"] == "ana"
+                assert len(receiver.calls) == 1 and receiver.calls[0]["body"]["approved_by"] == "ana"
+                assert receiver.calls[0]["body"]["decision_id"] == h["id"]
                 again = c.post(f"/v1/review/{h['id']}", json={"labels": h["labels"], "action": "approve"})
-                assert again.status_code == 409 and len(receiver.calls) == 2  # approving twice runs nothing twice
+                assert again.status_code == 409 and len(receiver.calls) == 1  # approving twice runs nothing twice
 
                 # rejected: never runs
                 r = c.post("/v1/route", json={"text": "this is a formal complaint, my solicitor will contact you",
                                                "sender": "cy"}).json()["decision"]
-                assert [a["status"] for a in r["actions"]] == ["held"]
+                assert [a["status"] for a in r["actions"]] == ["held"], [(t["tier"], t.get("role"), t["verdict"], t["labels"], t["reason"][:80]) for t in r["trace"]]
                 no = c.post(f"/v1/review/{r['id']}", json={"labels": r["labels"], "action": "reject"})
                 assert no.status_code == 200 and [a["status"] for a in no.json()["decision"]["actions"]] == ["rejected"]
-                assert len(receiver.calls) == 2
+                assert len(receiver.calls) == 1
                 stored = svc.app.state.frontdesk.store.get_decision(r["id"])
                 assert stored is not None and stored.actions[0].status == "rejected"
 

@@ -125,9 +125,9 @@ def fan(p: Pipeline, decision):  # noqa: ANN001, ANN201 - the first target of a 
 
 # -- the LLM tier over real HTTP ----------------------------------------------------------------
 def llm_pipeline(tmp_path: Path, model: Path, server: FakeOpenAIServer, **overrides: object) -> Pipeline:
-    """Every message goes to the LLM: the classifier's gate accepts nothing."""
+    """Every message goes to the LLM: the classifier's gate accepts nothing and calls nothing out of scope."""
     llm = {"provider": "openai", "model": "gpt-4o-mini", "base_url": server.base_url, "retries": 0, "cache_ttl_s": 0}
-    return pipeline(tmp_path, model, gates={"linear": {"threshold": 1.0}}, llm=llm, rules=[], **overrides)
+    return pipeline(tmp_path, model, gates={"linear": {"threshold": 1.0, "oos_detection": False}}, llm=llm, rules=[], **overrides)
 
 
 def test_llm_prompts_carry_no_pii_across_the_corpus(saved_model: Path, tmp_path: Path) -> None:

@@ -13,7 +13,8 @@ Rules (:meth:`ActionRunner.plan`):
   ``human``) or was flagged, it is *skipped* — unless ``actions.<name>.on_review: hold``, which
   *holds* it until a reviewer approves;
 * a decision with ``requires_human`` (very negative, a legal/abuse rule …) *holds* its action until a
-  reviewer approves it through the review API (``POST /v1/review/{id}`` with ``"action": "approve"``);
+  reviewer approves it through the review API (``POST /v1/review/{id}`` with ``"action": "approve"``) —
+  also when it is flagged or went to review (the policy asked for a person, not for no action);
 * a duplicate decision never runs its action again.
 
 Every action is **idempotent by decision id**: its state lives in a ledger (the store's ``actions``
@@ -275,6 +276,8 @@ class ActionRunner:
             status: ActionStatus
             if decision.duplicate_of:
                 status, why = "skipped", f"duplicate of decision {decision.duplicate_of}: the action belongs to that one"
+            elif decision.requires_human:  # the policy asked for a person first: held even when also flagged
+                status, why = "held", f"requires a human ({requires_human_reason or 'policy'}): waits for a reviewer's approval"
             elif decision.tier == "human" or decision.flagged:
                 where = "went to human review" if decision.tier == "human" else "was flagged for review"
                 if spec.on_review == "hold":
@@ -282,8 +285,6 @@ class ActionRunner:
                 else:
                     status, why = "skipped", (f"the decision {where}; set actions.{name}.on_review: hold to run it "
                                               "once a reviewer approves")
-            elif decision.requires_human:
-                status, why = "held", f"requires a human ({requires_human_reason or 'policy'}): waits for a reviewer's approval"
             else:
                 status, why = "pending", ""
             out.append(ActionResult(name=name, label=label, status=status, reason=why))

@@ -14,6 +14,7 @@ from typing import Literal
 
 from frontdesk.errors import FrontdeskError
 from frontdesk.pipeline import Pipeline, Routed
+from frontdesk.server.metrics import Metrics
 from frontdesk.store.store import ReviewItem, Store, StoreError
 from frontdesk.types import Decision
 
@@ -34,7 +35,8 @@ def run_actions(results: Sequence[Routed], pipeline: Pipeline, store: Store) -> 
 
 
 def resolve_review(store: Store, pipeline: Pipeline, decision: Decision, labels: list[str], *, reviewer: str | None,
-                   action: Literal["approve", "reject"] | None, note: str | None = None) -> ReviewItem:
+                   action: Literal["approve", "reject"] | None, note: str | None = None,
+                   metrics: Metrics | None = None) -> ReviewItem:
     """Resolve a review item and give the decision's held actions the reviewer's verdict.
 
     A decision with held actions needs ``action``; without held actions, ``action`` is ignored.
@@ -59,4 +61,8 @@ def resolve_review(store: Store, pipeline: Pipeline, decision: Decision, labels:
         return item
     actions = pipeline.actions.review(decision, store, approve=action == "approve", labels=item.labels or labels,
                                       reviewer=reviewer)
+    if metrics is not None:  # the verdict's outcome counts like a route-time run (done, failed, rejected, cancelled)
+        for a in actions:
+            if a.name in held and a.status != "held":
+                metrics.actions.labels(a.name, a.status).inc()
     return item.model_copy(update={"decision": item.decision.model_copy(update={"actions": actions})})

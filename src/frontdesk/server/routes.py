@@ -194,7 +194,7 @@ def build_routes(state: ServiceState) -> APIRouter:
             try:  # resolves the item and gives held actions the reviewer's verdict
                 with state.slot.use() as pipeline:
                     item = review_actions.resolve_review(state.store, pipeline, decision, req.labels,
-                                                         reviewer=req.reviewer, action=req.action)
+                                                         reviewer=req.reviewer, action=req.action, metrics=state.metrics)
             except review_actions.ReviewActionError as exc:
                 cause = exc.__cause__
                 if isinstance(cause, StoreError) and isinstance(cause.__cause__, (OperationalError, InterfaceError)):

@@ -306,7 +306,7 @@ def build_router(state: ServiceState, renderer: Renderer) -> APIRouter:
             raise ConsoleError(422, "Bad action", "the held action's verdict is 'approve' or 'reject'")
         try:
             return review_actions.resolve_review(state.store, state.pipeline, decision, labels, reviewer=v.name,
-                                                 action=verdict, note=note_of(form))  # type: ignore[arg-type]
+                                                 action=verdict, note=note_of(form), metrics=state.metrics)  # type: ignore[arg-type]
         except review_actions.ReviewActionError as exc:
             current = state.store.review_item(decision.id)
             if exc.status == 409 and current is not None and current.status == "resolved":
