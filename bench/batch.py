@@ -226,14 +226,13 @@ def part_batch(cache: Path, args: argparse.Namespace, command: str) -> None:
 
 {stamp(command)}
 Input: the BANKING77 test split cycled to N messages, with an id column; output: one row per message. The bench ran
-at niceness {os.nice(0)} (negative: ahead of the other jobs on this machine).
+at niceness {os.nice(0)} (below 0: ahead of other jobs on this machine).
 *msgs/s file to file* includes start-up (worker spawn and model load: *start-up s*, until the first chunk is written;
-*after start-up* is the rate from then on) on this machine **as loaded** (load
-average before → after in the last column: 2 cores shared with other jobs, so wall-clock rates understate what
-the code does). *CPU µs/msg* is the CPU time of all processes (main + workers) per message; *2 idle cores* projects
+*after start-up* is the rate from then on) on this machine with whatever else ran (the load average before → after
+is in the last column: above ~1, other jobs shared the 2 cores and wall-clock rates understate what the code does). *CPU µs/msg* is the CPU time of all processes (main + workers) per message; *2 idle cores* projects
 2 × 10⁶ / (CPU µs/msg), assuming the cores are the only limit. Peak RSS: main process + workers, sampled every 0.25 s.
 
-{table(["run", "messages", "workers", "msgs/s file to file (loaded box)", "msgs/s after start-up", "start-up s", "CPU µs/msg",
+{table(["run", "messages", "workers", "msgs/s file to file", "msgs/s after start-up", "start-up s", "CPU µs/msg",
         "msgs/s on 2 idle cores (projected)", "peak RSS MiB", "load avg", "note"], rows)}
 
 Memory over the {args.million:,}-message run (RSS MiB, main + workers, largest sample up to 10 / 25 / 50 / 75 / 100 % of the
