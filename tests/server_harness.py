@@ -11,7 +11,6 @@ import http.client
 import json
 import socket
 import threading
-import time
 from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 from pathlib import Path
 from typing import Any
@@ -19,6 +18,7 @@ from typing import Any
 import httpx
 import uvicorn
 import yaml
+from waiting import wait_until  # noqa: F401 - re-exported: tests import it from here
 
 from frontdesk.config import STARTER
 from frontdesk.server import create_app, hash_key
@@ -43,15 +43,6 @@ def write_config(path: Path, model: Path, store_url: str, **overrides: object) -
     data.update(overrides)
     path.write_text(yaml.safe_dump(data))
     return path
-
-
-def wait_until(condition: Any, timeout: float = 20.0, what: str = "condition") -> None:
-    """Poll ``condition()`` until it is true; fail with ``what`` after ``timeout`` seconds."""
-    deadline = time.monotonic() + timeout
-    while not condition():
-        if time.monotonic() > deadline:
-            raise AssertionError(f"timed out after {timeout} s waiting for {what}")
-        time.sleep(0.02)
 
 
 class Running:

@@ -8,7 +8,6 @@ import math
 import socket
 import time
 import traceback
-from collections.abc import Iterator
 from email.utils import format_datetime
 from datetime import datetime, timedelta, timezone
 
@@ -20,6 +19,7 @@ pytest.importorskip("anthropic")
 from fake_llm_servers import (  # noqa: E402
     FakeAnthropicServer,
     FakeOpenAIServer,
+    anthropic_server,  # noqa: F401 - a fixture
     answer,
     content_filter,
     empty,
@@ -27,6 +27,7 @@ from fake_llm_servers import (  # noqa: E402
     hang_up,
     malformed,
     no_choices,
+    openai_server,  # noqa: F401 - a fixture
     out_of_set,
     raw,
     refusal,
@@ -62,18 +63,6 @@ SCHEMA = {
     "additionalProperties": False,
 }
 KEY = "sk-test-SECRET-0123456789abcdef"
-
-
-@pytest.fixture
-def openai_server() -> Iterator[FakeOpenAIServer]:
-    with FakeOpenAIServer() as server:
-        yield server
-
-
-@pytest.fixture
-def anthropic_server() -> Iterator[FakeAnthropicServer]:
-    with FakeAnthropicServer() as server:
-        yield server
 
 
 def request(timeout_s: float = 5.0, **kw) -> LLMRequest:

@@ -10,8 +10,7 @@ from __future__ import annotations
 
 import socket
 import threading
-import time
-from collections.abc import Callable, Iterator
+from collections.abc import Iterator
 from concurrent.futures import Future, ThreadPoolExecutor
 from pathlib import Path
 
@@ -19,6 +18,7 @@ import httpx
 import pytest
 import uvicorn
 import yaml
+from waiting import wait_until
 from fake_llm_servers import FakeOpenAIServer, hang
 
 from frontdesk import Router
@@ -33,15 +33,6 @@ def free_port() -> int:
     with socket.socket() as s:
         s.bind(("127.0.0.1", 0))
         return s.getsockname()[1]
-
-
-def wait_until(condition: Callable[[], bool], timeout: float = 60.0) -> None:
-    """Poll ``condition`` until it holds; fail after ``timeout`` seconds (a bound on a hang, not a latency check)."""
-    deadline = time.monotonic() + timeout
-    while not condition():
-        if time.monotonic() > deadline:
-            pytest.fail(f"condition not met within {timeout} s")
-        time.sleep(0.01)
 
 
 def split(router: Router, n_escalating: int) -> tuple[list[str], list[str]]:
@@ -95,7 +86,7 @@ def test_confident_requests_are_answered_while_50_escalations_hang(
             pool.submit(client.post, "/v1/route", json={"text": t, "sender": f"esc-{i}"}) for i, t in enumerate(escalating)]
         # the LLM tier holds CONCURRENCY calls at the server and queues WAITING; the others are refused at once
         llm.wait_for_held(CONCURRENCY, timeout=60)
-        wait_until(lambda: sum(f.done() for f in escalations) == ESCALATIONS - CONCURRENCY - WAITING)
+        wait_until(lambda: sum(f.done() for f in escalations) == ESCALATIONS - CONCURRENCY - WAITING, timeout=60)
         answered = []
         for i, text in enumerate(confident):
             r = client.post("/v1/route", json={"text": text, "sender": f"ok-{i}"})

@@ -12,11 +12,10 @@ from __future__ import annotations
 
 import re
 import threading
-import time
-from collections.abc import Callable
 from pathlib import Path
 
 import pytest
+from waiting import wait_until
 from fake_llm_servers import (
     FakeAnthropicServer,
     FakeOpenAIServer,
@@ -195,15 +194,6 @@ def test_api_key_is_never_in_the_trace(router: Router, monkeypatch: pytest.Monke
 # -- the call path under faults: deadline, concurrency limit, breaker, Retry-After ------------------
 
 
-def wait_until(condition: Callable[[], bool], timeout: float = 30.0) -> None:
-    """Poll ``condition`` until it holds; fail after ``timeout`` seconds (a bound on a hang, not a latency check)."""
-    deadline = time.monotonic() + timeout
-    while not condition():
-        if time.monotonic() > deadline:
-            pytest.fail(f"condition not met within {timeout} s")
-        time.sleep(0.01)
-
-
 def test_the_trace_shows_the_time_a_failed_call_took(router: Router, openai_fake: FakeOpenAIServer) -> None:
     r = openai_router(router, openai_fake, retries=1)
     openai_fake.enqueue(status(503), status(503))
@@ -222,7 +212,7 @@ def test_a_trickling_server_is_stopped_at_the_deadline(router: Router, openai_fa
     rec = openai_fake.requests[0]
     assert not rec.finished and len(openai_fake.requests) == 1  # no retry was started after the deadline
     # the call was stopped, not abandoned: the client closed the connection and the pool slot is free again
-    wait_until(lambda: rec.client_gone and r.tier("llm").pool.stats()["in_flight"] == 0)
+    wait_until(lambda: rec.client_gone and r.tier("llm").pool.stats()["in_flight"] == 0, timeout=30)
     assert not rec.finished
 
 
@@ -279,7 +269,7 @@ def test_a_full_llm_tier_sends_messages_to_review_at_once(router: Router, openai
     openai_fake.wait_for_held(1)
     second = threading.Thread(target=lambda: held.append(r.route(f"{TEXT} second")))
     second.start()
-    wait_until(lambda: r.tier("llm").pool.stats()["waiting"] == 1)
+    wait_until(lambda: r.tier("llm").pool.stats()["waiting"] == 1, timeout=30)
     d = r.route(f"{TEXT} third")  # answered while the first is held and the second waits
     assert d.tier == "human" and d.trace[1].reason.startswith("busy: LLM tier busy: 1 calls in flight and 1 waiting")
     assert openai_fake.held == 1 and len(openai_fake.requests) == 1 and not held
@@ -296,7 +286,7 @@ def test_half_open_breaker_lets_one_trial_reach_the_provider(router: Router, ope
     openai_fake.enqueue(status(500))
     assert "server_error" in r.route(f"{TEXT} opens").trace[1].reason
     breaker = r.tier("llm").breaker
-    wait_until(lambda: breaker.state == "half-open")
+    wait_until(lambda: breaker.state == "half-open", timeout=30)
     openai_fake.default = hang(answer())  # the trial is held at the server while the others arrive
     results: list[object] = []
     barrier = threading.Barrier(8)
@@ -308,7 +298,7 @@ def test_half_open_breaker_lets_one_trial_reach_the_provider(router: Router, ope
     threads = [threading.Thread(target=route, args=(i,)) for i in range(8)]
     for t in threads:
         t.start()
-    wait_until(lambda: len(results) == 7)  # seven answered at once: circuit open, a trial is in flight
+    wait_until(lambda: len(results) == 7, timeout=30)  # seven answered at once: circuit open, a trial is in flight
     openai_fake.wait_for_held(1)
     assert openai_fake.held == 1 and len(openai_fake.requests) == 2 and len(results) == 7
     assert all("circuit_open" in d.trace[1].reason and "trial call" in d.trace[1].reason for d in results)

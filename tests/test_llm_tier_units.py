@@ -4,11 +4,11 @@ from __future__ import annotations
 
 import threading
 import time
-from collections.abc import Callable
 from pathlib import Path
 
 import pytest
 
+from waiting import wait_until
 from frontdesk.llm.base import LLMResponse, ProviderError
 from frontdesk.llm.prompt import InvalidAnswer, answer_schema, build_prompt, fence, parse_answer
 from frontdesk.common.retry import RetryPolicy, call_with_retries
@@ -18,16 +18,6 @@ from frontdesk.llm.resilience import CallPool, CircuitBreaker, Recording, cache_
 
 RETRYABLE = lambda e: isinstance(e, ProviderError) and e.retryable  # noqa: E731
 AFTER = lambda e: getattr(e, "retry_after", None)  # noqa: E731
-
-
-def wait_until(condition: Callable[[], bool], timeout: float = 30.0) -> None:
-    """Poll ``condition`` until it holds; fail after ``timeout`` seconds (a bound on a hang, not a latency check)."""
-    deadline = time.monotonic() + timeout
-    while not condition():
-        if time.monotonic() > deadline:
-            pytest.fail(f"condition not met within {timeout} s")
-        time.sleep(0.005)
-
 CANDS = ("refund_request", "billing_issue", "cancel_subscription")
 
 
@@ -239,7 +229,7 @@ def test_call_pool_limits_concurrency_queues_then_refuses() -> None:
         assert started.acquire(timeout=30)
     waiter = threading.Thread(target=run)
     waiter.start()
-    wait_until(lambda: pool.stats()["waiting"] == 1)
+    wait_until(lambda: pool.stats()["waiting"] == 1, timeout=30)
     with pytest.raises(ProviderError, match="busy: LLM tier busy: 2 calls in flight and 1 waiting"):
         pool.run(lambda: "never", time.monotonic() + 60)
     gate.set()
@@ -257,7 +247,7 @@ def test_call_pool_answers_the_caller_at_the_deadline_and_keeps_the_slot_until_t
     with pytest.raises(ProviderError, match="busy"):  # its slot is still taken: back-pressure
         pool.run(lambda: "x", time.monotonic() + 60)
     gate.set()
-    wait_until(lambda: pool.stats()["in_flight"] == 0)
+    wait_until(lambda: pool.stats()["in_flight"] == 0, timeout=30)
     assert pool.run(lambda: "x", time.monotonic() + 60) == "x"
 
 

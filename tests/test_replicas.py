@@ -12,7 +12,6 @@ import json
 import os
 import subprocess
 import sys
-import time
 from collections.abc import Iterator
 from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass
@@ -22,6 +21,7 @@ from typing import Any
 import httpx
 import pytest
 import yaml
+from waiting import wait_until
 from conftest import pg_database, pg_drop
 from fake_llm_servers import FakeOpenAIServer
 
@@ -43,14 +43,6 @@ class Deployment:
     config: Path
     llm: FakeOpenAIServer
     data: dict[str, Any]
-
-
-def wait_until(cond: Any, timeout: float = 60.0, what: str = "condition") -> None:
-    deadline = time.monotonic() + timeout
-    while not cond():
-        if time.monotonic() > deadline:
-            pytest.fail(f"timed out waiting for {what}")
-        time.sleep(0.05)
 
 
 def _up(url: str) -> bool:

@@ -8,12 +8,12 @@ returned: its deadline is far away and nothing it waits for has happened).
 from __future__ import annotations
 
 import threading
-import time
 from collections.abc import Iterator
 from typing import Any
 
 import pytest
 
+from waiting import wait_until
 from frontdesk.loop.drift import DriftConfig, DriftMonitor
 from frontdesk.shared import DriftFeed, RedisDeduplicator, RedisTTLCache, SharedConfig, SharedState, VersionKey, VersionWatcher
 from frontdesk.types import Decision, TierTrace
@@ -50,13 +50,6 @@ def in_thread(fn: Any, *args: Any) -> tuple[threading.Thread, list[Any]]:
     t = threading.Thread(target=lambda: out.append(fn(*args)), daemon=True)
     t.start()
     return t, out
-
-
-def wait_until(cond: Any, timeout: float = 30.0) -> None:
-    deadline = time.monotonic() + timeout
-    while not cond():
-        assert time.monotonic() < deadline, "condition not met in time"
-        time.sleep(0.01)
 
 
 # -- dedup ------------------------------------------------------------------------------------------------
@@ -185,13 +178,13 @@ def test_drift_window_is_the_union_of_replicas(clients: tuple[Any, Any]) -> None
             (pub_a if i % 2 else pub_b).publish(_decision("oos" if i % 3 == 0 else "y", 0.5 + i / 100, "linear" if i % 5 else "llm"))
         pub_a.publish(_decision("x", 0.9).model_copy(update={"duplicate_of": "earlier"}))  # duplicates are not observed
         for m in monitors:
-            wait_until(lambda m=m: m.observed == 31)
+            wait_until(lambda m=m: m.observed == 31, timeout=30)
         snaps = [m.snapshot() for m in monitors]
         assert snaps[0].n == snaps[1].n == 31
         assert snaps[0].unknown_rate == snaps[1].unknown_rate == pytest.approx(10 / 31)
         assert snaps[0].escalation_rate == pytest.approx(6 / 31)
         assert snaps[0].confidence_mean == pytest.approx(snaps[1].confidence_mean)
-        wait_until(lambda: feeds[0].leading or feeds[1].leading)
+        wait_until(lambda: feeds[0].leading or feeds[1].leading, timeout=30)
         assert not (feeds[0].leading and feeds[1].leading)  # exactly one replica delivers alerts
         assert [m.notify for m in monitors] == [f.leading for f in feeds]
     finally:
