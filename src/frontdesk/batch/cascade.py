@@ -77,6 +77,13 @@ class _Chunk:
     columns: dict[str, np.ndarray]  # out-of-scope columns ("<tier>.<column>") of the tiers with a detector, NaN where unscored
     oos_flag: list[tuple[str, float, float] | None]  # (tier, score, threshold) of a pending "possibly out of scope"
 
+    @classmethod
+    def start(cls, texts: list[str], truncated: list[bool], *, trace: bool) -> _Chunk:
+        """The state of a chunk before any tier has seen it."""
+        m = len(texts)
+        return cls(texts, truncated, [None] * m, np.zeros(m), [None] * m, np.zeros(m, dtype=bool), [None] * m, [None] * m,
+                   [[] for _ in range(m)], [None] * m, [[] for _ in range(m)] if trace else None, np.zeros(m), {}, [None] * m)
+
 
 class BatchCascade:
     """A loaded Router, ready to route chunks of texts into :class:`Rows` (one per text, input order)."""
@@ -159,8 +166,7 @@ class BatchCascade:
         if self._through_router:
             return self._run_router(texts, truncated)
         texts = [t[:limit] if cut else t for t, cut in zip(texts, truncated)]
-        st = _Chunk(texts, truncated, [None] * m, np.zeros(m), [None] * m, np.zeros(m, dtype=bool), [None] * m, [None] * m,
-                    [[] for _ in range(m)], [None] * m, [[] for _ in range(m)] if self.trace else None, np.zeros(m), {}, [None] * m)
+        st = _Chunk.start(texts, truncated, trace=self.trace)
         pending = np.arange(m)
         for position, (tier, gate, vectorised) in enumerate(self._tiers):
             if not len(pending):
@@ -201,9 +207,7 @@ class BatchCascade:
 
     def _run_router(self, texts: list[str], truncated: list[bool]) -> _Chunk:
         """The chunk through ``Router.route_batch`` (a cascade with an LLM tier), as columns."""
-        m = len(texts)
-        st = _Chunk(texts, truncated, [None] * m, np.zeros(m), [None] * m, np.zeros(m, dtype=bool), [None] * m, [None] * m,
-                    [[] for _ in range(m)], [None] * m, [[] for _ in range(m)] if self.trace else None, np.zeros(m), {}, [None] * m)
+        st = _Chunk.start(texts, truncated, trace=self.trace)
         for i, d in enumerate(self.router.route_batch(texts)):
             st.labels[i], st.confidence[i], st.tier[i], st.flagged[i], st.reason[i] = d.labels, d.confidence, d.tier, d.flagged, d.reason
             st.cost[i] = d.cost_usd
