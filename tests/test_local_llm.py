@@ -445,11 +445,16 @@ def test_unusable_requests_are_provider_errors(provider, data: Dataset) -> None:
 @pytest.mark.slow
 @needs_xllamacpp
 def test_signals_stay_with_python_and_close_cleans_up(provider) -> None:
-    provider.load()
-    assert signal.getsignal(signal.SIGINT) is signal.default_int_handler
-    with pytest.raises(KeyboardInterrupt):  # llama.cpp did not take over SIGINT
-        os.kill(os.getpid(), signal.SIGINT)
-        time.sleep(5)
+    # Python's own handler, also when the test run was started with SIGINT ignored (a background job of a shell)
+    inherited = signal.signal(signal.SIGINT, signal.default_int_handler)
+    try:
+        provider.load()
+        assert signal.getsignal(signal.SIGINT) is signal.default_int_handler
+        with pytest.raises(KeyboardInterrupt):  # llama.cpp did not take over SIGINT
+            os.kill(os.getpid(), signal.SIGINT)
+            time.sleep(5)
+    finally:
+        signal.signal(signal.SIGINT, inherited)
     socket_dir = Path(provider._socket).parent
     assert socket_dir.is_dir() and oct(socket_dir.stat().st_mode & 0o777) == "0o700"
     native_threads = len(os.listdir("/proc/self/task"))  # llama.cpp's task loop and HTTP threads are native
