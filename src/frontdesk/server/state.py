@@ -189,16 +189,17 @@ class ServiceState:
                 log.warning("store or shared settings changed in %s: restart the service to use them", self.config_path.name)
             old = self.pipeline
             model_changed = pipeline.router.labels != old.router.labels or config.model != self.config.model
-            with self._changed:  # the error clears before the new pipeline shows (swap also closes the old one: slow)
-                self.last_reload_error = None
-                self.keys, self.config, self.digest = KeyRing(config.auth), config, self._seen
-                self.slot.swap(pipeline)
             if model_changed:
                 self.monitor.reset(labels=pipeline.router.labels, primary_tier=pipeline.router.primary.name)
             self.monitor.use_model_target(pipeline.router)  # a promoted model may carry another guarantee
             self.metrics.reloads.labels("ok").inc()
+            # One step under the condition: the error clears, the reload counts and the new pipeline shows together,
+            # so nobody sees the new pipeline with the old count (swap also closes the old one: slow, hence last).
+            with self._changed:
+                self.keys, self.config, self.digest = KeyRing(config.auth), config, self._seen
+                self._finished(None)
+                self.slot.swap(pipeline)
             log.info("reloaded %s", self.config_path.name)
-            self._finished(None)
             return config
 
     def _build(self) -> tuple[FrontdeskConfig, Pipeline]:
@@ -224,7 +225,7 @@ class ServiceState:
         return config, pipeline
 
     def _finished(self, error: str | None) -> None:
-        with self._changed:
+        with self._changed:  # re-entrant: reload() calls it while holding the condition
             self.reloads += 1
             self.last_reload_error = error
             self._changed.notify_all()
