@@ -251,6 +251,10 @@ class Router:
         val_targets = [ex.labels for ex in dataset.validation]
         primary_done = False
         stack = _OOSStack(dataset, settings, oos)
+        # Three passes: fit every tier (and its validation scores), then the gates cheapest tier first — a gate
+        # sees the next local model's validation answers, so it hands over what that tier judges better
+        # (Objective.defer) — then each tier's out-of-scope detector on the messages its gates let through.
+        scored: dict[str, tuple[np.ndarray, dict[str, np.ndarray] | None]] = {}
         for kind in tiers:
             if fitted is not None and kind in fitted:
                 tier = fitted[kind]
@@ -258,24 +262,33 @@ class Router:
                 params = (tier_params or {}).get(kind)
                 tier = tier_class(kind)(kind, params) if params is not None else tier_class(kind)(kind)
                 tier.fit(dataset, progress)
-            gates[tier.name] = tier.default_gate()
             if tier.calibrated:
-                detect = stack.enabled
-                if detect:
+                if stack.enabled:
                     tier.fit_oos(dataset, stack.unknown, progress)
-                    probs, columns = tier.predict_with_oos(val_texts)
+                    scored[tier.name] = tier.predict_with_oos(val_texts)
                 else:
-                    probs, columns = tier.predict_proba(val_texts), {}
+                    scored[tier.name] = (tier.predict_proba(val_texts), None)
+            built.append(tier)
+        for i, tier in enumerate(built):
+            gates[tier.name] = tier.default_gate()
+            if tier.name in scored:
+                probs, columns = scored[tier.name]
+                after = _next_model_tier(built, i, scored, dataset)
+                next_correct = None
+                if after is not None:
+                    gold = [ex.labels[0] for ex in dataset.validation]
+                    picks = scored[after.name][0].argmax(axis=1).tolist()
+                    next_correct = np.array([after.labels_[p] == g for p, g in zip(picks, gold)])
                 gates[tier.name], curves[tier.name] = fit_gate(
                     probs, val_targets, tier.labels_, _tier_objective(objective, primary_done),
                     multi_label=dataset.multi_label, top_k=getattr(getattr(tier, "params", None), "top_k", None),
+                    next_correct=next_correct, next_tier=f"the {after.name} tier" if after is not None else "the next tier",
                 )
                 primary_done = True
-                stack.add(tier, gates[tier.name], probs, columns if detect else None, progress)
+                stack.add(tier, gates[tier.name], probs, columns, progress)
             infos[tier.name] = tier.info()
             if tier.name in stack.detectors:
                 infos[tier.name]["oos"] = stack.detectors[tier.name].info_
-            built.append(tier)
         meta = {
             "dataset": dataset.name,
             "sizes": {"train": len(dataset.train), "validation": len(dataset.validation), "test": len(dataset.test)},
@@ -316,10 +329,12 @@ class Router:
                          detectors={n: d for n, d in self.detectors.items() if n not in replaced})
         if gate is None and data is not None and tier.calibrated:
             objective = Objective(**self.meta["objective"]) if isinstance(self.meta.get("objective"), dict) else Objective()
+            texts, targets = [ex.text for ex in data.validation], [ex.labels for ex in data.validation]
+            probs = tier.predict_proba(texts)
             gate, out.curves[tier.name] = fit_gate(
-                tier.predict_proba([ex.text for ex in data.validation]), [ex.labels for ex in data.validation], tier.labels_,
-                _tier_objective(objective, primary_done=True),
+                probs, targets, tier.labels_, _tier_objective(objective, primary_done=True),
                 multi_label=data.multi_label, top_k=getattr(getattr(tier, "params", None), "top_k", None))
+            out._defer_to(tier, probs, data, objective)
         if gate is not None:
             out.set_gate(tier.name, gate)
         elif tier is out._llm and out._active_policy is not None:
@@ -368,6 +383,23 @@ class Router:
 
         merged = _merged_llm_params(getattr(self._llm, "params", None), params)
         return self.with_tier(LLMTier(name, merged, provider=provider))
+
+    def _defer_to(self, tier: Tier, probs: np.ndarray, data: Dataset, objective: Objective) -> None:
+        """A model tier just joined with validation data: refit the gate of the calibrated tier right before it, so
+        that gate hands it what it judges better (``Objective.defer``; what ``train`` does for a whole cascade)."""
+        at = self.tiers.index(tier)
+        before = self.tiers[at - 1] if at > 0 else None
+        if (before is None or not objective.defer or tier.role != "model" or not before.calibrated or data.multi_label
+                or tuple(before.labels_) != tuple(tier.labels_) or (objective.guarantee is not None and before is self.primary)):
+            return
+        gold = [ex.labels[0] for ex in data.validation]
+        next_correct = np.array([tier.labels_[p] == g for p, g in zip(probs.argmax(axis=1).tolist(), gold)])
+        keep = self.gates[before.name]
+        gate, curve = fit_gate(before.predict_proba([ex.text for ex in data.validation]), [ex.labels for ex in data.validation],
+                               before.labels_, _tier_objective(objective, before is not self.primary),
+                               next_correct=next_correct, next_tier=f"the {tier.name} tier")
+        self.gates[before.name] = gate.model_copy(update={"oos_detection": keep.oos_detection, "oos_threshold": keep.oos_threshold})
+        self.curves[before.name] = curve
 
     def without(self, role: str) -> Router:
         """A copy of this router without its tiers of ``role`` (e.g. ``"llm"``: the classifier alone)."""
@@ -841,6 +873,17 @@ class _OOSStack:
             groups.append(RowGroup({f"{tier.name}.{c}": np.asarray(v, dtype=np.float64) for c, v in cols.items()},
                                    np.array([g in held or g == self.unknown for g in self.gold])))
         return groups
+
+
+def _next_model_tier(built: Sequence[Tier], i: int, scored: Mapping[str, Any], dataset: Dataset) -> Tier | None:
+    """The tier right after ``built[i]`` when it is a calibrated single-label local model scored on validation
+    (the one a gate may defer to); None otherwise (the last model tier, an LLM next, multi-label data)."""
+    if dataset.multi_label or i + 1 >= len(built):
+        return None
+    after = built[i + 1]
+    if after.role != "model" or after.name not in scored or tuple(after.labels_) != tuple(built[i].labels_):
+        return None
+    return after
 
 
 def _tier_objective(objective: Objective, primary_done: bool) -> Objective:

@@ -30,10 +30,10 @@ def progress_bar() -> Progress:
 
 
 def objective(target_accuracy: float | None, max_escalation: float | None, per_label: bool, flag_accuracy: float | None,
-              **guarantee: Any) -> Objective:
-    """The threshold-fitting objective from the train options (``guarantee``: the certified-gate options,
-    ``guarantee``, ``guarantee_window``, ``on_uncertified``; None values are left at their defaults)."""
-    extra = {k: v for k, v in guarantee.items() if v is not None}
+              **more: Any) -> Objective:
+    """The threshold-fitting objective from the train options (``more``: the certified-gate options
+    ``guarantee``, ``guarantee_window``, ``on_uncertified``, and ``defer``; None values are left at their defaults)."""
+    extra = {k: v for k, v in more.items() if v is not None}
     try:
         return Objective(target_accuracy=target_accuracy, max_escalation=max_escalation, per_label=per_label,
                          flag_accuracy=flag_accuracy, **extra)

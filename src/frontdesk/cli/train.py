@@ -152,6 +152,10 @@ def register(app: typer.Typer) -> None:
         on_uncertified: Annotated[Optional[str], typer.Option(
             "--on-uncertified", help="with --guarantee, when nothing can be certified: fail (default; nothing is saved) | "
                                      "plain (keep the plain fit, marked NOT CERTIFIED)")] = None,
+        defer: Annotated[bool, typer.Option(
+            "--defer/--no-defer", help="a tier followed by a local model tier (linear → encoder) also escalates the messages "
+                                       "that tier answers better on validation (default on; off: each gate to the "
+                                       "objective alone)")] = True,
         fallback: Annotated[str, typer.Option(help="when no tier is confident: human | unknown")] = "human",
         unknown_label: Annotated[Optional[str], typer.Option(
             "--unknown-label", help="the label of messages that fit none of the known labels (out of scope; and --fallback "
@@ -192,7 +196,8 @@ def register(app: typer.Typer) -> None:
         messages the model's tiers do not accept (see `frontdesk llm fit`).
         """
         objective = make_objective(target_accuracy, max_escalation, per_label_thresholds, flag_accuracy,
-                                   guarantee=guarantee, guarantee_window=guarantee_window, on_uncertified=on_uncertified)
+                                   guarantee=guarantee, guarantee_window=guarantee_window, on_uncertified=on_uncertified,
+                                   defer=defer)
         settings = RouterSettings(fallback=fallback, unknown_label=unknown_label)  # type: ignore[arg-type]
         try:
             oos = OOSOptions(enabled=oos_detection, budget=oos_budget, budget_on=oos_budget_on, label_folds=oos_folds)  # type: ignore[arg-type]

@@ -178,6 +178,11 @@ class Objective(BaseModel):
     min_margin: float = Field(
         0.0, ge=0.0, le=1.0, description="top-2 margin used when it is not fitted (fit_margin off, or with a guarantee: "
                                          "a certified gate keeps the margin rule fixed)")
+    defer: bool = Field(
+        True, description="a tier followed by a calibrated local model tier (linear → encoder) also escalates the messages "
+                          "that tier answers better on validation: its threshold is raised to where the two together are "
+                          "most accurate (within 0.1 % of validation), never lowered. Off: each gate to the objective alone. "
+                          "A certified gate is never moved")
     on_uncertified: Literal["fail", "plain"] = Field(
         "fail", description="with guarantee, when no threshold can be certified: fail (raise ConfigError saying what to "
                             "change) or plain (keep the plain fit, marked NOT CERTIFIED in the model and in eval)")
@@ -268,13 +273,16 @@ def _scores(probs: np.ndarray) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
 
 def fit_gate(
     probs: np.ndarray, targets: Sequence[Sequence[str]], labels: Sequence[str], objective: Objective | None = None,
-    *, multi_label: bool = False, top_k: int | None = None,
+    *, multi_label: bool = False, top_k: int | None = None, next_correct: np.ndarray | None = None,
+    next_tier: str = "the next tier",
 ) -> tuple[GatePolicy, OperatingCurve]:
     """Fit a gate on validation ``probs`` (n, L; columns follow ``labels``).
 
     Single-label: escalation threshold and margin to the objective. Multi-label (``multi_label``
     or any target with several labels): per-label decision thresholds that maximise exact-match
-    on validation, then the set-confidence threshold to the objective.
+    on validation, then the set-confidence threshold to the objective. ``next_correct`` (one bool
+    per validation row: is the next local tier's top label right?) raises the threshold where that
+    tier is the better judge (``Objective.defer``; see :func:`defer_threshold`).
     """
     obj = objective or Objective()
     probs = np.asarray(probs, dtype=np.float64)
@@ -312,10 +320,74 @@ def fit_gate(
 
     if obj.per_label:
         policy, chosen = _fit_per_label(pred, conf, correct, labels, obj, policy)
+    if obj.defer and next_correct is not None:
+        policy, chosen, why = _deferred(policy, chosen, pred, conf, margin, correct, np.asarray(next_correct, dtype=bool),
+                                        labels, next_tier)
+        note = "; ".join(x for x in (note, why) if x)
     if obj.flag_accuracy is not None:
-        policy = _with_review_band(policy, conf, correct, (conf >= policy.threshold) & (margin >= policy.min_margin), obj.flag_accuracy)
+        accepted = conf >= np.array([policy.threshold_for(labels[p]) for p in pred]) if policy.label_thresholds else conf >= policy.threshold
+        policy = _with_review_band(policy, conf, correct, accepted & (margin >= policy.min_margin), obj.flag_accuracy)
     curve = OperatingCurve(points=points, standard=standard, chosen=chosen, objective=obj.describe(), note=note)
     return policy, curve
+
+
+DEFER_TOLERANCE = 0.001
+"""How much validation accuracy (share of messages) deferring may leave on the table for fewer escalations."""
+
+
+def defer_threshold(conf: np.ndarray, correct: np.ndarray, next_correct: np.ndarray,
+                    tolerance: float = DEFER_TOLERANCE) -> tuple[float, float, float]:
+    """The confidence below which a tier should hand its messages to the next one: the lowest threshold at which
+    the pair (this tier accepting ``conf ≥ t``, the next tier's top label for the rest) is within ``tolerance``
+    of its best validation accuracy (and never by less than one message). Returns (threshold, pair accuracy
+    there, pair accuracy accepting all); the threshold is -inf when this tier should keep every message.
+
+    Why: a cheap tier's gate fitted to its own objective accepts wherever *it* is accurate enough, yet a
+    local model behind it (an encoder after TF-IDF) may be right more often on the same messages; the cascade
+    is then less accurate than its last tier alone (CLINC150: 95.9 % vs 96.5 % in-scope).
+    """
+    n = len(conf)
+    order = np.argsort(-conf, kind="stable")
+    c = conf[order]
+    mine = np.r_[0, np.cumsum(correct[order])]
+    theirs = np.r_[0, np.cumsum(next_correct[order])]
+    pair = mine + (theirs[-1] - theirs)  # right answers when the k most confident rows are accepted
+    ks = np.r_[0, np.flatnonzero(np.r_[c[1:] != c[:-1], True]) + 1]  # k at distinct confidences only
+    best = pair[ks].max()
+    k = int(ks[pair[ks] >= best - max(1.0, tolerance * n)].max())
+    threshold = float(c[k - 1]) if k > 0 else 1.0  # k = 0: the next tier is the better judge of every message
+    return (-np.inf if k == n else threshold), float(pair[k] / n), float(pair[n] / n)
+
+
+def _deferred(policy: GatePolicy, chosen: OperatingPoint, pred: np.ndarray, conf: np.ndarray, margin: np.ndarray,
+              correct: np.ndarray, next_correct: np.ndarray, labels: Sequence[str],
+              next_tier: str) -> tuple[GatePolicy, OperatingPoint, str]:
+    """Raise the gate's thresholds to :func:`defer_threshold` (never lower them); the new operating point and a note."""
+    t, pair_acc, _ = defer_threshold(conf, correct, next_correct)
+    lowest = min([policy.threshold, *policy.label_thresholds.values()])
+    if t <= lowest:
+        return policy, chosen, ""
+    before = _pair_accuracy(policy, pred, conf, margin, correct, next_correct, labels)
+    raised = policy.model_copy(update={
+        "threshold": max(policy.threshold, t),
+        "label_thresholds": {lab: max(v, t) for lab, v in policy.label_thresholds.items()}})
+    thr = np.array([raised.threshold_for(labels[p]) for p in pred])
+    accepted = (conf >= thr) & (margin >= raised.min_margin)
+    point = OperatingPoint(threshold=raised.threshold, escalation_rate=float(1.0 - accepted.mean()),
+                           accepted_accuracy=float(correct[accepted].mean()) if accepted.any() else 1.0,
+                           min_margin=raised.min_margin)
+    after = _pair_accuracy(raised, pred, conf, margin, correct, next_correct, labels)
+    why = (f"raised from {chosen.threshold:.3f} to {raised.threshold:.3f}: {next_tier} answers the messages in between "
+           f"better (with it, validation accuracy {before:.2%} → {after:.2%}; escalation "
+           f"{chosen.escalation_rate:.1%} → {point.escalation_rate:.1%})")
+    return raised, point, why
+
+
+def _pair_accuracy(policy: GatePolicy, pred: np.ndarray, conf: np.ndarray, margin: np.ndarray, correct: np.ndarray,
+                   next_correct: np.ndarray, labels: Sequence[str]) -> float:
+    thr = np.array([policy.threshold_for(labels[p]) for p in pred])
+    accepted = (conf >= thr) & (margin >= policy.min_margin)
+    return float(np.where(accepted, correct, next_correct).mean())
 
 
 def fit_certified_gate(
