@@ -378,8 +378,8 @@ def _deferred(policy: GatePolicy, chosen: OperatingPoint, pred: np.ndarray, conf
                            min_margin=raised.min_margin)
     after = _pair_accuracy(raised, pred, conf, margin, correct, next_correct, labels)
     why = (f"raised from {chosen.threshold:.3f} to {raised.threshold:.3f}: {next_tier} answers the messages in between "
-           f"better (with it, validation accuracy {before:.2%} → {after:.2%}; escalation "
-           f"{chosen.escalation_rate:.1%} → {point.escalation_rate:.1%})")
+           f"better; with it, validation accuracy {before:.2%} → {after:.2%}, escalation "
+           f"{chosen.escalation_rate:.1%} → {point.escalation_rate:.1%}")
     return raised, point, why
 
 
