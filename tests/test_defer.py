@@ -146,3 +146,12 @@ def test_adding_a_better_tier_to_a_trained_model_refits_the_gate_before_it(recal
     no_defer = Router.train(support, tiers=("linear",), objective=Objective(defer=False))
     kept = no_defer.with_tier(RecallTier("recall_test"), data=support)
     assert kept.gates["linear"] == no_defer.gates["linear"]
+
+
+def test_a_certified_gate_is_never_moved(recall_tier: None, support: Dataset) -> None:
+    objective = Objective(target_accuracy=0.9, guarantee=0.9, on_uncertified="plain")
+    certified = Router.train(support, tiers=("linear", "recall_test"), objective=objective)
+    alone = Router.train(support, tiers=("linear",), objective=objective)
+    assert certified.gates["linear"].threshold == alone.gates["linear"].threshold
+    assert "raised" not in certified.curves["linear"].note
+    assert certified.curves["linear"].guarantee is not None
