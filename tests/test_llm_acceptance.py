@@ -22,7 +22,7 @@ from fake_llm_servers import FakeOpenAIServer, RecordedRequest, answer
 from frontdesk import Dataset, GatePolicy, Router, RouterSettings
 from frontdesk.errors import ConfigError, ModelError
 from frontdesk.evaluation.evaluate import evaluate
-from frontdesk.llm.acceptance import POLICY_FILE, Evidence, Observation, fit_policy, safe_outcome
+from frontdesk.llm.acceptance import POLICY_FILE, AcceptancePolicy, Evidence, Observation, fit_policy, safe_outcome, sign_test
 from frontdesk.llm.fit import ANSWERS_FILE, fit_llm, reached_llm
 
 LABELS = ("billing_issue", "refund_request", "shipping_status")
@@ -65,6 +65,35 @@ def test_a_good_llm_overrules_the_guess_and_a_bad_one_never_does() -> None:
     assert "worse than the classifier's guess" in bad.describe()
     o = good.decide(obs("refund_request"))
     assert o.kind == "llm" and o.labels == ["refund_request"]
+
+
+def contested(llm_wins: int, guess_wins: int) -> tuple[list[Observation], list[list[str]]]:
+    """60 agreements (45 right) and disagreements that all look alike: the LLM says refund_request, the guess is
+    billing_issue; the LLM is right in ``llm_wins`` of them, the guess in ``guess_wins``."""
+    p = {"billing_issue": 0.45, "refund_request": 0.4, "shipping_status": 0.15}
+    out = [obs("billing_issue", p=p) for _ in range(60)] + [obs("refund_request", p=p) for _ in range(llm_wins + guess_wins)]
+    gold = [["billing_issue"]] * 45 + [["shipping_status"]] * 15 + [["refund_request"]] * llm_wins + [["billing_issue"]] * guess_wins
+    return out, gold
+
+
+def test_the_llm_overrules_the_guess_only_when_validation_shows_it_wins() -> None:
+    assert sign_test(0, 0) == 1.0 and sign_test(5, 0) == 1 / 32 and abs(sign_test(3, 3) - 42 / 64) < 1e-12
+    coin = fit_policy(*contested(22, 18), labels=LABELS, llm_model="m", target_accuracy=0.9)
+    f = coin.fitted
+    assert f.llm_accuracy > f.guess_accuracy  # the LLM *looks* a little better …
+    assert not coin.overrule and f.overrule_p > 0.05 and f.overrule_wins <= 22 and f.overrule_losses <= 18  # … unproven
+    assert coin.keeps_guess and f.overrules == 0.0
+    o = coin.decide(obs("refund_request", p={"billing_issue": 0.45, "refund_request": 0.4, "shipping_status": 0.15}))
+    assert o.kind == "guess" and o.labels == ["billing_issue"] and "did not prove" in o.reason
+    assert "not shown to beat the guess" in coin.describe() and "won" in coin.describe()
+    proven = fit_policy(*contested(34, 6), labels=LABELS, llm_model="m", target_accuracy=0.9)
+    assert proven.overrule and proven.fitted.overrule_p < 0.001 and (proven.fitted.overrule_wins, proven.fitted.overrule_losses) == (34, 6)
+    o = proven.decide(obs("refund_request", p={"billing_issue": 0.45, "refund_request": 0.4, "shipping_status": 0.15}))
+    assert o.kind == "llm" and o.labels == ["refund_request"]
+    # a policy saved before the sign test (no 'overrule' key) keeps overruling as it was fitted to
+    data = json.loads(proven.model_dump_json())
+    del data["overrule"]
+    assert AcceptancePolicy.model_validate(data).overrule
 
 
 def test_fitting_needs_enough_answers() -> None:

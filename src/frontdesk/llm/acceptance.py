@@ -12,7 +12,11 @@ earlier tiers said about the same message (:class:`Observation`):
   its calibrated probability goes through the LLM tier's gate (fitted on out-of-fold
   probabilities to the accuracy the first tier's accepted messages reach): accept, flag, or human
   review with that label as the best guess. An LLM that is worse than the guess ends up never
-  overruling it.
+  overruling it, and one that is not *shown* to be better does not either: on validation, the
+  disagreements the policy would overrule must be won by the LLM more often than lost, by a
+  one-sided sign test at :data:`OVERRULE_P` (else ``overrule`` is off and the policy only ever
+  keeps the guess — accepting it, or sending it to review). Without that, a 1.5B model that is as
+  good as a coin flip on the hard messages moves best guesses at random.
 * **Safe default** (:func:`safe_outcome`, no policy fitted for this LLM): the LLM never changes the
   label. Agreement with the classifier's guess → the guess stands, flagged (a human looks; without
   calibration an agreement is not proof); disagreement → human review with the classifier's guess.
@@ -44,6 +48,9 @@ POLICY_FORMAT = "frontdesk-llm-policy"
 POLICY_VERSION = 1
 MIN_ANSWERS = 10
 KEEPS_GUESS_BELOW = 0.05
+OVERRULE_P = 0.05
+"""The LLM may overrule the classifier's guess only when, on validation, its wins over losses in the disagreements it
+would overrule have a one-sided sign-test p-value at or below this."""
 _EPS = 1e-3
 
 #: what the logistic models see, in this order
@@ -165,6 +172,9 @@ class FitSummary(BaseModel):
     agreement: float = Field(description="LLM and guess agree, of answered")
     policy_accuracy: float = Field(description="the label the policy keeps right, of answered (out-of-fold)")
     overrules: float = Field(description="the policy keeps the LLM's label where it disagrees with the guess, share of disagreements")
+    overrule_wins: int = Field(0, description="of the disagreements the model would overrule (out-of-fold): the LLM right, the guess wrong")
+    overrule_losses: int = Field(0, description="… the guess right, the LLM wrong")
+    overrule_p: float = Field(0.0, description="one-sided sign-test p-value of those wins over losses (OVERRULE_P decides)")
     accepted: float = Field(description="accepted (not sent to human review), of answered")
     accepted_accuracy: float = Field(description="accuracy of those")
     target_accuracy: float
@@ -187,6 +197,7 @@ class AcceptancePolicy(BaseModel):
     llm_right: LogisticModel
     guess_right: LogisticModel
     gate: GatePolicy
+    overrule: bool = Field(True, description="may the LLM's label replace the classifier's guess (the sign test on validation)")
     fitted: FitSummary
     fitted_at: str = ""
 
@@ -216,9 +227,13 @@ class AcceptancePolicy(BaseModel):
         if obs.agree:
             labels, p, kind = list(obs.answer), pa, "agree"
             why = f"fitted policy: the LLM agrees with the classifier's guess {g}, P(right) {pa:.2f}"
-        elif pa >= pg:
+        elif pa >= pg and self.overrule:
             labels, p, kind = list(obs.answer), pa, "llm"
             why = f"fitted policy: P(LLM's {a} right) {pa:.2f} ≥ P(classifier's {g} right) {pg:.2f} → the LLM's label"
+        elif pa >= pg:
+            labels, p, kind = list(obs.guess), pg, "guess"
+            why = (f"fitted policy: P(LLM's {a} right) {pa:.2f} ≥ P(classifier's {g} right) {pg:.2f}, but the LLM did not "
+                   "prove it beats the guess on validation → keeps the classifier's guess")
         else:
             labels, p, kind = list(obs.guess), pg, "guess"
             why = f"fitted policy: P(LLM's {a} right) {pa:.2f} < P(classifier's {g} right) {pg:.2f} → keeps the classifier's guess"
@@ -231,9 +246,13 @@ class AcceptancePolicy(BaseModel):
         head = (f"fitted on {f.n_answered} answers of {self.llm_model} to validation messages that reached it "
                 f"({f.n_called} asked of {f.n_reached} reached; {f.n_none} 'none', {f.n_failed} failed): "
                 f"LLM right {f.llm_accuracy:.1%}, classifier's guess right {f.guess_accuracy:.1%}, agreement {f.agreement:.1%}; "
-                f"policy right {f.policy_accuracy:.1%}, overrules the guess on {f.overrules:.0%} of disagreements, "
+                f"policy right {f.policy_accuracy:.1%}, overrules the guess on {f.overrules:.0%} of disagreements"
+                + (f" (where it would: {f.overrule_wins} won, {f.overrule_losses} lost, sign test p = {f.overrule_p:.2g})"
+                   if f.overrule_wins + f.overrule_losses else "") + ", "
                 f"accepts {f.accepted:.0%} at {f.accepted_accuracy:.1%} (target {f.target_accuracy:.1%})")
-        if self.keeps_guess:
+        if not self.overrule and f.overrule_wins + f.overrule_losses:
+            head += f". The LLM is not shown to beat the guess (p > {OVERRULE_P}): the fitted policy keeps the guess"
+        elif self.keeps_guess:
             head += ". The LLM is worse than the classifier's guess: the fitted policy keeps the guess"
         return head + (f". {f.note}" if f.note else "")
 
@@ -241,7 +260,7 @@ class AcceptancePolicy(BaseModel):
     def keeps_guess(self) -> bool:
         """True when, on validation, the policy kept the classifier's guess in (nearly) every disagreement
         (the LLM overruled it in under 5 % of them: where both are almost surely wrong, either label will do)."""
-        return self.fitted.overrules < KEEPS_GUESS_BELOW
+        return not self.overrule or self.fitted.overrules < KEEPS_GUESS_BELOW
 
     # -- persistence -------------------------------------------------------------------------------
     def save(self, model_dir: Path) -> Path:
@@ -313,8 +332,12 @@ def fit_policy(
     agree = np.array([o.agree for o in obs])
     llm_right, guess_right = LogisticModel.fit(X, y_llm), LogisticModel.fit(X, y_guess)
     pa, pg = _out_of_fold(X, y_llm, seed), _out_of_fold(X, y_guess, seed)
-    take_llm = agree | (pa >= pg)
-    conf = np.where(agree, pa, np.maximum(pa, pg))
+    would = ~agree & (pa >= pg)  # the disagreements the models would overrule: is the LLM shown to win them?
+    wins, losses = int((would & y_llm & ~y_guess).sum()), int((would & ~y_llm & y_guess).sum())
+    p_value = sign_test(wins, losses)
+    overrule = p_value <= OVERRULE_P
+    take_llm = agree | (would if overrule else False)
+    conf = np.where(take_llm, pa, pg)
     right = np.where(take_llm, y_llm, y_guess)
     objective = Objective(target_accuracy=target_accuracy, fit_margin=False, flag_accuracy=flag_accuracy)
     targets = [["ok"] if r else [] for r in right]
@@ -331,14 +354,24 @@ def fit_policy(
         llm_accuracy=float(y_llm.mean()), guess_accuracy=float(y_guess.mean()), agreement=float(agree.mean()),
         policy_accuracy=float(right.mean()),
         overrules=float(take_llm[disagree].mean()) if disagree.any() else 0.0,
+        overrule_wins=wins, overrule_losses=losses, overrule_p=p_value,
         accepted=float(accepted.mean()), accepted_accuracy=float(right[accepted].mean()) if accepted.any() else 0.0,
         target_accuracy=target_accuracy, note=note,
     )
     return AcceptancePolicy(
         llm_model=llm_model, provider=provider, prompt_version=prompt_version, labels_digest=labels_digest(labels),
         evidence_tiers=[e.tier for e in obs[0].evidence], llm_right=llm_right, guess_right=guess_right, gate=gate,
-        fitted=summary, fitted_at=datetime.now(timezone.utc).isoformat(timespec="seconds"),
+        overrule=overrule, fitted=summary, fitted_at=datetime.now(timezone.utc).isoformat(timespec="seconds"),
     )
+
+
+def sign_test(wins: int, losses: int) -> float:
+    """One-sided sign test: P(at least ``wins`` of ``wins + losses`` fair coin flips come up heads); 1.0 with no
+    contested message (nothing shows the LLM better)."""
+    n = wins + losses
+    if n == 0:
+        return 1.0
+    return float(sum(math.comb(n, k) for k in range(wins, n + 1)) / 2 ** n)
 
 
 def labels_digest(labels: Sequence[str]) -> str:
