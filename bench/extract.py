@@ -232,6 +232,17 @@ def _f(x: float) -> str:
     return f"{x:.2f}"
 
 
+def _load_note(load: str | None) -> str:
+    """How far to trust the tails: a quiet machine's p99 is the stage's, a busy one's is mostly scheduling noise."""
+    try:
+        one = float(str(load).split("/")[0])
+    except ValueError:
+        return "p50 values are the ones to compare."
+    if one < 1.0:
+        return "a quiet machine: p50 and p99 are the stage's own."
+    return "a machine busy with other jobs: p50 values are usable, p99 values are mostly scheduling noise."
+
+
 def render(res: dict) -> str:
     dev, hold = res["extraction_corpus"], res["extraction_holdout"]
     rows = [[f, f"{dev[f]['gold']}", f"{_f(dev[f]['precision'])} / {_f(dev[f]['recall'])}", f"{hold[f]['gold']}",
@@ -261,8 +272,7 @@ def render(res: dict) -> str:
                 table(["messages", "n", "routing p50 ms", "extract p50 ms (added)", "ratio extract/routing",
                        "extract p90 ms", "extract p99 ms", "routing p99 ms", "dateparser"], trow), "",
                 f"First-use cost (`Extractor.warm_up()`: imports and dateparser's first parse): {res['warm_up_s']:.2f} s. "
-                f"Load average during the run: {res.get('load', '?')} on a machine shared with other jobs — p50 values "
-                "are usable, p99 values are mostly scheduling noise (routing alone shows the same spikes).", ""]
+                f"Load average before the run (1 / 5 / 15 min): {res.get('load', '?')} — {_load_note(res.get('load'))}", ""]
     srow = []
     for name in ("sentiment_corpus", "sentiment_holdout"):
         s = res[name]
