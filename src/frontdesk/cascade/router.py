@@ -273,16 +273,13 @@ class Router:
             gates[tier.name] = tier.default_gate()
             if tier.name in scored:
                 probs, columns = scored[tier.name]
-                after = _next_model_tier(built, i, scored, dataset)
-                next_correct = None
-                if after is not None:
-                    gold = [ex.labels[0] for ex in dataset.validation]
-                    picks = scored[after.name][0].argmax(axis=1).tolist()
-                    next_correct = np.array([after.labels_[p] == g for p, g in zip(picks, gold)])
+                after = built[i + 1] if i + 1 < len(built) and built[i + 1].name in scored else None
+                defer = after is not None and _may_defer(tier, after, dataset)
                 gates[tier.name], curves[tier.name] = fit_gate(
                     probs, val_targets, tier.labels_, _tier_objective(objective, primary_done),
                     multi_label=dataset.multi_label, top_k=getattr(getattr(tier, "params", None), "top_k", None),
-                    next_correct=next_correct, next_tier=f"the {after.name} tier" if after is not None else "the next tier",
+                    next_correct=_top_label_right(after, scored[after.name][0], dataset) if defer and after is not None else None,
+                    next_tier=f"the {after.name} tier" if after is not None else "the next tier",
                 )
                 primary_done = True
                 stack.add(tier, gates[tier.name], probs, columns, progress)
@@ -329,10 +326,9 @@ class Router:
                          detectors={n: d for n, d in self.detectors.items() if n not in replaced})
         if gate is None and data is not None and tier.calibrated:
             objective = Objective(**self.meta["objective"]) if isinstance(self.meta.get("objective"), dict) else Objective()
-            texts, targets = [ex.text for ex in data.validation], [ex.labels for ex in data.validation]
-            probs = tier.predict_proba(texts)
+            probs = tier.predict_proba([ex.text for ex in data.validation])
             gate, out.curves[tier.name] = fit_gate(
-                probs, targets, tier.labels_, _tier_objective(objective, primary_done=True),
+                probs, [ex.labels for ex in data.validation], tier.labels_, _tier_objective(objective, primary_done=True),
                 multi_label=data.multi_label, top_k=getattr(getattr(tier, "params", None), "top_k", None))
             out._defer_to(tier, probs, data, objective)
         if gate is not None:
@@ -389,15 +385,13 @@ class Router:
         that gate hands it what it judges better (``Objective.defer``; what ``train`` does for a whole cascade)."""
         at = self.tiers.index(tier)
         before = self.tiers[at - 1] if at > 0 else None
-        if (before is None or not objective.defer or tier.role != "model" or not before.calibrated or data.multi_label
-                or tuple(before.labels_) != tuple(tier.labels_) or (objective.guarantee is not None and before is self.primary)):
+        if (before is None or not objective.defer or not before.calibrated or not _may_defer(before, tier, data)
+                or (objective.guarantee is not None and before is self.primary)):
             return
-        gold = [ex.labels[0] for ex in data.validation]
-        next_correct = np.array([tier.labels_[p] == g for p, g in zip(probs.argmax(axis=1).tolist(), gold)])
         keep = self.gates[before.name]
         gate, curve = fit_gate(before.predict_proba([ex.text for ex in data.validation]), [ex.labels for ex in data.validation],
                                before.labels_, _tier_objective(objective, before is not self.primary),
-                               next_correct=next_correct, next_tier=f"the {tier.name} tier")
+                               next_correct=_top_label_right(tier, probs, data), next_tier=f"the {tier.name} tier")
         self.gates[before.name] = gate.model_copy(update={"oos_detection": keep.oos_detection, "oos_threshold": keep.oos_threshold})
         self.curves[before.name] = curve
 
@@ -875,15 +869,15 @@ class _OOSStack:
         return groups
 
 
-def _next_model_tier(built: Sequence[Tier], i: int, scored: Mapping[str, Any], dataset: Dataset) -> Tier | None:
-    """The tier right after ``built[i]`` when it is a calibrated single-label local model scored on validation
-    (the one a gate may defer to); None otherwise (the last model tier, an LLM next, multi-label data)."""
-    if dataset.multi_label or i + 1 >= len(built):
-        return None
-    after = built[i + 1]
-    if after.role != "model" or after.name not in scored or tuple(after.labels_) != tuple(built[i].labels_):
-        return None
-    return after
+def _may_defer(tier: Tier, after: Tier, data: Dataset) -> bool:
+    """Whether ``tier``'s gate may hand messages to ``after`` (Objective.defer): a local model tier on the same
+    single-label label set (not an LLM, not multi-label data)."""
+    return not data.multi_label and after.role == "model" and tuple(after.labels_) == tuple(tier.labels_)
+
+
+def _top_label_right(tier: Tier, probs: np.ndarray, data: Dataset) -> np.ndarray:
+    """Per validation message: is ``tier``'s top label (from its validation ``probs``) the gold one?"""
+    return np.array([tier.labels_[p] == ex.labels[0] for p, ex in zip(probs.argmax(axis=1).tolist(), data.validation)])
 
 
 def _tier_objective(objective: Objective, primary_done: bool) -> Objective:

@@ -325,8 +325,7 @@ def fit_gate(
                                         labels, next_tier)
         note = "; ".join(x for x in (note, why) if x)
     if obj.flag_accuracy is not None:
-        accepted = conf >= np.array([policy.threshold_for(labels[p]) for p in pred]) if policy.label_thresholds else conf >= policy.threshold
-        policy = _with_review_band(policy, conf, correct, accepted & (margin >= policy.min_margin), obj.flag_accuracy)
+        policy = _with_review_band(policy, conf, correct, _accepted(policy, pred, conf, margin, labels), obj.flag_accuracy)
     curve = OperatingCurve(points=points, standard=standard, chosen=chosen, objective=obj.describe(), note=note)
     return policy, curve
 
@@ -363,31 +362,26 @@ def _deferred(policy: GatePolicy, chosen: OperatingPoint, pred: np.ndarray, conf
               correct: np.ndarray, next_correct: np.ndarray, labels: Sequence[str],
               next_tier: str) -> tuple[GatePolicy, OperatingPoint, str]:
     """Raise the gate's thresholds to :func:`defer_threshold` (never lower them); the new operating point and a note."""
-    t, pair_acc, _ = defer_threshold(conf, correct, next_correct)
-    lowest = min([policy.threshold, *policy.label_thresholds.values()])
-    if t <= lowest:
+    t, _, _ = defer_threshold(conf, correct, next_correct)
+    if t <= min([policy.threshold, *policy.label_thresholds.values()]):
         return policy, chosen, ""
-    before = _pair_accuracy(policy, pred, conf, margin, correct, next_correct, labels)
     raised = policy.model_copy(update={
         "threshold": max(policy.threshold, t),
         "label_thresholds": {lab: max(v, t) for lab, v in policy.label_thresholds.items()}})
-    thr = np.array([raised.threshold_for(labels[p]) for p in pred])
-    accepted = (conf >= thr) & (margin >= raised.min_margin)
-    point = OperatingPoint(threshold=raised.threshold, escalation_rate=float(1.0 - accepted.mean()),
-                           accepted_accuracy=float(correct[accepted].mean()) if accepted.any() else 1.0,
-                           min_margin=raised.min_margin)
-    after = _pair_accuracy(raised, pred, conf, margin, correct, next_correct, labels)
+    was, now = _accepted(policy, pred, conf, margin, labels), _accepted(raised, pred, conf, margin, labels)
+    point = OperatingPoint(threshold=raised.threshold, escalation_rate=float(1.0 - now.mean()),
+                           accepted_accuracy=float(correct[now].mean()) if now.any() else 1.0, min_margin=raised.min_margin)
+    before, after = (float(np.where(a, correct, next_correct).mean()) for a in (was, now))
     why = (f"raised from {chosen.threshold:.3f} to {raised.threshold:.3f}: {next_tier} answers the messages in between "
            f"better; with it, validation accuracy {before:.2%} → {after:.2%}, escalation "
            f"{chosen.escalation_rate:.1%} → {point.escalation_rate:.1%}")
     return raised, point, why
 
 
-def _pair_accuracy(policy: GatePolicy, pred: np.ndarray, conf: np.ndarray, margin: np.ndarray, correct: np.ndarray,
-                   next_correct: np.ndarray, labels: Sequence[str]) -> float:
-    thr = np.array([policy.threshold_for(labels[p]) for p in pred])
-    accepted = (conf >= thr) & (margin >= policy.min_margin)
-    return float(np.where(accepted, correct, next_correct).mean())
+def _accepted(policy: GatePolicy, pred: np.ndarray, conf: np.ndarray, margin: np.ndarray, labels: Sequence[str]) -> np.ndarray:
+    """Which validation rows a single-label ``policy`` accepts (its label's threshold and the margin rule)."""
+    thr = np.array([policy.threshold_for(labels[p]) for p in pred]) if policy.label_thresholds else policy.threshold
+    return (conf >= thr) & (margin >= policy.min_margin)
 
 
 def fit_certified_gate(

@@ -230,13 +230,11 @@ class AcceptancePolicy(BaseModel):
         elif pa >= pg and self.overrule:
             labels, p, kind = list(obs.answer), pa, "llm"
             why = f"fitted policy: P(LLM's {a} right) {pa:.2f} ≥ P(classifier's {g} right) {pg:.2f} → the LLM's label"
-        elif pa >= pg:
-            labels, p, kind = list(obs.guess), pg, "guess"
-            why = (f"fitted policy: P(LLM's {a} right) {pa:.2f} ≥ P(classifier's {g} right) {pg:.2f}, but the LLM did not "
-                   "prove it beats the guess on validation → keeps the classifier's guess")
         else:
             labels, p, kind = list(obs.guess), pg, "guess"
-            why = f"fitted policy: P(LLM's {a} right) {pa:.2f} < P(classifier's {g} right) {pg:.2f} → keeps the classifier's guess"
+            why = (f"fitted policy: P(LLM's {a} right) {pa:.2f} < P(classifier's {g} right) {pg:.2f}" if pa < pg else
+                   f"fitted policy: P(LLM's {a} right) {pa:.2f} ≥ P(classifier's {g} right) {pg:.2f}, but the LLM did not "
+                   "prove it beats the guess on validation") + " → keeps the classifier's guess"
         verdict, band = _bands(p, gate)
         return Outcome(verdict, labels, p, kind, f"{why}; {band}")
 
